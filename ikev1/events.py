@@ -1,0 +1,95 @@
+"""Events the engine hands to its I/O shell (next_event()): small, frozen, plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Phase1Up:
+    local: tuple[str, int]
+    peer: tuple[str, int]
+    icookie: bytes
+    rcookie: bytes
+    initiator: bool
+    exchange: str  # "main" | "aggressive"
+    encryption: str  # e.g. "aes-128"
+    hash: str
+    dh_group: int
+    lifetime_s: int
+    peer_identity: str
+
+
+@dataclass(frozen=True)
+class Phase1Down:
+    peer: tuple[str, int]
+    icookie: bytes
+    rcookie: bytes
+    reason: str  # "expired" | "deleted" | "peer-deleted" | "initial-contact" | "dead"
+
+
+@dataclass(frozen=True)
+class EspKeys:
+    """One direction of an ESP SA, as the data plane installs it."""
+
+    spi: int
+    src: str
+    dst: str
+    enc_alg: str  # "aes-cbc" | "3des-cbc"
+    enc_key: bytes
+    auth_alg: str  # "hmac-sha1" | "hmac-sha256" (128-bit ICV) | "hmac-sha256-96" | "hmac-md5"
+    auth_key: bytes
+
+
+@dataclass(frozen=True)
+class Phase2Up:
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    inbound: EspKeys  # peer -> us; SPI chosen by us
+    outbound: EspKeys  # us -> peer; SPI chosen by the peer
+    mode: str  # "transport" | "tunnel"
+    encapsulation: str  # "none" | "udp" (RFC 3948, NAT-T)
+    encap_ports: tuple[int, int] | None  # (local, peer) UDP ports when encapsulated
+    lifetime_s: int
+    lifetime_kb: int | None
+    local_selector: tuple[str, int, int]  # (network, protocol, port) as negotiated
+    remote_selector: tuple[str, int, int]
+    pfs_group: int | None
+    initiator: bool
+    rekey_of: int | None = None  # inbound SPI of the SA pair this one replaces
+
+
+@dataclass(frozen=True)
+class SaExpired:
+    """A phase-2 SA pair reached its hard lifetime; the data plane removes it."""
+
+    peer: tuple[str, int]
+    spi_in: int
+    spi_out: int
+
+
+@dataclass(frozen=True)
+class SaDeleted:
+    """A phase-2 SA pair is gone (peer delete, our delete, INITIAL-CONTACT, dead peer)."""
+
+    peer: tuple[str, int]
+    spi_in: int
+    spi_out: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerDead:
+    """DPD (RFC 3706) gave up on the peer; its SAs are purged (SaDeleted events precede this)."""
+
+    peer: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class NegotiationFailed:
+    peer: tuple[str, int]
+    phase: int
+    reason: str  # e.g. "NO-PROPOSAL-CHOSEN", "timeout", "authentication failed"
+
+
+Event = Phase1Up | Phase1Down | Phase2Up | SaExpired | SaDeleted | PeerDead | NegotiationFailed
