@@ -1,0 +1,69 @@
+"""ESP cipher and integrity algorithms by the names setkey(8) and the IKE engine use.
+
+Each entry holds what an SA needs at install time; nothing here runs per packet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import CipherAlgorithm, algorithms
+
+
+@dataclass(frozen=True)
+class CipherSpec:
+    name: str
+    block_size: int  # bytes; also the IV length for CBC (RFC 3602 §3, RFC 2451 §3)
+    key_sizes: tuple[int, ...]  # bytes
+    factory: type[CipherAlgorithm]
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    name: str
+    hash: type[hashes.HashAlgorithm]
+    key_size: int  # bytes
+    icv_size: int  # bytes carried on the wire (truncated HMAC output)
+
+
+CIPHERS: dict[str, CipherSpec] = {
+    # RFC 3602: AES-CBC with 128/192/256-bit keys, 16-byte explicit IV.
+    "aes-cbc": CipherSpec("aes-cbc", 16, (16, 24, 32), algorithms.AES),
+    # RFC 2451: 3DES-CBC, 192-bit key, 8-byte explicit IV.
+    "3des-cbc": CipherSpec("3des-cbc", 8, (24,), TripleDES),
+}
+
+AUTHS: dict[str, AuthSpec] = {
+    # RFC 2404: HMAC-SHA1-96.
+    "hmac-sha1": AuthSpec("hmac-sha1", hashes.SHA1, 20, 12),
+    # RFC 4868 §2.3: HMAC-SHA-256-128.
+    "hmac-sha256": AuthSpec("hmac-sha256", hashes.SHA256, 32, 16),
+    # The pre-RFC 4868 96-bit truncation older Linux kernels put on the wire for racoon peers.
+    "hmac-sha256-96": AuthSpec("hmac-sha256-96", hashes.SHA256, 32, 12),
+    # RFC 2403: HMAC-MD5-96.
+    "hmac-md5": AuthSpec("hmac-md5", hashes.MD5, 16, 12),
+}
+
+
+def cipher_spec(name: str, key: bytes) -> CipherSpec:
+    """The cipher for `name`, after checking the key length; ValueError otherwise."""
+    spec = CIPHERS.get(name)
+    if spec is None:
+        raise ValueError(f"unsupported ESP cipher {name!r} (known: {', '.join(CIPHERS)})")
+    if len(key) not in spec.key_sizes:
+        sizes = "/".join(str(8 * k) for k in spec.key_sizes)
+        raise ValueError(f"{name} needs a {sizes}-bit key, got {8 * len(key)} bits")
+    return spec
+
+
+def auth_spec(name: str, key: bytes) -> AuthSpec:
+    """The integrity algorithm for `name`, after checking the key length; ValueError otherwise."""
+    spec = AUTHS.get(name)
+    if spec is None:
+        known = ", ".join(AUTHS)
+        raise ValueError(f"unsupported ESP integrity algorithm {name!r} (known: {known})")
+    if len(key) != spec.key_size:
+        raise ValueError(f"{name} needs a {8 * spec.key_size}-bit key, got {8 * len(key)} bits")
+    return spec

@@ -1,0 +1,277 @@
+"""One ESP security association in transport mode (RFC 4303): seal and open.
+
+Wire format (RFC 4303 §2): SPI(4) | Sequence Number(4) | IV | ciphertext | ICV, where the
+ciphertext covers payload | padding | pad length(1) | next header(1).
+
+Hot path. Every cipher and MAC object is built once, at install:
+- Seal feeds a persistent CBC encryptor a fresh random block R before the plaintext (the
+  explicit-IV construction of TLS 1.1, RFC 4346 §6.2.3.2). The first output block,
+  E(R xor previous-state), is unpredictable and goes on the wire as the IV; the rest is plain
+  CBC chained from it, so the peer decrypts standard ESP.
+- Open feeds a persistent CBC decryptor IV | ciphertext and drops the first output block: CBC
+  decryption of block i only needs ciphertext block i-1, which for the first real block is the IV.
+- The HMAC is a keyed template copied per packet. The ICV is checked in constant time before
+  anything is decrypted, and the replay window moves only after it verified.
+Both persistent contexts are only ever fed whole blocks, so they stay aligned across packets.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import ipaddress
+import math
+import os
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+from esp.algorithms import auth_spec, cipher_spec
+from esp.replay import OK, REPLAYED, ReplayWindow
+
+SEQ_MAX = 0xFFFFFFFF  # RFC 4303 §3.3.3: without ESN the counter must not cycle
+# An outbound SA asks to be rekeyed (soft) this many packets before its counter runs out.
+SEQ_SOFT_MARGIN = 1 << 22
+NEXT_HEADER_NONE = 59  # RFC 4303 §2.6: dummy packet, discarded by the receiver
+_RANDOM_POOL = 4096  # bytes of os.urandom drawn at a time for per-packet random blocks
+# RFC 4303 §2.4: the padding bytes are 1, 2, 3, ...; index by pad length.
+_PAD = tuple(bytes(range(1, n + 1)) for n in range(256))
+
+
+class EspDrop(enum.Enum):
+    """Why seal() or open() produced no packet."""
+
+    MALFORMED = "malformed"  # too short, misaligned, wrong SPI, bad padding
+    ICV_FAILURE = "icv-failure"
+    REPLAYED = "replayed"  # already inside the window
+    TOO_OLD = "too-old"  # left of the window
+    DUMMY = "dummy"  # verified, but next header 59: discard quietly
+    EXPIRED = "expired"  # hard lifetime reached
+    SEQ_EXHAUSTED = "seq-exhausted"  # outbound counter at 2^32-1: rekey needed
+    WRONG_DIRECTION = "wrong-direction"  # seal on an inbound SA or open on an outbound one
+    UNKNOWN_SPI = "unknown-spi"  # for callers that look the SA up first
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """Soft and hard limits; 0 or None means unlimited (setkey/PF_KEY convention)."""
+
+    soft_s: float | None = None
+    hard_s: float | None = None
+    soft_bytes: int | None = None
+    hard_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class EspCounters:
+    packets: int
+    bytes: int
+    replay_drops: int
+    icv_failures: int
+    malformed: int
+    expired_drops: int
+    dummies: int
+
+
+def _limit(value: float | None) -> float:
+    return value if value else math.inf
+
+
+class EspSA:
+    """One direction of an ESP SA. Build it at install; seal()/open() per packet."""
+
+    __slots__ = (
+        "spi", "src", "dst", "enc_alg", "enc_key", "auth_alg", "auth_key", "direction",
+        "lifetime", "created", "first_used", "seq", "replay",
+        "packets", "bytes", "replay_drops", "icv_failures", "malformed", "expired_drops",
+        "dummies",
+        "_bs", "_icv", "_fixed", "_min_len", "_spi_bytes", "_enc", "_dec", "_mac",
+        "_hard_at", "_hard_bytes", "_soft_at", "_soft_bytes", "_trailers", "_pool", "_pool_at",
+    )
+
+    def __init__(
+        self,
+        spi: int,
+        src: str,
+        dst: str,
+        enc_alg: str,
+        enc_key: bytes,
+        auth_alg: str,
+        auth_key: bytes,
+        *,
+        direction: str,
+        replay_window: int = 1024,
+        lifetime: Lifetime | None = None,
+        now: float = 0.0,
+    ) -> None:
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+        if not 256 <= spi <= SEQ_MAX:
+            # RFC 4303 §2.1: SPIs 1-255 are reserved by IANA, 0 is local-only.
+            raise ValueError(f"SPI {spi:#x} is outside 256..2^32-1")
+        cspec = cipher_spec(enc_alg, enc_key)
+        aspec = auth_spec(auth_alg, auth_key)
+        self.spi = spi
+        self.src = str(ipaddress.ip_address(src))
+        self.dst = str(ipaddress.ip_address(dst))
+        self.enc_alg = enc_alg
+        self.enc_key = bytes(enc_key)
+        self.auth_alg = auth_alg
+        self.auth_key = bytes(auth_key)
+        self.direction = direction
+        self.lifetime = lifetime or Lifetime()
+        self.created = now
+        self.first_used: float | None = None
+        self.seq = 0  # outbound: last number sent; the first packet carries 1
+        self.replay = ReplayWindow(replay_window)
+        self.packets = self.bytes = 0
+        self.replay_drops = self.icv_failures = self.malformed = 0
+        self.expired_drops = self.dummies = 0
+
+        bs = cspec.block_size
+        self._bs = bs
+        self._icv = aspec.icv_size
+        self._fixed = 8 + aspec.icv_size  # SPI, sequence number, ICV
+        self._min_len = self._fixed + 2 * bs  # IV plus at least one block (pad length, next header)
+        self._spi_bytes = spi.to_bytes(4, "big")
+        # The starting chaining value is never seen: every packet begins with a random block.
+        cipher = Cipher(cspec.factory(self.enc_key), modes.CBC(os.urandom(bs)))
+        self._enc = cipher.encryptor().update
+        self._dec = cipher.decryptor().update
+        self._mac = crypto_hmac.HMAC(self.auth_key, aspec.hash())
+        lt = self.lifetime
+        self._soft_at = now + _limit(lt.soft_s)
+        self._hard_at = now + _limit(lt.hard_s)
+        self._soft_bytes = _limit(lt.soft_bytes)
+        self._hard_bytes = _limit(lt.hard_bytes)
+        self._trailers: dict[int, tuple[bytes, ...]] = {}
+        self._pool = b""
+        self._pool_at = _RANDOM_POOL
+
+    # -- per packet -------------------------------------------------------------------------
+
+    def seal(self, payload: bytes, next_header: int, now: float) -> bytes | EspDrop:
+        """The ESP packet (SPI .. ICV, no IP header) carrying `payload`, or why not."""
+        if self.direction != "out":
+            return EspDrop.WRONG_DIRECTION
+        if now >= self._hard_at or self.bytes >= self._hard_bytes:
+            self.expired_drops += 1
+            return EspDrop.EXPIRED
+        seq = self.seq
+        if seq >= SEQ_MAX:
+            self.expired_drops += 1
+            return EspDrop.SEQ_EXHAUSTED
+        seq += 1
+        self.seq = seq
+        trailers = self._trailers.get(next_header)
+        if trailers is None:
+            trailers = self._make_trailers(next_header)
+        n = len(payload)
+        at = self._pool_at
+        if at >= _RANDOM_POOL:
+            self._pool = os.urandom(_RANDOM_POOL)
+            at = 0
+        bs = self._bs
+        self._pool_at = at + bs
+        body = self._enc(b"".join((self._pool[at:at + bs], payload, trailers[n % bs])))
+        head = self._spi_bytes + seq.to_bytes(4, "big")
+        mac = self._mac.copy()
+        mac.update(head)
+        mac.update(body)
+        self.packets += 1
+        self.bytes += n
+        if self.first_used is None:
+            self.first_used = now
+        return b"".join((head, body, mac.finalize()[:self._icv]))
+
+    def open(self, packet: bytes, now: float) -> tuple[int, bytes] | EspDrop:
+        """(next header, payload) from an ESP packet (SPI .. ICV), or why it was dropped."""
+        if self.direction != "in":
+            return EspDrop.WRONG_DIRECTION
+        n = len(packet)
+        bs = self._bs
+        if n < self._min_len or (n - self._fixed) % bs or packet[:4] != self._spi_bytes:
+            self.malformed += 1
+            return EspDrop.MALFORMED
+        if now >= self._hard_at or self.bytes >= self._hard_bytes:
+            self.expired_drops += 1
+            return EspDrop.EXPIRED
+        seq = int.from_bytes(packet[4:8], "big")
+        replay = self.replay
+        verdict = replay.check(seq)
+        if verdict != OK:
+            self.replay_drops += 1
+            return EspDrop.REPLAYED if verdict == REPLAYED else EspDrop.TOO_OLD
+        end = n - self._icv
+        view = memoryview(packet)
+        mac = self._mac.copy()
+        mac.update(view[:end])
+        # RFC 4303 §3.4.4: integrity first, in constant time, before any decryption.
+        if not hmac.compare_digest(mac.finalize()[:self._icv], view[end:]):
+            self.icv_failures += 1
+            return EspDrop.ICV_FAILURE
+        replay.accept(seq)
+        plain = self._dec(view[8:end])  # first block is junk: see the module docstring
+        pad_len = plain[-2]
+        stop = len(plain) - 2 - pad_len
+        if stop < bs or plain[stop:-2] != _PAD[pad_len]:
+            self.malformed += 1
+            return EspDrop.MALFORMED
+        next_header = plain[-1]
+        if next_header == NEXT_HEADER_NONE:
+            self.dummies += 1
+            return EspDrop.DUMMY
+        self.packets += 1
+        self.bytes += stop - bs
+        if self.first_used is None:
+            self.first_used = now
+        return next_header, plain[bs:stop]
+
+    def _make_trailers(self, next_header: int) -> tuple[bytes, ...]:
+        """Padding | pad length | next header for each payload length modulo the block size."""
+        if not 0 <= next_header <= 255:
+            raise ValueError(f"next header {next_header} is not a protocol number")
+        bs = self._bs
+        trailers = []
+        for rem in range(bs):
+            pad_len = (-(rem + 2)) % bs  # RFC 4303 §2.4: align the trailer to the block size
+            trailers.append(_PAD[pad_len] + bytes((pad_len, next_header)))
+        table = self._trailers[next_header] = tuple(trailers)
+        return table
+
+    # -- state, for the SAD, dumps and the daemon -----------------------------------------------
+
+    @property
+    def counters(self) -> EspCounters:
+        return EspCounters(
+            self.packets, self.bytes, self.replay_drops, self.icv_failures, self.malformed,
+            self.expired_drops, self.dummies,
+        )
+
+    @property
+    def block_size(self) -> int:
+        return self._bs
+
+    @property
+    def icv_size(self) -> int:
+        return self._icv
+
+    def lifetime_state(self, now: float) -> str:
+        """'mature', 'dying' (soft limit reached: rekey) or 'dead' (hard: seals/opens nothing),
+        the state names setkey -D prints."""
+        if now >= self._hard_at or self.bytes >= self._hard_bytes:
+            return "dead"
+        if self.direction == "out" and self.seq >= SEQ_MAX:
+            return "dead"
+        if now >= self._soft_at or self.bytes >= self._soft_bytes:
+            return "dying"
+        if self.direction == "out" and self.seq >= SEQ_MAX - SEQ_SOFT_MARGIN:
+            return "dying"
+        return "mature"
+
+    def __repr__(self) -> str:
+        return (
+            f"EspSA(spi={self.spi:#010x}, {self.src}->{self.dst}, {self.direction}, "
+            f"{self.enc_alg}/{self.auth_alg})"
+        )
