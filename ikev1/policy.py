@@ -76,6 +76,7 @@ class RemotePolicy:
     nonce_size: int = 16
     lifetime_s: int = 28800
     ike_frag: bool = False
+    port: int = 500  # `remote ADDRESS [PORT]`: the peer's IKE port
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,6 @@ class EngineConfig:
     natt_port: int = 4500
     pad_randomize: bool = False
     pad_strict_check: bool = False
+    pad_randomize_length: bool = False  # racoon `padding { randomize_length; }`
+    pad_max_length: int = 20  # `maximum_length`
+    pad_exclusive_tail: bool = True  # `exclusive_tail`: last pad byte holds the pad length
