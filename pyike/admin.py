@@ -1,0 +1,108 @@
+"""The control socket: a Unix stream socket (mode 0600 by default) speaking JSON lines.
+
+Request: `{"verb": "show-sa", "args": ["esp"], "json": false}`; reply: `{"ok": true, "text":
+"...", "data": ...}` or `{"ok": false, "error": "..."}`, one line each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("pyike.admin")
+
+MAX_REQUEST = 64 * 1024
+DEFAULT_SOCKET = "/run/pyike/pyike.sock"
+
+Handler = Callable[[str, list[str], bool], Awaitable[dict[str, Any]]]
+
+
+class AdminServer:
+    def __init__(self, path: str, mode: int, handler: Handler) -> None:
+        self.path = path
+        self.mode = mode
+        self.handler = handler
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        old = os.umask(0o177)  # no window in which others could connect
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=self.path,
+                                                           limit=MAX_REQUEST)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, self.mode)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await _reply(writer, {"ok": False, "error": "request too long"})
+                    return
+                if not line:
+                    return
+                await _reply(writer, await self._dispatch(line))
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            verb = req["verb"]
+            args = [str(a) for a in req.get("args", [])]
+            want_json = bool(req.get("json", False))
+            if not isinstance(verb, str):
+                raise TypeError("verb must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+        try:
+            return await self.handler(verb, args, want_json)
+        except Exception as exc:  # a failing verb must not take the daemon down
+            log.exception("admin verb %s failed", verb)
+            return {"ok": False, "error": f"{verb}: {exc}"}
+
+
+async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+    writer.write(json.dumps(reply, default=str).encode() + b"\n")
+    await writer.drain()
+
+
+def request(path: str, verb: str, args: list[str] | None = None, want_json: bool = False,
+            timeout: float = 30.0) -> dict[str, Any]:
+    """One request/reply on the control socket (the client side, used by pyikectl and tests)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps({"verb": verb, "args": args or [], "json": want_json}).encode()
+                  + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)

@@ -1,0 +1,140 @@
+"""pyike: the daemon's command line, with racoon's flags.
+
+    pyike -f CONF [-F] [-v] [-d] [-l LOGFILE] [-t]
+
+-t checks CONF and every file it pulls in and prints `OK` or `FILE:LINE: message` lines.
+Without -F the daemon detaches, writes its pid file, and the command returns once it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+
+from pyike import logsetup
+
+log = logging.getLogger("pyike")
+
+DEFAULT_CONF = "/etc/racoon/racoon.conf"
+DEFAULT_PIDFILE = "/run/pyike/pyike.pid"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pyike", description="IKEv1 daemon with a GRE/ESP data plane")
+    p.add_argument("-f", dest="conf", default=DEFAULT_CONF, help="racoon.conf to use")
+    p.add_argument("-F", dest="foreground", action="store_true", help="stay in the foreground")
+    p.add_argument("-v", dest="verbose", action="count", default=0, help="more verbose logs")
+    p.add_argument("-d", dest="debug", action="count", default=0, help="debug logs")
+    p.add_argument("-l", dest="logfile", help="log to this file")
+    p.add_argument("-t", dest="test", action="store_true", help="check the configuration, exit")
+    return p
+
+
+def format_error(err) -> str:
+    return f"{err.file}:{err.line}: {err.message}"
+
+
+def check(path: str) -> int:
+    from pyike import config
+
+    errors = config.check(path)
+    if not errors:
+        print("OK")
+        return 0
+    for err in errors:
+        print(format_error(err))
+    return 1
+
+
+def _load(path: str):
+    from pyike import config
+
+    errors = config.check(path)
+    if errors:
+        for err in errors:
+            print(format_error(err), file=sys.stderr)
+        return None
+    return config.load(path)
+
+
+def _detach() -> int | None:
+    """Double fork. Returns the readiness pipe's write end in the daemon; never returns in the
+    caller, which exits with the daemon's start-up status."""
+    r, w = os.pipe()
+    if os.fork():
+        os.close(w)
+        status = os.read(r, 512)
+        if status != b"ok":
+            msg = status.decode(errors="replace") or "daemon exited during start-up"
+            print(f"pyike: {msg}", file=sys.stderr)
+            os._exit(1)
+        os._exit(0)
+    os.close(r)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    return w
+
+
+def _write_pidfile(path: str) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def run(opts: argparse.Namespace) -> int:
+    cfg = _load(opts.conf)
+    if cfg is None:
+        return 1
+    level = logsetup.level_for(getattr(cfg, "log_level", None), opts.verbose + opts.debug)
+    ready_fd = None if opts.foreground else _detach()
+    logsetup.setup(level, foreground=opts.foreground, logfile=opts.logfile)
+    pidfile = getattr(cfg, "pidfile", None) or DEFAULT_PIDFILE
+
+    from pyike.daemon import Daemon
+
+    def ready() -> None:
+        if ready_fd is not None:
+            os.write(ready_fd, b"ok")
+            os.close(ready_fd)
+
+    try:
+        daemon = Daemon(cfg, opts.conf)
+        daemon.start_dataplane()
+        if not opts.foreground:
+            _write_pidfile(pidfile)
+        daemon.on_ready = ready
+        code = asyncio.run(daemon.run())
+    except Exception as exc:
+        log.error("cannot run: %s", exc, exc_info=opts.verbose + opts.debug > 0)
+        if ready_fd is not None:
+            os.write(ready_fd, str(exc).encode()[:500])
+        else:
+            print(f"pyike: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not opts.foreground:
+            with contextlib.suppress(OSError):
+                os.unlink(pidfile)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    if opts.test:
+        return check(opts.conf)
+    return run(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""The IKE process: an asyncio shell around the sans-I/O engine.
+
+It owns the UDP 500/4500 sockets, the engine's timers, the control socket, the script hooks and
+the signals; it forks the forwarding process (pyike.dataplane) and feeds it SA installs and
+deletes over a pipe, so that IKE work never holds up a packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import logging
+import os
+import signal
+import socket
+import struct
+import time
+from typing import Any
+
+from ikev1 import events as ev
+from ikev1.policy import TrafficSelector
+from pyike import pipe
+from pyike.admin import DEFAULT_SOCKET, AdminServer
+from pyike.dataplane import SaSpec, TunnelSpec
+from pyike.dataplane import start as start_dataplane
+from pyike.hooks import run_hook
+from pyike.tun import inner_mtu, outer_mtu_towards
+
+log = logging.getLogger("pyike")
+
+IPPROTO_GRE = 47
+ACQUIRE_GUARD_S = 30.0  # an acquire for a pair already being negotiated is ignored this long
+DATAPLANE_START_S = 10.0
+QUERY_TIMEOUT_S = 5.0
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+def tunnel_specs(config) -> list[TunnelSpec]:
+    """TunnelSpecs for the `gre` blocks; the default MTU leaves room for GRE and ESP."""
+    specs = []
+    for g in getattr(config, "gre_tunnels", ()):
+        key = getattr(g, "key", None)
+        mtu = getattr(g, "mtu", None) or inner_mtu(
+            outer_mtu_towards(str(g.remote)), ipv6=ipaddress.ip_address(str(g.remote)).version == 6,
+            gre_key=key is not None)
+        specs.append(TunnelSpec(g.name, str(g.local), str(g.remote), str(g.address), str(g.peer),
+                                int(mtu), key))
+    return specs
+
+
+def setkey_files(config) -> list:
+    return [sf for _path, sf in getattr(config, "setkey", ())]
+
+
+def _listen_addresses(config) -> list[tuple[str, int]]:
+    """(address, port) pairs to bind for IKE; racoon listens on every address when none given."""
+    out = []
+    for item in tuple(getattr(config, "listen_isakmp", ()) or ()) + tuple(
+            getattr(config, "listen_natt", ()) or ()):
+        if isinstance(item, tuple):
+            out.append((str(item[0]), int(item[1])))
+        else:
+            out.append((str(item), 500))
+    if not out:
+        engine = config.engine
+        out = [("0.0.0.0", engine.isakmp_port)]
+    return out
+
+
+class Daemon:
+    def __init__(self, config, config_path: str) -> None:
+        from ikev1.engine import Engine  # imported here so `pyike -t` needs no engine
+
+        self.config = config
+        self.config_path = config_path
+        self.engine = Engine(config.engine)
+        self.started_wall = time.time()
+        self.tunnels = tunnel_specs(config)
+        self.dp_pid = 0
+        self.dp: socket.socket | None = None
+        self.socks: dict[tuple[str, int], socket.socket] = {}
+        self.pairs: dict[int, ev.Phase2Up] = {}  # inbound SPI -> the SA pair
+        self.out_to_in: dict[int, int] = {}
+        self.acquiring: dict[tuple[str, str], float] = {}
+        self.replies: dict[int, asyncio.Future] = {}
+        self.req_ids = itertools.count(1)
+        self.timer: asyncio.TimerHandle | None = None
+        self.admin: AdminServer | None = None
+        self.stopping: asyncio.Event | None = None
+        self.on_ready = lambda: None  # called once the control socket is up
+        self.counters = {"ike_in": 0, "ike_out": 0, "ike_send_errors": 0, "acquires": 0,
+                         "phase1_up": 0, "phase2_up": 0, "negotiation_failed": 0, "dead_peers": 0}
+
+    # --- start / stop --------------------------------------------------------------------------
+
+    def start_dataplane(self) -> None:
+        """Fork the forwarding process (before any event loop exists) and wait for it."""
+        self.dp_pid, self.dp = start_dataplane(self.tunnels, setkey_files(self.config))
+        self.dp.settimeout(DATAPLANE_START_S)
+        msg = pipe.recv(self.dp)
+        if not msg or msg[0] != "ready":
+            detail = msg[1] if msg and len(msg) > 1 else "exited"
+            raise RuntimeError(f"forwarding process did not start: {detail}")
+        self.dp.setblocking(False)
+        for t in self.tunnels:
+            log.info("%s: GRE %s->%s, %s peer %s, mtu %d", t.name, t.local, t.remote, t.address,
+                     t.peer, t.mtu)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self._open_ike_sockets(loop)
+        loop.add_reader(self.dp.fileno(), self._from_dataplane)
+        path = getattr(self.config, "adminsock", None) or DEFAULT_SOCKET
+        if path != "disabled":
+            self.admin = AdminServer(path, getattr(self.config, "adminsock_mode", None) or 0o600,
+                                     self.handle_admin)
+            await self.admin.start()
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        log.info("pyike started (pid %d, forwarding pid %d)", os.getpid(), self.dp_pid)
+        self.on_ready()
+        self._service()
+        await self.stopping.wait()
+        await self.shutdown()
+        return 0
+
+    async def shutdown(self) -> None:
+        log.info("pyike shutting down: deleting SAs")
+        now = time.monotonic()
+        with contextlib.suppress(Exception):
+            self.engine.flush(now)
+        self._service()
+        if self.admin is not None:
+            await self.admin.close()
+        self._stop_dataplane()
+        for sock in self.socks.values():
+            sock.close()
+        log.info("pyike stopped")
+
+    def _stop_dataplane(self) -> None:
+        if self.dp is None:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            loop.remove_reader(self.dp.fileno())
+        with contextlib.suppress(OSError):
+            pipe.send(self.dp, "stop")
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            pid, _ = os.waitpid(self.dp_pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.dp_pid, signal.SIGKILL)
+            os.waitpid(self.dp_pid, 0)
+        self.dp.close()
+        self.dp = None
+
+    # --- IKE sockets ---------------------------------------------------------------------------
+
+    def _open_ike_sockets(self, loop: asyncio.AbstractEventLoop) -> None:
+        for addr, port in _listen_addresses(self.config):
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.bind((addr, port))
+            sock.setblocking(False)
+            self.socks[(addr, port)] = sock
+            loop.add_reader(sock.fileno(), self._from_ike, sock, port)
+            log.info("listening on %s[%d]", addr, port)
+
+    def _from_ike(self, sock: socket.socket, port: int) -> None:
+        for _ in range(32):
+            try:
+                data, anc, _flags, peer = sock.recvmsg(65535, socket.CMSG_SPACE(12))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("IKE socket error: %s", exc)
+                break
+            local = (sock.getsockname()[0], port)
+            for level, kind, cdata in anc:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= 12:
+                    local = (socket.inet_ntoa(cdata[8:12]), port)  # ipi_addr: the destination
+            self.counters["ike_in"] += 1
+            try:
+                self.engine.receive_datagram(data, local, (peer[0], peer[1]), time.monotonic())
+            except Exception:  # the engine should never raise; one bad datagram must not stop us
+                log.exception("engine failed on a datagram from %s[%d]", peer[0], peer[1])
+        self._service()
+
+    def _send_ike(self, data: bytes, local: tuple[str, int], peer: tuple[str, int]) -> None:
+        sock = self.socks.get((local[0], local[1]))
+        try:
+            if sock is not None:
+                sock.sendto(data, (peer[0], peer[1]))
+            else:  # a wildcard socket: choose the source address with IP_PKTINFO
+                sock = next((s for (a, p), s in self.socks.items() if p == local[1]), None) \
+                    or next(iter(self.socks.values()))
+                info = struct.pack("=I4s4s", 0, socket.inet_aton(local[0]),
+                                   socket.inet_aton("0.0.0.0"))
+                sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)],
+                              0, (peer[0], peer[1]))
+            self.counters["ike_out"] += 1
+        except OSError as exc:
+            self.counters["ike_send_errors"] += 1
+            log.debug("sending to %s[%d] failed: %s", peer[0], peer[1], exc)
+
+    # --- the engine ----------------------------------------------------------------------------
+
+    def _service(self) -> None:
+        """After anything the engine was told: send, handle events, re-arm the timer."""
+        for data, local, peer in self.engine.datagrams_to_send():
+            self._send_ike(data, local, peer)
+        while (event := self.engine.next_event()) is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("handling %s failed", type(event).__name__)
+        for data, local, peer in self.engine.datagrams_to_send():
+            self._send_ike(data, local, peer)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        when = self.engine.get_timer()
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_at(max(when, loop.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        try:
+            self.engine.handle_timer(time.monotonic())
+        except Exception:
+            log.exception("engine timer failed")
+        self._service()
+
+    def _on_event(self, e: Any) -> None:
+        if isinstance(e, ev.Phase1Up):
+            self.counters["phase1_up"] += 1
+            log.info("ISAKMP-SA established %s[%d]-%s[%d] spi:%s:%s", e.local[0], e.local[1],
+                     e.peer[0], e.peer[1], e.icookie.hex(), e.rcookie.hex())
+            self._hook("phase1_up", e.local, e.peer, e.peer_identity)
+        elif isinstance(e, ev.Phase1Down):
+            log.info("ISAKMP-SA deleted %s[%d] spi:%s:%s (%s)", e.peer[0], e.peer[1],
+                     e.icookie.hex(), e.rcookie.hex(), e.reason)
+            self._hook("phase1_down", None, e.peer, "")
+        elif isinstance(e, ev.Phase2Up):
+            self._install(e)
+        elif isinstance(e, ev.SaExpired | ev.SaDeleted):
+            self._uninstall(e.spi_in, e.spi_out)
+            what = "expired" if isinstance(e, ev.SaExpired) else f"deleted ({e.reason})"
+            log.info("IPsec-SA %s: ESP spi_in=%d(0x%08x) spi_out=%d(0x%08x)", what, e.spi_in,
+                     e.spi_in, e.spi_out, e.spi_out)
+        elif isinstance(e, ev.PeerDead):
+            self.counters["dead_peers"] += 1
+            log.warning("DPD: remote %s[%d] seems to be dead", e.peer[0], e.peer[1])
+            self._clear_acquire(e.peer[0])
+            self._hook("phase1_dead", None, e.peer, "")
+        elif isinstance(e, ev.NegotiationFailed):
+            self.counters["negotiation_failed"] += 1
+            log.warning("phase %d negotiation with %s[%d] failed: %s", e.phase, e.peer[0],
+                        e.peer[1], e.reason)
+            self._clear_acquire(e.peer[0])
+
+    def _install(self, e: ev.Phase2Up) -> None:
+        self.counters["phase2_up"] += 1
+        kb = e.lifetime_kb or 0
+        for keys, direction in ((e.inbound, "in"), (e.outbound, "out")):
+            spec = SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
+                          (e.local_selector, e.remote_selector))
+            self._to_dataplane("install", spec)
+            log.info("IPsec-SA established: ESP/%s %s[0]->%s[0] spi=%d(0x%08x)",
+                     e.mode.capitalize(), keys.src, keys.dst, keys.spi, keys.spi)
+        self.pairs[e.inbound.spi] = e
+        self.out_to_in[e.outbound.spi] = e.inbound.spi
+        self._clear_acquire(e.peer[0])
+
+    def _uninstall(self, spi_in: int, spi_out: int) -> None:
+        self.pairs.pop(spi_in, None)
+        self.out_to_in.pop(spi_out, None)
+        self._to_dataplane("remove", spi_in, "in")
+        self._to_dataplane("remove", spi_out, "out")
+
+    def _clear_acquire(self, peer: str) -> None:
+        for pair in [p for p in self.acquiring if p[1] == peer]:
+            del self.acquiring[pair]
+
+    def _hook(self, event: str, local, peer, peer_id: str) -> None:
+        path = self._script_for(event, peer[0] if peer else None)
+        if path:
+            env = {"REMOTE_ADDR": peer[0], "REMOTE_PORT": str(peer[1]), "REMOTE_ID": peer_id}
+            if local:
+                env.update(LOCAL_ADDR=local[0], LOCAL_PORT=str(local[1]))
+            else:
+                env.update(LOCAL_ADDR=self._local_for(peer[0]), LOCAL_PORT="500")
+            asyncio.ensure_future(run_hook(path, event, env))
+
+    def _script_for(self, event: str, peer: str | None) -> str | None:
+        scripts = getattr(self.config, "scripts", None) or {}
+        if isinstance(scripts, dict):
+            entry = scripts.get(peer, scripts) if peer in scripts else scripts
+            value = entry.get(event) if isinstance(entry, dict) else None
+            return str(value) if value else None
+        for item in scripts:  # tuples of (remote, event, path)
+            if len(item) == 3 and item[1] == event and item[0] in (peer, "anonymous", None):
+                return str(item[2])
+        return None
+
+    def _local_for(self, peer: str) -> str:
+        for t in self.tunnels:
+            if t.remote == peer:
+                return t.local
+        return ""
+
+    # --- the forwarding process ----------------------------------------------------------------
+
+    def _to_dataplane(self, *message: Any) -> None:
+        if self.dp is None:
+            return
+        try:
+            self.dp.setblocking(True)
+            pipe.send(self.dp, *message)
+        except OSError as exc:
+            log.error("forwarding process unreachable: %s", exc)
+            if self.stopping is not None:
+                self.stopping.set()
+        finally:
+            if self.dp is not None:
+                self.dp.setblocking(False)
+
+    def _from_dataplane(self) -> None:
+        while self.dp is not None:
+            try:
+                msg = pipe.recv(self.dp)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                msg = None
+            if msg is None:
+                log.error("forwarding process exited")
+                asyncio.get_running_loop().remove_reader(self.dp.fileno())
+                self.dp.close()
+                self.dp = None
+                self.stopping.set()
+                return
+            verb = msg[0]
+            if verb == "acquire":
+                self._acquire(msg[1], msg[2])
+            elif verb == "expire":
+                self._expire(msg[1], msg[2], msg[3])
+            elif verb == "reply":
+                fut = self.replies.pop(msg[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg[2])
+            elif verb == "error":
+                log.error("forwarding process: %s", msg[1])
+        self._service()
+
+    def _acquire(self, local: str, remote: str) -> None:
+        now = time.monotonic()
+        if now - self.acquiring.get((local, remote), -ACQUIRE_GUARD_S) < ACQUIRE_GUARD_S:
+            return
+        self.acquiring[(local, remote)] = now
+        self.counters["acquires"] += 1
+        bits = 32 if ":" not in local else 128
+        log.info("initiate new phase 2 negotiation: %s[0]<=>%s[0]", local, remote)
+        try:
+            self.engine.initiate(
+                remote, now,
+                local_selector=TrafficSelector(ipaddress.ip_network(f"{local}/{bits}"),
+                                               IPPROTO_GRE, 0),
+                remote_selector=TrafficSelector(ipaddress.ip_network(f"{remote}/{bits}"),
+                                                IPPROTO_GRE, 0))
+        except Exception as exc:
+            log.warning("cannot negotiate with %s: %s", remote, exc)
+
+    def _expire(self, spi: int, direction: str, kind: str) -> None:
+        spi_in = self.out_to_in.get(spi) if direction == "out" else spi
+        pair = self.pairs.get(spi_in)
+        if pair is None:
+            return  # a manual SA, or one the engine already removed
+        now = time.monotonic()
+        if kind == "hard":
+            self.engine.sa_hard_expired(spi_in, now)
+        elif pair.lifetime_kb:  # time lifetimes are the engine's own; bytes only we can see
+            self.engine.sa_soft_expired(spi_in, now)
+
+    async def query(self, what: str) -> Any:
+        if self.dp is None:
+            raise RuntimeError("forwarding process not running")
+        req = next(self.req_ids)
+        fut = asyncio.get_running_loop().create_future()
+        self.replies[req] = fut
+        self._to_dataplane("query", req, what)
+        try:
+            return await asyncio.wait_for(fut, QUERY_TIMEOUT_S)
+        finally:
+            self.replies.pop(req, None)
+
+    # --- reload --------------------------------------------------------------------------------
+
+    async def reload(self) -> list[str]:
+        """SIGHUP / reload-config: new configuration and SPD; SAs that still match stay."""
+        from pyike import config as config_mod
+
+        try:
+            new = config_mod.load(self.config_path)
+        except Exception as exc:
+            errors = [str(e) for e in getattr(exc, "errors", [exc])]
+            for line in errors:
+                log.error("reload refused: %s", line)
+            return errors
+        if tunnel_specs(new) != self.tunnels:
+            log.warning("gre blocks changed: they take effect on restart")
+        self.config = new
+        reconfigure = getattr(self.engine, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(new.engine, time.monotonic())
+        self._to_dataplane("setkey", setkey_files(new))
+        self._prune_unmatched(new)
+        log.info("configuration reloaded from %s", self.config_path)
+        self._service()
+        return []
+
+    def _prune_unmatched(self, new) -> None:
+        """Delete negotiated SAs that no `out` ipsec policy of the new SPD covers any more."""
+        from spd.db import SPD
+
+        spd = SPD()
+        for sf in setkey_files(new):
+            spd.apply(sf)
+        now = time.monotonic()
+        for spi_in, pair in list(self.pairs.items()):
+            p = spd.lookup("out", pair.outbound.src, pair.outbound.dst, IPPROTO_GRE, 0, 0, None)
+            if p is None or p.action != "ipsec":
+                log.info("policy for %s->%s gone: deleting its SAs", pair.outbound.src,
+                         pair.outbound.dst)
+                self.engine.delete_phase2(spi_in, now)
+
+    # --- control socket ------------------------------------------------------------------------
+
+    async def handle_admin(self, verb: str, args: list[str], want_json: bool) -> dict[str, Any]:
+        from pyike.control import dispatch
+
+        return await dispatch(self, verb, args, want_json)

@@ -1,0 +1,407 @@
+"""The forwarding process: TUN <-> GRE <-> ESP <-> raw sockets, fed SA installs over a pipe.
+
+It runs in its own process so that IKE work (a DH computation, a config reload) never stalls a
+packet. The IKE process sends `install`, `remove`, `setkey`, `flush`, `query` and `stop`
+messages; this process answers queries and reports `acquire` (an outbound policy needs an SA)
+and `expire` (an SA reached a soft or hard lifetime).
+
+Outbound: TUN read -> gre.encap -> SPD `out` lookup (cached per tunnel) -> EspSA.seal -> raw
+IPPROTO_ESP socket. Inbound: raw ESP socket -> SA by SPI -> open -> SPD `in` check -> gre.decap
+-> TUN write. Plain GRE (raw protocol-47 socket) is accepted only where no `require` policy
+covers it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from ikev1.events import EspKeys
+from pyike import pipe
+from pyike.sadb import SadState, manual_sas_of
+from pyike.tun import TunDevice
+
+log = logging.getLogger("pyike.dataplane")
+
+IPPROTO_ESP = 50  # RFC 4303 §2 (IANA protocol number)
+IPPROTO_GRE = 47  # RFC 2784
+QUEUE_WHILE_ACQUIRING = 8  # packets kept while an SA is negotiated (racoon/kernel keep one)
+ACQUIRE_RETRY_S = 1.0  # the kernel repeats an acquire no more often than this
+BATCH = 64  # packets read per readiness event before looking at the other descriptors
+HOUSEKEEPING_S = 1.0  # lifetime checks
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    """What the forwarding process needs of a `gre` block."""
+
+    name: str
+    local: str
+    remote: str
+    address: str
+    peer: str
+    mtu: int
+    key: int | None = None
+
+
+@dataclass(frozen=True)
+class SaSpec:
+    """One direction of a negotiated SA, as the IKE process installs it."""
+
+    keys: EspKeys
+    direction: str  # "in" | "out"
+    lifetime_s: int = 0
+    lifetime_bytes: int = 0
+    peer: tuple[str, int] | None = None
+    selectors: tuple = field(default=())
+
+
+class Counters:
+    __slots__ = (
+        "tun_in", "esp_out", "esp_out_bytes", "esp_in", "esp_in_bytes", "gre_clear_out",
+        "gre_clear_in", "no_sa_dropped", "queued", "acquires", "discarded", "seal_dropped",
+        "open_dropped", "unknown_spi", "policy_dropped", "gre_clear_dropped", "malformed",
+        "tun_out", "send_errors",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Tunnel:
+    """Runtime state of one GRE tunnel; the out-policy and out-SA are cached here."""
+
+    __slots__ = ("spec", "tun", "fd", "out_action", "out_sa", "cache_gen", "queue",
+                 "acquired_at", "in_require", "in_action")
+
+    def __init__(self, spec: TunnelSpec, tun: TunDevice | None) -> None:
+        self.spec = spec
+        self.tun = tun
+        self.fd = tun.fileno() if tun is not None else -1
+        self.out_action: str | None = None
+        self.out_sa = None
+        self.cache_gen = -1
+        self.queue: list[bytes] = []
+        self.acquired_at = -ACQUIRE_RETRY_S
+        self.in_require = False
+        self.in_action: str | None = None
+
+
+class DataPlane:
+    """The forwarding loop. `run()` returns when told to stop or when the IKE process is gone."""
+
+    def __init__(self, ctl: socket.socket, tunnels: list[TunnelSpec], setkey_files: list,
+                 *, create_tun: bool = True) -> None:
+        self.ctl = ctl
+        self.state = SadState()
+        self.counters = Counters()
+        self.tunnels: list[Tunnel] = []
+        self.by_fd: dict[int, Tunnel] = {}
+        self.by_pair: dict[tuple[str, str], Tunnel] = {}  # (local, remote)
+        for spec in tunnels:
+            tun = TunDevice(spec.name, spec.address, spec.peer, spec.mtu) if create_tun else None
+            t = Tunnel(spec, tun)
+            self.tunnels.append(t)
+            if tun is not None:
+                self.by_fd[t.fd] = t
+            self.by_pair[(spec.local, spec.remote)] = t
+        self.esp_sock = _raw_socket(IPPROTO_ESP)
+        self.gre_sock = _raw_socket(IPPROTO_GRE)
+        self.apply_setkey(setkey_files, time.monotonic())
+        self._running = True
+
+    # --- control -----------------------------------------------------------------------------
+
+    def apply_setkey(self, setkey_files: list, now: float) -> None:
+        self.state.load_setkey(setkey_files, now)
+        locals_ = {t.spec.local for t in self.tunnels}
+        for sa in manual_sas_of(setkey_files, locals_, now):
+            self.state.add(sa)
+        self._refresh_policies()
+
+    def _refresh_policies(self) -> None:
+        for t in self.tunnels:
+            s = t.spec
+            out = self.state.lookup_policy("out", s.local, s.remote, IPPROTO_GRE, s.key)
+            t.out_action = out.action if out is not None else None
+            inp = self.state.lookup_policy("in", s.remote, s.local, IPPROTO_GRE, s.key)
+            t.in_action = inp.action if inp is not None else None
+            t.in_require = inp is not None and inp.action == "ipsec" and any(
+                r.level in ("require", "unique") for r in inp.rules)
+            t.cache_gen = -1
+
+    def _handle_ctl(self, now: float) -> None:
+        try:
+            msg = pipe.recv(self.ctl)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ConnectionResetError:
+            msg = None
+        if msg is None:  # the IKE process is gone: forwarding without it would be unkeyed
+            self._running = False
+            return
+        verb = msg[0]
+        if verb == "install":
+            spec: SaSpec = msg[1]
+            self.state.install(spec, now)
+            self._flush_queues(now)
+        elif verb == "remove":
+            self.state.remove(msg[1], msg[2])
+        elif verb == "setkey":
+            self.apply_setkey(msg[1], now)
+        elif verb == "flush":
+            self.state.flush()
+        elif verb == "query":
+            req_id, what = msg[1], msg[2]
+            pipe.send(self.ctl, "reply", req_id, self._answer(what))
+        elif verb == "stop":
+            self._running = False
+
+    def _answer(self, what: str):
+        wall = time.time()
+        mono = time.monotonic()
+        if what == "counters":
+            return {"counters": self.counters.as_dict(), "tunnels": [
+                {"name": t.spec.name, "local": t.spec.local, "remote": t.spec.remote,
+                 "address": t.spec.address, "peer": t.spec.peer, "mtu": t.spec.mtu,
+                 "out_action": t.out_action, "queued": len(t.queue)} for t in self.tunnels]}
+        return self.state.dump(what, wall, mono)
+
+    # --- packet path -------------------------------------------------------------------------
+
+    def _out_sa(self, t: Tunnel):
+        if t.cache_gen != self.state.generation:
+            t.out_sa = self.state.outbound(t.spec.local, t.spec.remote)
+            t.cache_gen = self.state.generation
+        return t.out_sa
+
+    def _from_tun(self, t: Tunnel, now: float) -> None:
+        c = self.counters
+        fd = t.fd
+        encap = self.state.gre_encap
+        key = t.spec.key
+        for _ in range(BATCH):
+            try:
+                pkt = os.read(fd, 65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            c.tun_in += 1
+            action = t.out_action
+            g = encap(pkt, None, key)
+            if type(g) is not bytes:  # neither IPv4 nor IPv6
+                c.malformed += 1
+                continue
+            if action == "ipsec":
+                sa = t.out_sa if t.cache_gen == self.state.generation else self._out_sa(t)
+                if sa is None:
+                    self._acquire(t, g, now)
+                    continue
+                self._send_esp(t, sa, g, now)
+            elif action == "discard":
+                c.discarded += 1
+            else:  # `none`, or no policy at all: GRE in clear, as the kernel would
+                self._send(self.gre_sock, g, t.spec.remote)
+                c.gre_clear_out += 1
+
+    def _send_esp(self, t: Tunnel, sa, g: bytes, now: float) -> None:
+        out = sa.seal(g, IPPROTO_GRE, now)
+        if type(out) is not bytes:
+            self.counters.seal_dropped += 1
+            t.cache_gen = -1  # the SA may have died (hard lifetime, sequence exhausted)
+            return
+        if self._send(self.esp_sock, out, t.spec.remote):
+            self.counters.esp_out += 1
+            self.counters.esp_out_bytes += len(g)
+
+    def _send(self, sock: socket.socket, data: bytes, dst: str) -> bool:
+        try:
+            sock.sendto(data, (dst, 0))
+            return True
+        except OSError:
+            self.counters.send_errors += 1
+            return False
+
+    def _acquire(self, t: Tunnel, g: bytes, now: float) -> None:
+        c = self.counters
+        if len(t.queue) < QUEUE_WHILE_ACQUIRING:
+            t.queue.append(g)
+            c.queued += 1
+        else:
+            c.no_sa_dropped += 1
+        if now - t.acquired_at >= ACQUIRE_RETRY_S:
+            t.acquired_at = now
+            c.acquires += 1
+            pipe.send(self.ctl, "acquire", t.spec.local, t.spec.remote)
+
+    def _flush_queues(self, now: float) -> None:
+        for t in self.tunnels:
+            if t.queue and t.out_action == "ipsec":
+                sa = self._out_sa(t)
+                if sa is not None:
+                    queued, t.queue = t.queue, []
+                    for g in queued:
+                        self._send_esp(t, sa, g, now)
+
+    def _from_esp(self, now: float) -> None:
+        c = self.counters
+        sock = self.esp_sock
+        inbound = self.state.inbound
+        for _ in range(BATCH):
+            try:
+                data = sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(data) < 28 or data[0] >> 4 != 4:
+                c.malformed += 1
+                continue
+            ihl = (data[0] & 15) * 4
+            spi = int.from_bytes(data[ihl:ihl + 4], "big")
+            sa = inbound(spi)
+            if sa is None:
+                c.unknown_spi += 1
+                continue
+            res = sa.open(memoryview(data)[ihl:], now)
+            if type(res) is not tuple:
+                c.open_dropped += 1
+                continue
+            nh, payload = res
+            src = socket.inet_ntoa(data[12:16])
+            dst = socket.inet_ntoa(data[16:20])
+            t = self.by_pair.get((dst, src))
+            if nh != IPPROTO_GRE or t is None or t.in_action == "discard":
+                c.policy_dropped += 1
+                continue
+            c.esp_in += 1
+            c.esp_in_bytes += len(payload)
+            self._to_tun(t, payload)
+
+    def _from_gre(self) -> None:
+        c = self.counters
+        for _ in range(BATCH):
+            try:
+                data = self.gre_sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(data) < 24 or data[0] >> 4 != 4:
+                c.malformed += 1
+                continue
+            ihl = (data[0] & 15) * 4
+            src = socket.inet_ntoa(data[12:16])
+            dst = socket.inet_ntoa(data[16:20])
+            t = self.by_pair.get((dst, src))
+            if t is None:
+                continue  # not one of our tunnels: none of our business
+            if t.in_require or t.in_action == "discard":
+                c.gre_clear_dropped += 1
+                continue
+            c.gre_clear_in += 1
+            self._to_tun(t, memoryview(data)[ihl:])
+
+    def _to_tun(self, t: Tunnel, gre_packet) -> None:
+        c = self.counters
+        pkt = self.state.gre_decap(bytes(gre_packet))
+        if type(pkt) is not self.state.gre_packet_type or pkt.key != t.spec.key:
+            c.malformed += 1
+            return
+        if t.fd < 0:
+            return
+        try:
+            os.write(t.fd, pkt.payload)
+            c.tun_out += 1
+        except OSError:
+            c.send_errors += 1
+
+    # --- loop --------------------------------------------------------------------------------
+
+    def _housekeeping(self, now: float) -> None:
+        for spi, direction, kind in self.state.expire(now):
+            pipe.send(self.ctl, "expire", spi, direction, kind)
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        self.ctl.setblocking(False)
+        sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+        sel.register(self.esp_sock, selectors.EVENT_READ, "esp")
+        sel.register(self.gre_sock, selectors.EVENT_READ, "gre")
+        for t in self.tunnels:
+            if t.fd >= 0:
+                os.set_blocking(t.fd, False)
+                sel.register(t.fd, selectors.EVENT_READ, t)
+        pipe.send(self.ctl, "ready")
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        try:
+            while self._running:
+                for key, _ in sel.select(HOUSEKEEPING_S):
+                    now = time.monotonic()
+                    what = key.data
+                    if what == "esp":
+                        self._from_esp(now)
+                    elif what == "gre":
+                        self._from_gre()
+                    elif what == "ctl":
+                        self._handle_ctl(now)
+                    else:
+                        self._from_tun(what, now)
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    next_housekeeping = now + HOUSEKEEPING_S
+                    self._housekeeping(now)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for t in self.tunnels:
+            if t.tun is not None:
+                t.tun.close()
+        for sock in (self.esp_sock, self.gre_sock):
+            sock.close()
+
+
+def _raw_socket(proto: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    return sock
+
+
+def start(tunnels: list[TunnelSpec], setkey_files: list) -> tuple[int, socket.socket]:
+    """Fork the forwarding process; returns its pid and our end of the pipe.
+
+    Forking (rather than spawning) keeps the configuration objects without re-parsing; the
+    child closes our end so that it sees EOF — and exits, removing the TUN devices — when the
+    IKE process dies for any reason, even SIGKILL.
+    """
+    ours, theirs = pipe.make_pipe()
+    pid = os.fork()
+    if pid == 0:  # the forwarding process
+        code = 0
+        try:
+            ours.close()
+            # The IKE process owns the signals; this one stops on EOF or `stop`.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            DataPlane(theirs, tunnels, setkey_files).run()
+        except BaseException as exc:  # report, then leave without running the parent's cleanup
+            code = 1
+            try:
+                pipe.send(theirs, "error", f"{type(exc).__name__}: {exc}")
+            except OSError:
+                pass
+            if not isinstance(exc, OSError) or exc.errno != errno.EPIPE:
+                log.error("forwarding process failed: %s", exc)
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, ours

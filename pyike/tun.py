@@ -1,0 +1,79 @@
+"""The TUN side of a `gre` block: the device (python-pytun), its address, peer, MTU and link state
+(pyroute2)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import pytun
+from pyroute2 import IPRoute
+
+log = logging.getLogger("pyike.tun")
+
+IPV4_HEADER = 20  # RFC 791 without options
+IPV6_HEADER = 40  # RFC 8200
+ESP_HEADER = 8  # SPI + sequence number, RFC 4303 §2
+ESP_TRAILER = 2  # pad length + next header, RFC 4303 §2.4-2.6
+AES_BLOCK = 16  # RFC 3602 §3: IV and padding unit
+HMAC_SHA1_96_ICV = 12  # RFC 2404 §3
+GRE_HEADER = 4  # RFC 2784 §2.1
+GRE_KEY = 4  # RFC 2890 §2.1
+DEFAULT_OUTER_MTU = 1500
+
+
+def inner_mtu(outer_mtu: int, *, ipv6: bool = False, gre_key: bool = False,
+              block: int = AES_BLOCK, iv: int = AES_BLOCK, icv: int = HMAC_SHA1_96_ICV) -> int:
+    """The largest inner packet that fits one outer packet after GRE and ESP transport mode.
+
+    The ciphertext (GRE + inner + trailer) is padded to the cipher block size.
+    """
+    room = outer_mtu - (IPV6_HEADER if ipv6 else IPV4_HEADER) - ESP_HEADER - iv - icv
+    ciphertext = room - room % block
+    return ciphertext - ESP_TRAILER - GRE_HEADER - (GRE_KEY if gre_key else 0)
+
+
+def outer_mtu_towards(remote: str) -> int:
+    """The MTU of the link the kernel routes `remote` over: the outer path MTU as we know it."""
+    try:
+        with IPRoute() as ipr:
+            routes = ipr.route("get", dst=remote)
+            oif = routes[0].get_attr("RTA_OIF") if routes else None
+            if oif is None:
+                return DEFAULT_OUTER_MTU
+            link = ipr.link("get", index=oif)[0]
+            return int(link.get_attr("IFLA_MTU") or DEFAULT_OUTER_MTU)
+    except Exception as exc:  # no route yet: fall back to Ethernet's MTU
+        log.debug("no route to %s for the MTU (%s); assuming %d", remote, exc, DEFAULT_OUTER_MTU)
+        return DEFAULT_OUTER_MTU
+
+
+class TunDevice:
+    """One point-to-point TUN device carrying raw IP packets (no packet-information header)."""
+
+    def __init__(self, name: str, address: str, peer: str, mtu: int) -> None:
+        self.name = name
+        self.address = address
+        self.peer = peer
+        self.mtu = mtu
+        self._dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+        self._configure()
+
+    def _configure(self) -> None:
+        local = ipaddress.ip_address(self.address)
+        prefix = 32 if local.version == 4 else 128
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self._dev.name)[0]
+            ipr.link("set", index=index, mtu=self.mtu)
+            ipr.addr("add", index=index, local=self.address, address=self.peer, prefixlen=prefix)
+            ipr.link("set", index=index, state="up")
+
+    def fileno(self) -> int:
+        return self._dev.fileno()
+
+    def close(self) -> None:
+        """Closing the only descriptor of a non-persistent TUN device removes the device."""
+        try:
+            self._dev.close()
+        except OSError:
+            pass
