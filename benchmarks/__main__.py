@@ -1,0 +1,99 @@
+"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR] [--json] [--smoke]
+
+Runs the named benchmarks (all when none is named), prints a table per benchmark, writes PNG
+plots to DIR and, with --json, prints every figure as one JSON document at the end. Benchmarks
+assert nothing: they measure. Every namespace, daemon and temporary file they create is removed
+on return, on error and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import procs
+
+# name -> (module, needs root and network namespaces)
+BENCHMARKS = {
+    "throughput": ("benchmarks.throughput", True),
+    "esp": ("benchmarks.esp_cost", False),
+    "profile": ("benchmarks.profile_packet", True),
+    "handshake": ("benchmarks.handshake", True),
+    "memory": ("benchmarks.memory", False),
+}
+
+
+def machine() -> dict:
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def run_one(name: str, rounds: int, smoke: bool, out_dir: Path) -> dict:
+    module_name, needs_root = BENCHMARKS[name]
+    if needs_root and os.geteuid() != 0:
+        return {"name": name, "error": "needs root (network namespaces, TUN, raw sockets)"}
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return {"name": name, "error": f"not available: {exc}"}
+    started = time.monotonic()
+    try:
+        result = module.run(rounds=rounds, smoke=smoke, out_dir=out_dir)
+    except procs.Missing as exc:
+        return {"name": name, "error": str(exc)}
+    finally:
+        procs.cleanup_all()
+    result.setdefault("name", name)
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="pyike benchmarks: figures beside anchors measured in the same run; "
+        "only ratios are comparable across runs and machines.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    parser.add_argument("--rounds", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="plot directory")
+    parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
+    parser.add_argument("--smoke", action="store_true", help="tiny bounded run (for the tests)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    procs.install_handlers()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "caveat": "shared, noisy machine: only ratios are comparable"}
+    try:
+        for name in args.names or list(BENCHMARKS):
+            print(f"\n== {name} ==", flush=True)
+            result = run_one(name, args.rounds, args.smoke, args.out)
+            if "error" in result:
+                print(f"{name}: skipped: {result['error']}")
+            results[name] = result
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("benchmarks: interrupted; cleaning up", file=sys.stderr)
+        procs.cleanup_all()
+        return 130
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

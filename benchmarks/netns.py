@@ -1,0 +1,142 @@
+"""The benchmark network: four namespaces in a line, joined by veth pairs.
+
+    host A        router A                  router B                  host B
+    10.0.1.2 ---- 10.0.1.1 | 198.18.0.1 ---- 198.18.0.2 | 10.0.2.1 ---- 10.0.2.2
+
+Outer (router-to-router) addresses come from 198.18.0.0/15, LAN addresses from 10.0.0.0/8; no
+packet leaves the namespaces. Namespace names carry a per-process prefix so concurrent runs do
+not collide. Routes between the LANs are left to the tunnel set-up (or `route_plain()`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+from benchmarks import procs
+
+ROUTER_A_WAN = "198.18.0.1"
+ROUTER_B_WAN = "198.18.0.2"
+LAN_A = "10.0.1.0/24"
+LAN_B = "10.0.2.0/24"
+HOST_A = "10.0.1.2"
+ROUTER_A_LAN = "10.0.1.1"
+ROUTER_B_LAN = "10.0.2.1"
+HOST_B = "10.0.2.2"
+
+_serial = itertools.count()
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
+    """Run `ip` (inside netns when given) and return its output."""
+    return procs.run(["ip", *args], netns=netns, check=check, timeout=20).stdout
+
+
+def delete_netns(name: str) -> None:
+    ip("netns", "del", name, check=False)
+
+
+def create_netns(name: str) -> str:
+    """Create a namespace with loopback up; it is deleted at cleanup."""
+    ip("netns", "add", name)
+    procs.on_cleanup(lambda: delete_netns(name))
+    ip("link", "set", "lo", "up", netns=name)
+    return name
+
+
+def unique_prefix(tag: str) -> str:
+    """A namespace-name prefix unique to this process and call."""
+    return f"pyb{os.getpid()}{tag}{next(_serial)}"
+
+
+@dataclass
+class Line:
+    """The four namespaces of one set-up and their addresses."""
+
+    host_a: str
+    router_a: str
+    router_b: str
+    host_b: str
+
+    @property
+    def names(self) -> tuple[str, str, str, str]:
+        return (self.host_a, self.router_a, self.router_b, self.host_b)
+
+    def route_plain(self) -> None:
+        """Route LAN to LAN straight over the router link (the no-tunnel reference)."""
+        ip("route", "add", LAN_B, "via", ROUTER_B_WAN, netns=self.router_a)
+        ip("route", "add", LAN_A, "via", ROUTER_A_WAN, netns=self.router_b)
+
+    def teardown(self) -> None:
+        for name in self.names:
+            delete_netns(name)
+
+
+def _veth(ns1: str, if1: str, ns2: str, if2: str, mtu: int) -> None:
+    ip("link", "add", if1, "mtu", str(mtu), "type", "veth", "peer", "name", if2,
+       "mtu", str(mtu), "netns", ns2, netns=ns1)
+    ip("link", "set", if1, "up", netns=ns1)
+    ip("link", "set", if2, "up", netns=ns2)
+
+
+def _addr(ns: str, dev: str, cidr: str) -> None:
+    ip("addr", "add", cidr, "dev", dev, netns=ns)
+
+
+def _sysctl(ns: str, key: str, value: str) -> None:
+    procs.run(["sysctl", "-q", "-w", f"{key}={value}"], netns=ns)
+
+
+def build_line(tag: str, mtu: int = 1500) -> Line:
+    """Create the four namespaces, veths and addresses; all removed at cleanup."""
+    prefix = unique_prefix(tag)
+    line = Line(f"{prefix}-ha", f"{prefix}-ra", f"{prefix}-rb", f"{prefix}-hb")
+    try:
+        for name in line.names:
+            create_netns(name)
+        _veth(line.host_a, "lan0", line.router_a, "lan0", mtu)
+        _veth(line.router_a, "wan0", line.router_b, "wan0", mtu)
+        _veth(line.router_b, "lan0", line.host_b, "lan0", mtu)
+        _addr(line.host_a, "lan0", f"{HOST_A}/24")
+        _addr(line.router_a, "lan0", f"{ROUTER_A_LAN}/24")
+        _addr(line.router_a, "wan0", f"{ROUTER_A_WAN}/24")
+        _addr(line.router_b, "wan0", f"{ROUTER_B_WAN}/24")
+        _addr(line.router_b, "lan0", f"{ROUTER_B_LAN}/24")
+        _addr(line.host_b, "lan0", f"{HOST_B}/24")
+        ip("route", "add", "default", "via", ROUTER_A_LAN, netns=line.host_a)
+        ip("route", "add", "default", "via", ROUTER_B_LAN, netns=line.host_b)
+        for router in (line.router_a, line.router_b):
+            _sysctl(router, "net.ipv4.ip_forward", "1")
+            # Replies to GRE/ESP the kernel cannot parse would only add noise.
+            _sysctl(router, "net.ipv4.icmp_ratelimit", "1000")
+    except BaseException:
+        line.teardown()
+        raise
+    return line
+
+
+def build_pair(tag: str, mtu: int = 1500) -> tuple[str, str]:
+    """Two namespaces joined by one veth: (198.18.0.1, 198.18.0.2) on `wan0`."""
+    prefix = unique_prefix(tag)
+    left, right = f"{prefix}-l", f"{prefix}-r"
+    try:
+        create_netns(left)
+        create_netns(right)
+        _veth(left, "wan0", right, "wan0", mtu)
+        _addr(left, "wan0", f"{ROUTER_A_WAN}/24")
+        _addr(right, "wan0", f"{ROUTER_B_WAN}/24")
+    except BaseException:
+        delete_netns(left)
+        delete_netns(right)
+        raise
+    return left, right
+
+
+def ping_ok(netns: str, address: str, count: int = 1, timeout: int = 1) -> bool:
+    """True when `count` pings from netns to address are answered."""
+    result = procs.run(
+        ["ping", "-n", "-q", "-c", str(count), "-W", str(timeout), address],
+        netns=netns, check=False, timeout=count * timeout + 5,
+    )
+    return result.returncode == 0

@@ -1,0 +1,268 @@
+"""The tunnel set-ups compared by the throughput benchmark, each on its own namespace line.
+
+- pyike: `pyike -F -f racoon.conf` on both routers, GRE in ESP transport mode (AES-128-CBC,
+  HMAC-SHA1-96), files shaped like the racoon GRE-over-IPsec article.
+- relay: benchmarks.relay on both routers (TUN -> GRE -> raw socket, no ESP).
+- strongswan: charon + kernel-libipsec on both routers (ESP tunnel mode in UDP 4500).
+- veth: the routers forward LAN to LAN with no tunnel at all.
+
+`up()` builds the line, starts what runs on the routers and waits until host A can ping host B;
+any failure raises SetupError with the reason (and the daemons' log tail).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import netns, procs, strongswan
+
+REPO = Path(__file__).resolve().parent.parent
+PSK = "bench-only-psk-7f3a"  # a throwaway key for namespaces that live for one run
+TUNNEL_ADDRESS_A = "10.1.1.1"
+TUNNEL_ADDRESS_B = "10.1.1.2"
+CONNECT_TIMEOUT_S = 40.0
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+def python_env() -> dict[str, str]:
+    """The environment for Python helpers started in namespaces: this checkout importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+class TunnelSetup:
+    key = ""
+    label = ""
+    note = ""
+
+    def __init__(self) -> None:
+        self.line: netns.Line | None = None
+        self.procs: list[subprocess.Popen] = []
+        self.workdir: Path | None = None
+
+    def check(self) -> None:
+        """Raise procs.Missing or SetupError when this set-up cannot run here."""
+
+    def up(self) -> None:
+        try:
+            self.check()
+        except ImportError as exc:
+            raise SetupError(f"{self.key}: a package it needs has not landed: {exc}") from exc
+        self.line = netns.build_line(self.key[:3])
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"pyike-bench-{self.key}-"))
+        workdir = self.workdir
+        procs.on_cleanup(lambda: shutil.rmtree(workdir, ignore_errors=True))
+        self.start()
+        line = self.line
+        if not procs.wait_until(
+            lambda: netns.ping_ok(line.host_a, netns.HOST_B), CONNECT_TIMEOUT_S, 0.5
+        ):
+            raise SetupError(f"{self.key}: host A cannot reach host B\n{self.logs()[-2000:]}")
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def logs(self) -> str:
+        if self.workdir is None:
+            return ""
+        parts = []
+        for path in sorted(self.workdir.glob("*.log")):
+            parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-1500:]}")
+        return "\n".join(parts)
+
+    def pids(self) -> list[int]:
+        """The processes doing the forwarding (for CPU accounting)."""
+        out = []
+        for proc in self.procs:
+            if proc.poll() is None:
+                out.append(proc.pid)
+                out.extend(procs.descendants(proc.pid))
+        return out
+
+    def down(self) -> None:
+        for proc in self.procs:
+            procs.finish(proc)
+        self.procs.clear()
+        if self.line is not None:
+            self.line.teardown()
+            self.line = None
+
+
+class VethSetup(TunnelSetup):
+    key = "veth"
+    label = "veth (no tunnel)"
+    note = "kernel forwarding only, for scale"
+
+    def start(self) -> None:
+        self.line.route_plain()
+
+
+class RelaySetup(TunnelSetup):
+    key = "relay"
+    label = "Python GRE relay (no ESP)"
+    note = "pyike's I/O shape without ESP: the Python I/O ceiling"
+
+    def check(self) -> None:
+        import gre  # noqa: F401 - the relay needs the codec
+        import pyike.dataplane  # noqa: F401
+        import pyike.tun  # noqa: F401
+
+    def start(self) -> None:
+        sides = (
+            (self.line.router_a, netns.ROUTER_A_WAN, netns.ROUTER_B_WAN, TUNNEL_ADDRESS_A,
+             TUNNEL_ADDRESS_B, netns.LAN_B),
+            (self.line.router_b, netns.ROUTER_B_WAN, netns.ROUTER_A_WAN, TUNNEL_ADDRESS_B,
+             TUNNEL_ADDRESS_A, netns.LAN_A),
+        )
+        for ns, local, remote, address, peer, lan in sides:
+            self.procs.append(procs.spawn(
+                [sys.executable, "-m", "benchmarks.relay", "--local", local, "--remote", remote,
+                 "--address", address, "--peer", peer, "--route", lan],
+                netns=ns, log=str(self.workdir / f"relay-{ns[-2:]}.log"), env=python_env(),
+            ))
+
+
+class StrongswanSetup(TunnelSetup):
+    key = "strongswan"
+    label = "strongSwan libipsec"
+    note = "charon kernel-libipsec: ESP tunnel mode in UDP 4500 (encapsulation differs)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charons: list[strongswan.Charon] = []
+
+    def check(self) -> None:
+        strongswan.require()
+
+    def start(self) -> None:
+        b = strongswan.Charon(self.line.router_b, "swb")
+        b.start_tunnel_end(netns.ROUTER_B_WAN, netns.ROUTER_A_WAN, netns.LAN_B, netns.LAN_A,
+                           PSK, initiate=False)
+        procs.wait_until(lambda: (b.dir / "charon.log").exists(), 5.0, 0.1)
+        a = strongswan.Charon(self.line.router_a, "swa")
+        a.start_tunnel_end(netns.ROUTER_A_WAN, netns.ROUTER_B_WAN, netns.LAN_A, netns.LAN_B,
+                           PSK, initiate=True)
+        self.charons = [a, b]
+        self.procs = [c.proc for c in self.charons if c.proc is not None]
+
+    def logs(self) -> str:
+        return "\n".join(c.log_text()[-1500:] for c in self.charons)
+
+    def down(self) -> None:
+        for c in self.charons:
+            c.stop()
+        self.charons.clear()
+        super().down()
+
+
+# racoon.conf for one router, shaped like the article's (main mode, AES/SHA1, DH 2, PFS 2).
+_RACOON_CONF = """\
+path pre_shared_key "{dir}/psk.txt";
+path pidfile "{dir}/racoon-{side}.pid";
+setkey "{dir}/setkey-{side}.conf";
+listen {{
+    isakmp {local} [500];
+    adminsock "{dir}/admin-{side}.sock";
+}}
+gre "tun0" {{
+    local {local};
+    remote {remote};
+    address {address} peer {peer};
+}}
+remote {remote} {{
+    exchange_mode main;
+    initial_contact on;
+    my_identifier address {local};
+    peers_identifier address {remote};
+    lifetime time 24 hours;
+    proposal {{
+        encryption_algorithm aes;
+        hash_algorithm sha1;
+        authentication_method pre_shared_key;
+        dh_group 2;
+    }}
+}}
+sainfo anonymous {{
+    pfs_group 2;
+    encryption_algorithm aes;
+    authentication_algorithm hmac_sha1;
+    lifetime time 86400 seconds;
+    compression_algorithm deflate;
+}}
+"""
+
+_SETKEY_CONF = """\
+flush;
+spdflush;
+spdadd {local}/32[0] {remote}/32[0] gre -P out ipsec esp/transport//require;
+spdadd {remote}/32[0] {local}/32[0] gre -P in ipsec esp/transport//require;
+"""
+
+
+def pyike_command() -> list[str]:
+    """How to start the daemon: the console script beside this Python, else the module."""
+    script = Path(sys.executable).parent / "pyike"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from pyike.cli import main; sys.exit(main())"]
+
+
+def write_pyike_files(workdir: Path, side: str, local: str, remote: str, address: str,
+                      peer: str) -> Path:
+    """racoon.conf, setkey.conf and psk.txt for one router; returns racoon.conf's path."""
+    psk = workdir / "psk.txt"
+    psk.write_text(f"{netns.ROUTER_A_WAN} {PSK}\n{netns.ROUTER_B_WAN} {PSK}\n")
+    os.chmod(psk, 0o600)
+    (workdir / f"setkey-{side}.conf").write_text(_SETKEY_CONF.format(local=local, remote=remote))
+    conf = workdir / f"racoon-{side}.conf"
+    conf.write_text(_RACOON_CONF.format(
+        dir=workdir, side=side, local=local, remote=remote, address=address, peer=peer,
+    ))
+    return conf
+
+
+class PyikeSetup(TunnelSetup):
+    key = "pyike"
+    label = "pyike (GRE in ESP transport)"
+    note = "AES-128-CBC + HMAC-SHA1-96, userspace ESP and GRE"
+
+    def check(self) -> None:
+        import pyike.cli  # noqa: F401
+
+    def start(self) -> None:
+        sides = (
+            ("a", self.line.router_a, netns.ROUTER_A_WAN, netns.ROUTER_B_WAN, TUNNEL_ADDRESS_A,
+             TUNNEL_ADDRESS_B, netns.LAN_B),
+            ("b", self.line.router_b, netns.ROUTER_B_WAN, netns.ROUTER_A_WAN, TUNNEL_ADDRESS_B,
+             TUNNEL_ADDRESS_A, netns.LAN_A),
+        )
+        for side, ns, local, remote, address, peer, _lan in sides:
+            conf = write_pyike_files(self.workdir, side, local, remote, address, peer)
+            check = procs.run([*pyike_command(), "-t", "-f", str(conf)], netns=ns, check=False,
+                              timeout=30)
+            if check.returncode != 0:
+                raise SetupError(f"pyike -t rejects {conf.name}: {check.stdout}{check.stderr}")
+            self.procs.append(procs.spawn(
+                [*pyike_command(), "-F", "-f", str(conf)], netns=ns,
+                log=str(self.workdir / f"pyike-{side}.log"), env=python_env(),
+            ))
+        for _side, ns, *_rest, lan in sides:
+            if not procs.wait_until(lambda ns=ns: _has_link(ns, "tun0"), 15.0, 0.2):
+                raise SetupError(f"pyike did not create tun0 in {ns}\n{self.logs()}")
+            netns.ip("route", "add", lan, "dev", "tun0", netns=ns)
+
+
+def _has_link(ns: str, dev: str) -> bool:
+    return procs.run(["ip", "link", "show", dev], netns=ns, check=False).returncode == 0
+
+
+ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, VethSetup)}

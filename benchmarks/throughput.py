@@ -1,0 +1,156 @@
+"""Tunnel throughput, host A to host B, through each set-up of benchmarks.setups.
+
+Tests: iperf3 TCP (one stream) and iperf3 UDP at fixed inner packet sizes (64, 512, 1400 bytes
+of IP packet), unlimited send rate, counting what host B received. Rounds are interleaved: every
+round runs each test on every set-up in turn (A B C D A B C D ...), so slow drifts of this
+shared machine hit all set-ups alike. Figures: median and min-max per set-up, and the ratios
+pyike/relay and pyike/strongSwan of the medians.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from benchmarks import netns, procs, report, setups
+
+PACKET_SIZES = (64, 512, 1400)  # inner IPv4 packet bytes
+IP_UDP_HEADERS = 28  # IPv4 (20, RFC 791) + UDP (8, RFC 768)
+
+
+def tests_for(smoke: bool) -> list[str]:
+    return ["tcp", "udp1400"] if smoke else ["tcp", *[f"udp{size}" for size in PACKET_SIZES]]
+
+
+def iperf(line: netns.Line, test: str, seconds: int) -> float:
+    """One iperf3 run; Mbit/s of TCP goodput, or packets/s received for a UDP test."""
+    argv = ["iperf3", "-c", netns.HOST_B, "-t", str(seconds), "-J", "--connect-timeout", "3000"]
+    size = 0
+    if test.startswith("udp"):
+        size = int(test[3:])
+        argv += ["-u", "-b", "0", "-l", str(size - IP_UDP_HEADERS)]
+    result = procs.run(argv, netns=line.host_a, timeout=seconds + 20, check=False)
+    try:
+        data = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"iperf3 {test}: {result.stderr.strip() or result.stdout[-300:]}") \
+            from exc
+    if "error" in data:
+        raise RuntimeError(f"iperf3 {test}: {data['error']}")
+    received = data["end"]["sum_received"]
+    if size:
+        return received["bytes"] / (size - IP_UDP_HEADERS) / received["seconds"]
+    return received["bits_per_second"] / 1e6
+
+
+def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) -> dict:
+    """Bring up every available set-up, run the interleaved rounds, print and plot."""
+    iperf3 = procs.need_binary("iperf3", "iperf3")
+    seconds = 1 if smoke else 5
+    rounds = max(1, rounds)
+    tests = tests_for(smoke)
+    keys = only or list(setups.ALL)
+    info: dict[str, dict] = {}
+    live: dict[str, setups.TunnelSetup] = {}
+    results: dict[str, dict[str, list[float]]] = {t: {} for t in tests}
+    try:
+        for key in keys:
+            setup = setups.ALL[key]()
+            info[key] = {"label": setup.label, "note": setup.note, "available": False,
+                         "error": None}
+            try:
+                setup.up()
+                procs.spawn([iperf3, "-s"], netns=setup.line.host_b)
+                procs.wait_until(lambda s=setup: _iperf_listening(s.line), 5.0, 0.1)
+            except (procs.Missing, setups.SetupError, RuntimeError, OSError) as exc:
+                info[key]["error"] = str(exc).splitlines()[0][:300]
+                print(f"throughput: {key} unavailable: {str(exc)[:1500]}")
+                setup.down()
+                continue
+            info[key]["available"] = True
+            live[key] = setup
+        for _ in range(rounds):
+            for test in tests:
+                for key, setup in live.items():
+                    try:
+                        value = iperf(setup.line, test, seconds)
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        print(f"throughput: {key} {test}: {exc}")
+                        continue
+                    results[test].setdefault(key, []).append(value)
+    finally:
+        for setup in live.values():
+            setup.down()
+    return summarize(results, info, tests, rounds, seconds, out_dir)
+
+
+def _iperf_listening(line: netns.Line) -> bool:
+    out = procs.run(["ss", "-ltn"], netns=line.host_b, check=False).stdout
+    return ":5201" in out
+
+
+def unit(test: str) -> str:
+    return "Mbit/s" if test == "tcp" else "packets/s"
+
+
+def summarize(results: dict, info: dict, tests: list[str], rounds: int, seconds: int,
+              out_dir: Path) -> dict:
+    figures = {t: {k: report.summary(v) for k, v in per.items()} for t, per in results.items()}
+    ratios = {}
+    for test in tests:
+        med = {k: s["median"] for k, s in figures[test].items()}
+        ratios[test] = {
+            "pyike/relay": report.ratio(med.get("pyike"), med.get("relay")),
+            "pyike/strongswan": report.ratio(med.get("pyike"), med.get("strongswan")),
+        }
+    rows = []
+    for key, meta in info.items():
+        for test in tests:
+            s = figures[test].get(key, report.summary([]))
+            rows.append([meta["label"] if test == tests[0] else "", test, unit(test),
+                         report.fmt(s["median"]), report.fmt_range(s)])
+    print(report.table(
+        f"throughput: host A -> host B, {rounds} interleaved round(s) of {seconds} s",
+        ["set-up", "test", "unit", "median", "min-max"], rows,
+    ))
+    print(report.table(
+        "throughput ratios (medians; goals: pyike/relay >= 0.9, pyike/strongswan >= 1.0)",
+        ["test", "pyike/relay", "pyike/strongswan"],
+        [[t, report.fmt(r["pyike/relay"], 2), report.fmt(r["pyike/strongswan"], 2)]
+         for t, r in ratios.items()],
+    ))
+    for key, meta in info.items():
+        if not meta["available"]:
+            print(f"  {key}: not measured ({meta['error']})")
+        elif key == "strongswan":
+            print(f"  {key}: {meta['note']}")
+    plots = []
+    keys = [k for k in info if info[k]["available"]]
+    if "tcp" in figures and keys:
+        path = report.bar_plot(
+            out_dir / "throughput_tcp.png", "TCP throughput, host A -> host B", "Mbit/s",
+            ["TCP"], {info[k]["label"]: [figures["tcp"].get(k, report.summary([]))]
+                      for k in keys},
+        )
+        plots.append(path)
+    udp_tests = [t for t in tests if t.startswith("udp")]
+    if udp_tests and keys:
+        path = report.bar_plot(
+            out_dir / "throughput_udp.png", "UDP packets/s received by host B", "packets/s",
+            [f"{t[3:]} B" for t in udp_tests],
+            {info[k]["label"]: [figures[t].get(k, report.summary([])) for t in udp_tests]
+             for k in keys},
+        )
+        plots.append(path)
+    return {
+        "name": "throughput",
+        "rounds": rounds,
+        "seconds": seconds,
+        "tests": tests,
+        "units": {t: unit(t) for t in tests},
+        "setups": info,
+        "results": figures,
+        "ratios": ratios,
+        "plots": [str(p) for p in plots if p],
+    }
