@@ -23,9 +23,8 @@ from ikev1 import events as ev
 from ikev1.policy import TrafficSelector
 from pyike import pipe
 from pyike.admin import DEFAULT_SOCKET, AdminServer
-from pyike.dataplane import SaSpec, TunnelSpec
-from pyike.dataplane import start as start_dataplane
 from pyike.hooks import run_hook
+from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import inner_mtu, outer_mtu_towards
 
 log = logging.getLogger("pyike")
@@ -97,6 +96,8 @@ class Daemon:
 
     def start_dataplane(self) -> None:
         """Fork the forwarding process (before any event loop exists) and wait for it."""
+        from pyike.dataplane import start as start_dataplane
+
         self.dp_pid, self.dp = start_dataplane(self.tunnels, setkey_files(self.config))
         self.dp.settimeout(DATAPLANE_START_S)
         msg = pipe.recv(self.dp)

@@ -20,11 +20,10 @@ import selectors
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
 
-from ikev1.events import EspKeys
 from pyike import pipe
 from pyike.sadb import SadState, manual_sas_of
+from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import TunDevice
 
 log = logging.getLogger("pyike.dataplane")
@@ -35,31 +34,6 @@ QUEUE_WHILE_ACQUIRING = 8  # packets kept while an SA is negotiated (racoon/kern
 ACQUIRE_RETRY_S = 1.0  # the kernel repeats an acquire no more often than this
 BATCH = 64  # packets read per readiness event before looking at the other descriptors
 HOUSEKEEPING_S = 1.0  # lifetime checks
-
-
-@dataclass(frozen=True)
-class TunnelSpec:
-    """What the forwarding process needs of a `gre` block."""
-
-    name: str
-    local: str
-    remote: str
-    address: str
-    peer: str
-    mtu: int
-    key: int | None = None
-
-
-@dataclass(frozen=True)
-class SaSpec:
-    """One direction of a negotiated SA, as the IKE process installs it."""
-
-    keys: EspKeys
-    direction: str  # "in" | "out"
-    lifetime_s: int = 0
-    lifetime_bytes: int = 0
-    peer: tuple[str, int] | None = None
-    selectors: tuple = field(default=())
 
 
 class Counters:

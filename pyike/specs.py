@@ -1,0 +1,32 @@
+"""What the IKE process tells the forwarding process: tunnels at start, SAs as they come."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ikev1.events import EspKeys
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    """What the forwarding process needs of a `gre` block."""
+
+    name: str
+    local: str
+    remote: str
+    address: str
+    peer: str
+    mtu: int
+    key: int | None = None
+
+
+@dataclass(frozen=True)
+class SaSpec:
+    """One direction of a negotiated SA, as the IKE process installs it."""
+
+    keys: EspKeys
+    direction: str  # "in" | "out"
+    lifetime_s: int = 0
+    lifetime_bytes: int = 0
+    peer: tuple[str, int] | None = None
+    selectors: tuple = field(default=())

@@ -1,0 +1,34 @@
+"""The IKE <-> forwarding pipe, and the `show-sa isakmp` table."""
+
+from ikev1.events import EspKeys
+from pyike import pipe
+from pyike.show import format_isakmp, phase1_json
+from pyike.specs import SaSpec
+
+
+def test_pipe_keeps_message_boundaries_and_objects():
+    a, b = pipe.make_pipe()
+    keys = EspKeys(0x1234, "198.18.0.1", "198.18.0.2", "aes-cbc", b"k" * 16, "hmac-sha1", b"a" * 20)
+    pipe.send(a, "install", SaSpec(keys, "out", 3600, 0))
+    pipe.send(a, "remove", 0x1234, "out")
+    assert pipe.recv(b) == ("install", SaSpec(keys, "out", 3600, 0))
+    assert pipe.recv(b) == ("remove", 0x1234, "out")
+    a.close()
+    assert pipe.recv(b) is None
+
+
+def test_isakmp_table_row():
+    entry = {"local": ("198.18.0.1", 500), "peer": ("198.18.0.2", 500),
+             "icookie": bytes.fromhex("a3e1b8ebf4926cc6"),
+             "rcookie": bytes.fromhex("0cc6ac95c4f8141e"),
+             "state": 9, "initiator": False, "exchange": "main", "created": 100.0,
+             "phase2_count": 1}
+    rows = phase1_json([entry], mono_now=110.0, wall_now=1_000_010.0)
+    assert rows[0]["created"] == 1_000_000.0
+    text = format_isakmp(rows)
+    header, row = text.splitlines()
+    assert header.startswith("Source") and header.endswith("Phase2")
+    fields = row.split()
+    assert fields[:3] == ["198.18.0.1.500", "198.18.0.2.500",
+                          "a3e1b8ebf4926cc6:0cc6ac95c4f8141e"]
+    assert fields[3:7] == ["9", "R", "10", "M"] and fields[-1] == "1"
