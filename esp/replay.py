@@ -46,7 +46,9 @@ class ReplayWindow:
             return
         top = self.top
         if seq > top:
-            self._bits = ((self._bits << (seq - top)) | 1) & self._mask
+            shift = seq - top
+            # A jump past the whole window clears it; never shift by billions of bits.
+            self._bits = ((self._bits << shift) | 1) & self._mask if shift < self.size else 1
             self.top = seq
         else:
             self._bits |= 1 << (top - seq)
