@@ -1,0 +1,180 @@
+"""racoon's `sainfo` block (phase 2) as Phase2Policy.
+
+`sainfo SRC DST [from IDTYPE ID] { ... }` where each side is `anonymous` or
+`address|subnet ADDR[/prefix] [port] PROTO` (cfparse.y sainfo_id). The source side is ours.
+racoon requires encryption, authentication and compression algorithms; lifetime defaults to
+one hour (RFC 2407 §4.5 default, racoon's newsainfo()).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from ikev1.policy import Identity, Phase2Policy, TrafficSelector
+from pyike.config import names
+from pyike.config.cursor import Cursor, fail, parse_address, run_block, unsupported
+from pyike.config.errors import ConfigError
+from pyike.config.lexer import COMMA, LBRACE, PORT, PREFIX, STRING, WORD, Token
+from pyike.config.remote import cipher, dh_group
+
+_NOT_SUPPORTED = {
+    "remoteid": "ph1id / remoteid matching",
+    "my_identifier": "per-sainfo identifiers",
+}
+_ANONYMOUS = None
+
+
+class SainfoParser:
+    def __init__(
+        self, errors: list[ConfigError], identity: Callable[[Cursor, Token], Identity | None]
+    ):
+        self.errors = errors
+        self._identity = identity  # reads `IDTYPE [ID]` like my_identifier does
+        self.policies: list[Phase2Policy] = []
+        self._seen: set[tuple[object, object, object]] = set()
+
+    def statement(self, cur: Cursor, kw: Token) -> None:
+        local = self._side(cur)
+        remote = _ANONYMOUS
+        if local is not _ANONYMOUS or not _at_params(cur):
+            remote = self._side(cur)
+        peer_identity = None
+        if cur.at_word("from"):
+            from_kw = cur.next()
+            peer_identity = self._identity(cur, from_kw)
+            if peer_identity is None:
+                raise fail(from_kw, "sainfo ... from address needs the peer's address")
+        if cur.at_word("group"):
+            raise unsupported(cur.peek(), "XAuth groups")
+        fields: dict[str, object] = {}
+        handlers = {
+            "pfs_group": lambda c, k: _set(fields, "pfs_group", dh_group(c), c, k),
+            "lifetime": lambda c, k: _lifetime(c, k, fields),
+            "encryption_algorithm": lambda c, k: _algorithms(c, k, fields, "encryption"),
+            "authentication_algorithm": lambda c, k: _algorithms(c, k, fields, "authentication"),
+            "compression_algorithm": lambda c, k: _algorithms(c, k, fields, "compression"),
+        }
+        run_block(cur, kw, "sainfo block", handlers, _NOT_SUPPORTED, self.errors)
+        label = _label(local, remote)
+        for need in ("encryption", "authentication", "compression"):
+            if need not in fields:
+                raise fail(kw, f"sainfo {label}: no {need}_algorithm", keyword="sainfo")
+        key = (local, remote, peer_identity)
+        if key in self._seen and local is not _ANONYMOUS:
+            raise fail(kw, f"sainfo {label} is defined twice", keyword="sainfo")
+        self._seen.add(key)
+        self.policies.append(
+            Phase2Policy(local_id=local, remote_id=remote, peer_identity=peer_identity, **fields)
+        )
+
+    def _side(self, cur: Cursor) -> TrafficSelector | None:
+        tok = cur.peek()
+        if cur.at_word("anonymous"):
+            cur.next()
+            return _ANONYMOUS
+        if cur.at_word("clientaddr"):
+            raise unsupported(tok, "mode config client addresses")
+        if not cur.at_word("address", "subnet"):
+            if tok.kind == WORD and tok.value in names.IDENTIFIER_TYPES | {"asn1dn"}:
+                raise unsupported(tok, "sainfo IDs other than address/subnet")
+            found = tok.describe()
+            raise fail(tok, f"sainfo: expected anonymous, address or subnet, found {found}")
+        cur.next()
+        return _selector(cur)
+
+
+def _selector(cur: Cursor) -> TrafficSelector:
+    tok = cur.peek()
+    if tok.kind == STRING:
+        raise unsupported(tok, "sainfo IDs other than address/subnet")
+    addr_tok = cur.word("an address")
+    if "-" in addr_tok.value:
+        raise unsupported(addr_tok, "address ranges in sainfo")
+    address = ipaddress.ip_address(parse_address(addr_tok, "an address"))
+    prefix = address.max_prefixlen
+    if cur.peek().kind == PREFIX:
+        ptok = cur.next()
+        prefix = int(ptok.value)
+        if prefix > address.max_prefixlen:
+            raise fail(ptok, f"prefix /{prefix} is too long for {address}")
+    port = 0
+    if cur.peek().kind == PORT:
+        ptok = cur.next()
+        port = 0 if ptok.value == "any" else int(ptok.value)
+        if port > 65535:
+            raise fail(ptok, f"port {port} is out of range 0..65535")
+    ptok = cur.word("an upper-layer protocol (any, gre, tcp, udp, icmp, ... or a number)")
+    if ptok.value.isdigit():
+        proto = int(ptok.value)
+        if proto > 255:
+            raise fail(ptok, f"protocol {proto} is out of range 0..255")
+    elif ptok.value in names.UL_PROTOCOLS:
+        proto = names.UL_PROTOCOLS[ptok.value]
+    else:
+        raise fail(ptok, f"unknown upper-layer protocol {ptok.value}")
+    if proto in (1, 58) and port:
+        raise fail(ptok, 'port number must be "any" for icmp')
+    if (proto == 1 and address.version == 6) or (proto == 58 and address.version == 4):
+        raise fail(ptok, f"{ptok.value} does not match the address family of {address}")
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    return TrafficSelector(network=network, protocol=proto, port=port)
+
+
+def _at_params(cur: Cursor) -> bool:
+    return cur.peek().kind == LBRACE or cur.at_word("from", "group")
+
+
+def _lifetime(cur: Cursor, kw: Token, fields: dict[str, object]) -> None:
+    kind = cur.choice("time or byte", ("time", "byte"))
+    if kind == "time":
+        fields["lifetime_s"] = cur.seconds("the lifetime")
+    else:
+        count = cur.byte_count("the lifetime")
+        if count < 1024:
+            # The SA Life Duration in kilobytes (RFC 2407 §4.5): at least one.
+            raise fail(kw, "a byte lifetime must be at least 1024 bytes (1 KB)")
+        fields["lifetime_kb"] = count // 1024
+    cur.end(kw)
+
+
+def _algorithms(cur: Cursor, kw: Token, fields: dict[str, object], klass: str) -> None:
+    found: list[object] = []
+    while True:
+        if klass == "encryption":
+            found.append(cipher(cur))
+        else:
+            found.append(_named_algorithm(cur, klass))
+        if cur.peek().kind != COMMA:
+            break
+        cur.next()
+    cur.end(kw)
+    fields[klass] = tuple(dict.fromkeys(found))
+
+
+def _named_algorithm(cur: Cursor, klass: str) -> str:
+    if klass == "authentication":
+        return cur.lookup(
+            "an authentication algorithm (hmac_sha1, hmac_sha256, hmac_md5)",
+            names.ESP_AUTH,
+            names.ESP_AUTH_UNSUPPORTED,
+            "authentication algorithm; use hmac_sha1, hmac_sha256 or hmac_md5",
+        )
+    return cur.lookup(
+        "a compression algorithm (deflate)",
+        {n: n for n in names.COMPRESSION},
+        names.COMPRESSION_UNSUPPORTED,
+        "compression algorithm; use deflate",
+    )
+
+
+def _set(fields: dict[str, object], name: str, value: object, cur: Cursor, kw: Token) -> None:
+    cur.end(kw)
+    fields[name] = value
+
+
+def _label(local: TrafficSelector | None, remote: TrafficSelector | None) -> str:
+    def side(sel: TrafficSelector | None) -> str:
+        return "anonymous" if sel is None else f"{sel.network}[{sel.port}] {sel.protocol}"
+
+    return f"{side(local)} {side(remote)}"
