@@ -167,12 +167,17 @@ def keymat(
     K1 = prf(SKEYID_d, [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b), Kn = prf(SKEYID_d, Kn-1 | same);
     the SPI is the one the SA's receiver chose; g(qm)^xy only with PFS.
     """
-    spi_b = _u32(spi)
-    seed = (gqm_xy or b"") + bytes((protocol,)) + spi_b + ni_b + nr_b
+    seed = (gqm_xy or b"") + bytes((protocol,)) + _u32(spi) + ni_b + nr_b
+    return keymat_expand(hash_name, skeyid_d, seed, length)
+
+
+def keymat_expand(hash_name: str, key: bytes, seed: bytes, length: int) -> bytes:
+    """K1 | K2 | ... cut to `length`: K1 = prf(key, seed), Kn = prf(key, Kn-1 | seed)
+    (RFC 2409 §5.5). Unlike App. B, K1 is computed even when one block is enough."""
     out = b""
     block = b""
     while len(out) < length:
-        block = prf(hash_name, skeyid_d, block + seed)
+        block = prf(hash_name, key, block + seed)
         out += block
     return out[:length]
 
