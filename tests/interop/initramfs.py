@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.interop import debs
 
 # The guest has no modprobe: these are loaded with insmod, dependencies first (worked out from
-# modules.dep). Without drbg (and its sha512/jitterentropy) every SA add fails with "unable to
+# modules.dep). Without drbg (and its sha512/sha3/jitterentropy) every SA add fails with "unable to
 # initialize cryptographic operations".
 GUEST_MODULES = (
     "virtio_net",
@@ -30,7 +30,9 @@ GUEST_MODULES = (
     "echainiv",
     "seqiv",
     "sha512_generic",
+    "sha3_generic",  # jitterentropy_rng conditions its output with SHA3-256
     "jitterentropy_rng",
+    "ctr",  # the CTR-DRBG variants
     "drbg",
     "cmac",
     "xcbc",
@@ -51,7 +53,6 @@ mkdir -p /dev/pts /dev/shm /run /tmp /var/log /var/tmp
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
-ln -sf /run /var/run
 KVER=$(uname -r)
 while read -r mod; do
     insmod "/lib/modules/$KVER/$mod" || echo "init: insmod $mod failed"
@@ -112,7 +113,9 @@ STRONGSWAN = ImageSpec(
 
 LIBRESWAN = ImageSpec(
     name="libreswan",
-    packages=("libreswan", "libnss3-tools"),
+    # libnss3 is named so its dlopen()ed softokn/freebl modules come along, which ldd cannot see.
+    packages=("libreswan", "libnss3-tools", "libnss3"),
+    files=(("etc/resolv.conf", ""),),
     empty_dirs=("run/pluto", "var/lib/ipsec/nss", "etc/ipsec.d"),
     nss_db="var/lib/ipsec/nss",
 )
@@ -139,6 +142,8 @@ def _merge_tree(src: Path, tree: Path) -> None:
             if rel.startswith(_SKIP_PREFIXES) or name == ".unpacked":
                 continue
             dest = tree / _guest_path(rel)
+            if rel.startswith(("var/run/", "run/")):
+                continue  # a tmpfs at boot
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_symlink() or dest.exists():
                 if dest.is_dir() and not dest.is_symlink():
@@ -157,6 +162,8 @@ def _skeleton(tree: Path) -> None:
         (tree / d).mkdir(parents=True, exist_ok=True)
     for link, target in _USRMERGE.items():
         os.symlink(target, tree / link)
+    (tree / "var").mkdir(exist_ok=True)
+    os.symlink("/run", tree / "var/run")
 
 
 def _install_busybox(tree: Path) -> None:
@@ -350,6 +357,8 @@ def build(spec: ImageSpec) -> BootImage:
         (tree / rel).write_text(content)
         (tree / rel).chmod(0o755)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f"{spec.name}-*.cpio.gz"):
+        stale.unlink()
     _write_cpio(tree, out)
     shutil.rmtree(tree)
     return BootImage(vmlinuz, out, kver)
