@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 SOFT_FRACTION = 0.8  # racoon/the kernel: the soft lifetime is 80% of the hard one
 
-# setkey(8) algorithm names -> esp/ names
-_SETKEY_ENC = {"aes-cbc": "aes-cbc", "rijndael-cbc": "aes-cbc", "3des-cbc": "3des-cbc"}
-_SETKEY_AUTH = {"hmac-sha1": "hmac-sha1", "hmac-sha256": "hmac-sha256", "hmac-md5": "hmac-md5"}
-
 
 def _lifetime(seconds: int, nbytes: int) -> Lifetime | None:
     if not seconds and not nbytes:
@@ -34,29 +30,20 @@ def _lifetime(seconds: int, nbytes: int) -> Lifetime | None:
 
 
 def manual_sas_of(setkey_files: list, local_addresses: set[str], now: float) -> list[EspSA]:
-    """EspSAs for the `add ... esp ...` lines of setkey files, in file order.
-
-    An SA whose source is one of our addresses is outbound, any other inbound. `delete` and
-    `flush` lines act on the SAs added before them.
+    """EspSAs for the hand-keyed ESP SAs the setkey files leave behind (`add` lines minus
+    `delete`/`flush`). An SA whose source is one of our addresses is outbound, others inbound.
     """
-    sas: dict[int, EspSA] = {}
+    sas = []
     for sk in setkey_files:
-        for cmd in getattr(sk, "commands", ()):
-            kind = type(cmd).__name__
-            if kind == "ManualSA" and getattr(cmd, "op", "add") in ("add", "update"):
-                if str(cmd.protocol).lower() != "esp":
-                    continue
-                sas[cmd.spi] = EspSA(
-                    cmd.spi, str(cmd.src), str(cmd.dst),
-                    _SETKEY_ENC.get(cmd.enc_alg, cmd.enc_alg), cmd.enc_key,
-                    _SETKEY_AUTH.get(cmd.auth_alg, cmd.auth_alg), cmd.auth_key,
-                    direction="out" if str(cmd.src) in local_addresses else "in",
-                    now=now)
-            elif kind == "ManualSA":  # delete
-                sas.pop(cmd.spi, None)
-            elif kind == "Flush":
-                sas.clear()
-    return list(sas.values())
+        for m in sk.manual_sas():
+            if m.protocol != "esp":
+                continue
+            src = str(m.src)
+            sas.append(EspSA(
+                m.spi, src, str(m.dst), m.enc_alg, m.enc_key, m.auth_alg, m.auth_key,
+                direction="out" if src in local_addresses else "in",
+                lifetime=Lifetime(m.soft_s, m.hard_s, m.soft_bytes, m.hard_bytes), now=now))
+    return sas
 
 
 class SadState:

@@ -87,7 +87,7 @@ class Router:
             raise RuntimeError(f"pyikectl {' '.join(args)}: {out.stderr}")
         return json.loads(out.stdout)
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
 
@@ -134,6 +134,9 @@ class Topology:
             sh("ip", "netns", "add", ns)
             self.created.append(ns)
             in_ns(ns, "ip", "link", "set", "lo", "up")
+            # Only the IPv4 the tests look at: no router solicitations on the captured link.
+            in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+            in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
         a, b, la, lb = self.ns["a"], self.ns["b"], self.ns["la"], self.ns["lb"]
         sh("ip", "link", "add", "wan0", "netns", a, "type", "veth", "peer", "name", "wan0",
            "netns", b)
@@ -212,3 +215,27 @@ class Topology:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
+
+
+@contextlib.contextmanager
+def capture(ns: str, iface: str, path: Path, bpf: str = ""):
+    """tcpdump on `iface` in `ns` while the block runs; the pcap is at `path` afterwards."""
+    args = ["ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U", "--immediate-mode",
+            "-s", "0", "-w", str(path)]
+    proc = subprocess.Popen(args + ([bpf] if bpf else []), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() or path.stat().st_size == 0:  # the pcap header means listening
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tcpdump did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+        yield path
+    finally:
+        time.sleep(0.5)  # let the last packets reach the file
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
