@@ -356,7 +356,10 @@ class _Parser:
             "mtu": mtu,
             "key": key,
         }
+        before = len(self.errors)
         run_block(cur, kw, "gre block", handlers, {}, self.errors)
+        if len(self.errors) > before:
+            return
         try:
             self.out.gre_tunnels.append(self._gre_tunnel(name, fields))
         except Abort as abort:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ikev1.policy import DpdSettings, Identity, Phase1Proposal, RemotePolicy
 from pyike.config import names
-from pyike.config.cursor import Cursor, fail, parse_address, run_block, unsupported
+from pyike.config.cursor import Abort, Cursor, fail, parse_address, run_block, unsupported
 from pyike.config.errors import ConfigError
 from pyike.config.lexer import COMMA, SEMI, STRING, WORD, Token
 
@@ -91,8 +91,10 @@ class RemoteParser:
                 cur.next()
                 self._finish(draft, name)
                 return
+        before = len(self.errors)
         self._block(cur, draft)
-        self._finish(draft, name)
+        if len(self.errors) == before:  # otherwise the block's own errors say it all
+            self._finish(draft, name)
 
     def _index(self, cur: Cursor, kw: Token) -> tuple[str | None, RemoteDraft]:
         tok = cur.peek()
@@ -299,6 +301,13 @@ class RemoteParser:
     # -- end of block: racoon's process_rmconf() checks ---------------------------------
 
     def _finish(self, d: RemoteDraft, name: str | None) -> None:
+        """Record the policy, or the error; the block's tokens are consumed already."""
+        try:
+            self._add(d, name)
+        except Abort as abort:
+            self.errors.append(abort.error)
+
+    def _add(self, d: RemoteDraft, name: str | None) -> None:
         if not d.remote:
             raise fail(d.token, f'remote "{name}": needs a remote_address')
         if d.key in self.drafts:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ikev1.policy import Identity, Phase2Policy, TrafficSelector
 from pyike.config import names
-from pyike.config.cursor import Cursor, fail, parse_address, run_block, unsupported
+from pyike.config.cursor import Abort, Cursor, fail, parse_address, run_block, unsupported
 from pyike.config.errors import ConfigError
 from pyike.config.lexer import COMMA, LBRACE, PORT, PREFIX, STRING, WORD, Token
 from pyike.config.remote import cipher, dh_group
@@ -55,7 +55,23 @@ class SainfoParser:
             "authentication_algorithm": lambda c, k: _algorithms(c, k, fields, "authentication"),
             "compression_algorithm": lambda c, k: _algorithms(c, k, fields, "compression"),
         }
+        before = len(self.errors)
         run_block(cur, kw, "sainfo block", handlers, _NOT_SUPPORTED, self.errors)
+        if len(self.errors) > before:  # the block's own errors say it all
+            return
+        try:
+            self._add(kw, local, remote, peer_identity, fields)
+        except Abort as abort:
+            self.errors.append(abort.error)
+
+    def _add(
+        self,
+        kw: Token,
+        local: TrafficSelector | None,
+        remote: TrafficSelector | None,
+        peer_identity: Identity | None,
+        fields: dict[str, object],
+    ) -> None:
         label = _label(local, remote)
         for need in ("encryption", "authentication", "compression"):
             if need not in fields:
