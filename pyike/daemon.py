@@ -22,7 +22,7 @@ from typing import Any
 from ikev1 import events as ev
 from ikev1.policy import TrafficSelector
 from pyike import pipe
-from pyike.admin import DEFAULT_SOCKET, AdminServer
+from pyike.admin import AdminServer
 from pyike.hooks import run_hook
 from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import inner_mtu, outer_mtu_towards
@@ -105,6 +105,8 @@ class Daemon:
             detail = msg[1] if msg and len(msg) > 1 else "exited"
             raise RuntimeError(f"forwarding process did not start: {detail}")
         self.dp.setblocking(False)
+        for w in getattr(self.config, "warnings", ()):
+            log.warning("%s", w)
         for t in self.tunnels:
             log.info("%s: GRE %s->%s, %s peer %s, mtu %d", t.name, t.local, t.remote, t.address,
                      t.peer, t.mtu)
@@ -114,8 +116,8 @@ class Daemon:
         self.stopping = asyncio.Event()
         self._open_ike_sockets(loop)
         loop.add_reader(self.dp.fileno(), self._from_dataplane)
-        path = getattr(self.config, "adminsock", None) or DEFAULT_SOCKET
-        if path != "disabled":
+        path = self.config.adminsock  # None: `adminsock disabled`
+        if path:
             self.admin = AdminServer(path, getattr(self.config, "adminsock_mode", None) or 0o600,
                                      self.handle_admin)
             await self.admin.start()
@@ -306,15 +308,12 @@ class Daemon:
             asyncio.ensure_future(run_hook(path, event, env))
 
     def _script_for(self, event: str, peer: str | None) -> str | None:
-        scripts = getattr(self.config, "scripts", None) or {}
-        if isinstance(scripts, dict):
-            entry = scripts.get(peer, scripts) if peer in scripts else scripts
-            value = entry.get(event) if isinstance(entry, dict) else None
-            return str(value) if value else None
-        for item in scripts:  # tuples of (remote, event, path)
-            if len(item) == 3 and item[1] == event and item[0] in (peer, "anonymous", None):
-                return str(item[2])
-        return None
+        """The `script` of the peer's remote block (by address, else `anonymous`)."""
+        scripts = self.config.scripts or {}
+        for label, hooks in scripts.items():
+            if peer is not None and label.split("[", 1)[0] == peer and event in hooks:
+                return hooks[event]
+        return scripts.get("anonymous", {}).get(event)
 
     def _local_for(self, peer: str) -> str:
         for t in self.tunnels:

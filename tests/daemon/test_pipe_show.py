@@ -18,13 +18,12 @@ def test_pipe_keeps_message_boundaries_and_objects():
 
 
 def test_isakmp_table_row():
-    entry = {"local": ("198.18.0.1", 500), "peer": ("198.18.0.2", 500),
-             "icookie": bytes.fromhex("a3e1b8ebf4926cc6"),
-             "rcookie": bytes.fromhex("0cc6ac95c4f8141e"),
-             "state": 9, "initiator": False, "exchange": "main", "created": 100.0,
-             "phase2_count": 1}
+    entry = {"src": "198.18.0.1", "src_port": 500, "dst": "198.18.0.2", "dst_port": 500,
+             "icookie": "a3e1b8ebf4926cc6", "rcookie": "0cc6ac95c4f8141e", "state": 9,
+             "side": "responder", "exchange": "main", "created": 100.0, "established": 101.0,
+             "expires": None, "phase2": 1}
     rows = phase1_json([entry], mono_now=110.0, wall_now=1_000_010.0)
-    assert rows[0]["created"] == 1_000_000.0
+    assert rows[0]["created"] == 1_000_000.0 and rows[0]["established"] == 1_000_001.0
     text = format_isakmp(rows)
     header, row = text.splitlines()
     assert header.startswith("Source") and header.endswith("Phase2")
