@@ -39,9 +39,12 @@ def main() -> int:
              f"on a veth, LANs {LAN['a'][2]} and {LAN['b'][2]} behind them")
         topo.create()
         topo.write_configs()
+        a_conf = topo.routers["a"].conf
+        step(f"router a's {a_conf.name} and setkey.conf (router b's mirror them)")
+        print(a_conf.read_text().rstrip())
+        print((a_conf.parent / "setkey.conf").read_text().rstrip())
         for side, r in topo.routers.items():
             step(f"pyike -F -f {r.conf} in router {side}")
-            print(r.conf.read_text().split("remote ")[0].rstrip())
             r.start()
         topo.route_lans()
         step(f"ping {LAN['b'][1]} from {LAN['a'][1]} (the first packet starts the negotiation)")
