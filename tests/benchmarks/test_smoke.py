@@ -1,0 +1,198 @@
+"""Each benchmark runs once in smoke mode and returns figures of the agreed shape.
+
+Benchmarks assert nothing about speed; these tests only keep them from rotting: every set-up
+comes up, every figure is a number where one was measured, plots are written, and nothing is
+left behind (namespaces, processes), also after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import procs, report, strongswan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _namespaces(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
+
+
+def _netns_ready() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    for tool in ("ip", "ping", "iperf3", "ss"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    return None
+
+
+def _have_strongswan() -> bool:
+    try:
+        strongswan.require()
+    except procs.Missing:
+        return False
+    return True
+
+
+@pytest.fixture
+def netns_clean():
+    """Skip without namespaces; afterwards, nothing of this process may remain."""
+    reason = _netns_ready()
+    if reason:
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        procs.cleanup_all()
+    assert _namespaces(f"pyb{os.getpid()}") == []
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and value == value and value >= 0
+
+
+def _check_plots(result: dict) -> None:
+    assert result["plots"], "no plot written"
+    for path in result["plots"]:
+        assert Path(path).stat().st_size > 1000
+
+
+def test_report_figures():
+    s = report.summary([3.0, 1.0, 2.0, 10.0])
+    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0
+    assert report.summary([])["median"] is None
+    assert report.ratio(3.0, 2.0) == 1.5
+    assert report.ratio(None, 2.0) is None and report.ratio(1.0, 0) is None
+    text = report.table("T", ["name", "value"], [["a", "1.0"], ["longer", "22.5"]])
+    lines = text.splitlines()
+    assert lines[0] == "T" and lines[3].startswith("a ") and lines[3].endswith(" 1.0")
+    assert len({len(line) for line in lines[1:]}) == 1  # aligned columns
+
+
+def test_cli_rejects_unknown_benchmark():
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "nosuch"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown benchmark" in result.stderr and "throughput" in result.stderr
+
+
+def test_memory_smoke_through_cli(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "memory", "--smoke", "--json", "--out",
+         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "KiB per pair" in result.stdout
+    doc = json.loads(result.stdout[result.stdout.index("\n{") + 1:])
+    assert "only ratios are comparable" in doc["caveat"]
+    mem = doc["memory"]
+    assert "error" not in mem, mem.get("error")
+    assert [p["pairs"] for p in mem["points"]] == [1, 10]
+    assert mem["phase2_sas"] == 10 and mem["sad_entries"] == 20
+    assert all(_is_number(p["bytes_per_pair"]) for p in mem["points"])
+    assert (tmp_path / "memory_per_pair.png").exists()
+
+
+@pytest.mark.netns
+def test_throughput_smoke(tmp_path, netns_clean):
+    from benchmarks import throughput
+
+    result = throughput.run(rounds=1, smoke=True, out_dir=tmp_path)
+    assert result["tests"] == ["tcp", "udp1400"]
+    expected = {"pyike", "relay", "veth"} | ({"strongswan"} if _have_strongswan() else set())
+    available = {k for k, v in result["setups"].items() if v["available"]}
+    assert expected <= available, {k: v["error"] for k, v in result["setups"].items()}
+    for test in result["tests"]:
+        for key in available:
+            stats = result["results"][test][key]
+            assert len(stats["samples"]) == 1 and stats["median"] > 0
+        assert _is_number(result["ratios"][test]["pyike/relay"])
+    _check_plots(result)
+
+
+@pytest.mark.netns
+def test_profile_smoke(tmp_path, netns_clean):
+    from benchmarks import profile_packet
+
+    result = profile_packet.run(rounds=1, smoke=True, out_dir=tmp_path)
+    assert "error" not in result, result.get("error")
+    for size in ("64", "512", "1400"):
+        stages = result["ns_per_packet"][size]
+        for stage in profile_packet.OUT_STAGES + profile_packet.IN_STAGES:
+            assert _is_number(stages[stage]), (size, stage)
+        assert stages["packets_out"] > 0 and stages["packets_in"] > 0
+        assert result["totals_ns"][size]["out"] > stages["esp_seal"]
+    _check_plots(result)
+
+
+@pytest.mark.netns
+def test_handshake_smoke(tmp_path, netns_clean):
+    from benchmarks import handshake
+
+    result = handshake.run(rounds=1, smoke=True, out_dir=tmp_path)
+    assert result["tests"] == ["main@1", "main@4", "quick@1", "quick@4"]
+    responders = result["responders"]
+    assert responders["pyike"]["available"], responders["pyike"]["error"]
+    if _have_strongswan():
+        assert responders["charon"]["available"], responders["charon"]["error"]
+    for test in result["tests"]:
+        stats = result["rates"][test]["pyike"]
+        assert len(stats["samples"]) == 1 and stats["median"] > 0, test
+    if responders["charon"]["available"]:
+        assert result["rates"]["main@1"]["charon"]["median"] > 0
+        assert _is_number(result["ratios"]["main@1"]["pyike/charon"])
+    _check_plots(result)
+
+
+def _processes_in(inodes: set[int]) -> list[int]:
+    """Pids of processes whose network namespace is one of these (by inode)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            link = os.readlink(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if int(link.split("[")[1].rstrip("]")) in inodes:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.netns
+def test_ctrl_c_leaves_nothing_behind(tmp_path):
+    reason = _netns_ready()
+    if reason:
+        pytest.skip(reason)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks", "throughput", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    prefix = f"pyb{proc.pid}"
+    try:
+        # Wait until the relay set-up runs (its processes live in the run's namespaces).
+        assert procs.wait_until(lambda: len(_namespaces(prefix)) >= 8, 90, 0.2), \
+            "the benchmark never built its namespaces"
+        inodes = {os.stat(f"/run/netns/{name}").st_ino for name in _namespaces(prefix)}
+        assert procs.wait_until(lambda: _processes_in(inodes), 30, 0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        procs.stop(proc)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert _namespaces(prefix) == []
+    assert procs.wait_until(lambda: not _processes_in(inodes), 5, 0.2), _processes_in(inodes)
