@@ -41,6 +41,7 @@ __all__ = ["SetkeyError", "SetkeyFile", "parse_setkey"]
 
 # SA protocols setkey knows; pyike keys ESP only.
 _SA_PROTOCOLS = ("esp", "ah", "ipcomp", "esp-old", "ah-old", "esp-udp", "tcp")
+_ACTIONS = ("ipsec", "none", "discard")
 _UNSUPPORTED_COMMANDS = ("get", "getspi", "dump", "spddump")
 _END_COMMANDS = ("exit", "quit", "bye")  # setkey stops reading here
 
@@ -194,7 +195,7 @@ class _Parser(Cursor):
         proto_tok, proto = self.upper_layer()
         gre_key = 0
         tok = self.peek()
-        if tok.kind == "word" and not tok.text.startswith("-"):
+        if tok.kind == "word" and not tok.text.startswith("-") and tok.text not in _ACTIONS:
             self.take()
             sport, dport, gre_key = self.upper_spec(tok, proto)
         elif proto == PROTO_GRE and (sport or dport):
@@ -204,7 +205,7 @@ class _Parser(Cursor):
         if tok.kind == "word" and tok.text == "-ctx":
             raise self.fail(tok, "security contexts (-ctx) are not supported")
         if tok.kind != "word" or tok.text != "-P":
-            if tok.kind == "word" and tok.text in ("ipsec", "none", "discard"):
+            if tok.kind == "word" and tok.text in _ACTIONS:
                 # setkey(8)'s GRE-key example omits -P, but setkey's grammar requires it and
                 # the kernel needs a direction: pyike refuses it like setkey does.
                 raise self.fail(tok, "missing '-P in|out|fwd' before the action")
