@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import ipaddress
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,8 +31,6 @@ from pyike.config.lexer import EOF, RBRACE, STRING, WORD, Token, tokenize
 from pyike.config.model import DEFAULT_ADMINSOCK, DEFAULT_ADMINSOCK_MODE, GreTunnel
 from pyike.config.remote import RemoteParser
 from pyike.config.sainfo import SainfoParser
-
-log = logging.getLogger("pyike.config")
 
 MAX_INCLUDE_DEPTH = 10  # as racoon's cftoken.l
 ISAKMP_PORT = 500
@@ -133,9 +130,8 @@ class _Parser:
         return self.out
 
     def warn(self, tok: Token, message: str) -> None:
-        warning = ConfigError(tok.file, tok.line, tok.value, message)
-        self.out.warnings.append(warning)
-        log.warning("%s", warning)
+        # kept in DaemonConfig.warnings; the daemon logs them once it has set up logging
+        self.out.warnings.append(ConfigError(tok.file, tok.line, tok.value, message))
 
     def resolve(self, kind: str, name: str) -> str:
         """A file named in the configuration: absolute, or under `path KIND`."""

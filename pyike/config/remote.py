@@ -226,9 +226,8 @@ class RemoteParser:
     def _peers_identifier(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         ident = self.identity(cur, kw)
         cur.end(kw)
-        if ident is None:
-            raise fail(kw, "peers_identifier address needs the peer's address")
-        d.peers_identifiers.append(ident)
+        # `peers_identifier address;` alone: the peer's own address (filled in at the end)
+        d.peers_identifiers.append(ident or Identity("address", ""))
 
     def _ike_frag(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         mode = cur.choice("on, off or force", ("on", "off", "force"))
@@ -327,7 +326,11 @@ class RemoteParser:
         settings = dict(d.settings)
         settings["dpd"] = DpdSettings(**{**_dpd_defaults(), **d.dpd})
         if d.peers_identifiers:
-            settings["peers_identifier"] = d.peers_identifiers[0]
+            peer_id = d.peers_identifiers[0]
+            if peer_id == Identity("address", ""):
+                # the peer's address; for an anonymous remote any address is its own
+                peer_id = None if d.remote == "anonymous" else Identity("address", d.remote)
+            settings["peers_identifier"] = peer_id
         policy = RemotePolicy(remote=d.remote, port=d.port, proposals=proposals, **settings)
         self.drafts[d.key] = d
         if name is not None:
