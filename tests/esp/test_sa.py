@@ -6,6 +6,8 @@ import os
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from esp.sa import SEQ_MAX, SEQ_SOFT_MARGIN, EspDrop, EspSA, Lifetime
 from tests.esp.helpers import DST, SPI, SRC, forge_esp, sa_pair
@@ -189,3 +191,25 @@ def test_bad_configuration_is_refused_at_install(enc_alg, enc_key, auth_alg, aut
 def test_reserved_spi_is_refused():
     with pytest.raises(ValueError):
         EspSA(255, SRC, DST, "aes-cbc", b"k" * 16, "hmac-sha1", b"a" * 20, direction="in")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.binary(max_size=100),
+    edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 40),
+)
+def test_edited_packets_are_dropped_or_unchanged(payload, edits, cut):
+    """Whatever is done to a sealed packet, open() either drops it or returns the original."""
+    out, inbound = sa_pair()
+    packet = bytearray(out.seal(payload, 47, 0.0))
+    for index, value in edits:
+        if index < len(packet):
+            packet[index] = value
+    if cut:
+        del packet[-cut:]
+    result = inbound.open(bytes(packet), 0.0)
+    if isinstance(result, EspDrop):
+        assert result in (EspDrop.MALFORMED, EspDrop.ICV_FAILURE, EspDrop.TOO_OLD)
+    else:
+        assert result == (47, payload)

@@ -6,6 +6,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import GRE
@@ -119,3 +121,26 @@ def test_decap_accepts_memoryview():
     packet = encap(INNER4, key=1, checksum=True)
     assert bytes(decap(memoryview(packet)).payload) == INNER4
     assert gre.decap(memoryview(packet)).key == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    inner=st.binary(max_size=64),
+    protocol=st.integers(0, 0xFFFF),
+    key=st.none() | st.integers(0, 2**32 - 1),
+    seq=st.none() | st.integers(0, 2**32 - 1),
+    checksum=st.booleans(),
+)
+def test_round_trip_property(inner, protocol, key, seq, checksum):
+    packet = encap(inner, protocol=protocol, key=key, seq=seq, checksum=checksum)
+    assert decap(packet) == GrePacket(protocol, inner, key, seq)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40))
+def test_decap_never_raises(blob):
+    result = decap(blob)
+    if isinstance(result, GrePacket):
+        assert len(result.payload) <= len(blob) - 4
+    else:
+        assert isinstance(result, GreError)
