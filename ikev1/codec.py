@@ -379,6 +379,14 @@ def encode_payloads(payloads: list[AnyPayload]) -> tuple[int, bytes]:
     return (payloads[0].ptype if payloads else 0), bytes(out)
 
 
+def chain_after_first(data: bytes, count: int) -> bytes:
+    """The bytes of payloads 2..count of a decoded chain: what HASH(1)/(2) cover (RFC 2409 §5.5)."""
+    pos = 0
+    for _ in range(count):
+        pos += int.from_bytes(data[pos + 2:pos + 4], "big")
+    return data[int.from_bytes(data[2:4], "big"):pos]
+
+
 @dataclass(frozen=True)
 class Message:
     header: Header

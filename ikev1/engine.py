@@ -1,0 +1,320 @@
+"""The sans-I/O IKEv1 engine: datagrams and the time in; datagrams, one timer and events out.
+
+The exchanges live in mixins (phase1, quick, informational); this module holds the state tables,
+dispatch, retransmission, timers and the control calls the daemon uses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections import deque
+from collections.abc import Callable
+
+from . import crypto
+from .codec import HEADER_LEN, CodecError, Header, decode_header, decode_payloads, encode_payloads
+from .constants import NON_ESP_MARKER, Exchange, Flag
+from .events import Event, NegotiationFailed, SaDeleted, SaExpired
+from .informational import InformationalMixin
+from .phase1 import Phase1Mixin
+from .policy import EngineConfig, RemotePolicy, TrafficSelector
+from .quick import QuickMixin
+from .sa import Address, Drop, Flight, Phase1SA, Phase2SA, QuickExchange
+
+Rng = Callable[[int], bytes]
+
+COUNTER_NAMES = (
+    "received", "sent", "malformed", "decrypt_failed", "hash_mismatch", "unknown_sa",
+    "unexpected", "duplicates", "resends", "timeouts", "crypto_errors", "internal_errors",
+    "notifies_received",
+)
+
+
+class Engine(Phase1Mixin, QuickMixin, InformationalMixin):
+    def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
+        self.config = config
+        self._rng = rng
+        self._p1: dict[bytes, Phase1SA] = {}  # by initiator cookie
+        self._p2: dict[int, Phase2SA] = {}  # by inbound SPI
+        self._quick: dict[tuple[bytes, int], QuickExchange] = {}
+        self._acquires: dict[str, list[tuple[TrafficSelector | None, TrafficSelector | None,
+                                             int | None]]] = {}
+        self._contacted: set[str] = set()
+        self._out: list[tuple[bytes, Address, Address]] = []
+        self._events: deque[Event] = deque()
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+
+    # --- the I/O shell's calls ----------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, local: Address, peer: Address, now: float) -> None:
+        """One UDP payload from `peer` to `local`; never raises on bad input."""
+        self.counters["received"] += 1
+        try:
+            if local[1] == self.config.natt_port:
+                if data[:4] != NON_ESP_MARKER:
+                    raise Drop("unexpected")  # RFC 3948 §2.2: ESP, not IKE
+                data = data[4:]
+            self._receive(bytes(data), local, peer, now)
+        except Drop as drop:
+            self.counters[drop.counter] += 1
+        except CodecError:
+            self.counters["malformed"] += 1
+        except crypto.CryptoError:
+            self.counters["crypto_errors"] += 1
+        except Exception:  # noqa: BLE001 - a bug must not take the daemon down; it is counted
+            self.counters["internal_errors"] += 1
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [t for t in self._deadlines() if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        for p1 in list(self._p1.values()):
+            self._p1_timers(p1, now)
+        for qx in list(self._quick.values()):
+            self._quick_timers(qx, now)
+        for sa in list(self._p2.values()):
+            self._p2_timers(sa, now)
+
+    def initiate(self, peer_address: str, now: float,
+                 local_selector: TrafficSelector | None = None,
+                 remote_selector: TrafficSelector | None = None) -> None:
+        """An acquire: quick mode for the selectors, after phase 1 if there is none yet."""
+        self._acquire(peer_address, now, local_selector, remote_selector, None)
+
+    # --- control ------------------------------------------------------------------------
+
+    def delete_phase2(self, spi_in: int, now: float) -> None:
+        sa = self._p2.get(spi_in)
+        if sa is not None:
+            self._delete_p2(sa, now, "deleted", notify_peer=True)
+
+    def delete_phase1(self, peer: Address | str, now: float) -> None:
+        addr = peer if isinstance(peer, str) else peer[0]
+        for p1 in list(self._p1.values()):
+            if p1.peer[0] == addr:
+                self._drop_p1(p1, now, "deleted", notify_peer=p1.established)
+
+    def flush(self, now: float) -> None:
+        for sa in list(self._p2.values()):
+            self._delete_p2(sa, now, "flushed", notify_peer=True)
+        for p1 in list(self._p1.values()):
+            self._drop_p1(p1, now, "deleted", notify_peer=p1.established)
+
+    def sa_soft_expired(self, spi_in: int, now: float) -> None:
+        """The data plane saw a byte lifetime's soft limit: rekey as at the soft time."""
+        sa = self._p2.get(spi_in)
+        if sa is not None:
+            sa.soft_at = min(sa.soft_at, now)
+            self._p2_timers(sa, now)
+
+    def sa_hard_expired(self, spi_in: int, now: float) -> None:
+        sa = self._p2.get(spi_in)
+        if sa is not None:
+            sa.hard_at = min(sa.hard_at, now)
+            self._p2_timers(sa, now)
+
+    def phase1_sas(self) -> list[dict]:
+        return [{
+            "src": p1.local[0], "dst": p1.peer[0], "src_port": p1.local[1],
+            "dst_port": p1.peer[1], "icookie": p1.icookie.hex(), "rcookie": p1.rcookie.hex(),
+            "state": p1.state, "side": "initiator" if p1.initiator else "responder",
+            "exchange": p1.exchange, "created": p1.created,
+            "established": p1.established_at, "expires": p1.expires_at,
+            "encryption": p1.suite.label if p1.suite else None,
+            "hash": p1.suite.hash if p1.suite else None,
+            "dh_group": p1.suite.dh_group if p1.suite else None,
+            "peer_identity": p1.peer_identity, "vendor_ids": list(p1.vendor_ids),
+            "dpd": p1.peer_dpd and p1.remote.dpd.delay > 0,
+            "phase2": sum(1 for sa in self._p2.values() if sa.p1_icookie == p1.icookie),
+        } for p1 in self._p1.values()]
+
+    def phase2_sas(self) -> list[dict]:
+        return [{
+            "src": sa.local[0], "dst": sa.peer[0], "spi_in": sa.spi_in, "spi_out": sa.spi_out,
+            "enc": sa.suite.enc_alg, "key_bits": sa.suite.enc_key_len * 8,
+            "auth": sa.suite.auth_alg, "mode": sa.suite.mode, "pfs_group": sa.suite.pfs_group,
+            "created": sa.created, "soft": sa.soft_at, "hard": sa.hard_at,
+            "lifetime_s": sa.suite.lifetime_s, "side": "initiator" if sa.initiator
+            else "responder", "local_selector": str(sa.local_sel.network),
+            "remote_selector": str(sa.remote_sel.network), "protocol": sa.local_sel.protocol,
+        } for sa in self._p2.values()]
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def _receive(self, data: bytes, local: Address, peer: Address, now: float) -> None:
+        hdr = decode_header(data)
+        data = data[:hdr.length]
+        if hdr.exchange in (Exchange.MAIN, Exchange.AGGRESSIVE):
+            self._receive_phase1(hdr, data, local, peer, now)
+            return
+        p1 = self._p1.get(hdr.icookie)
+        if p1 is None or (p1.rcookie != hdr.rcookie) or p1.peer[0] != peer[0]:
+            raise Drop("unknown_sa")
+        if hdr.exchange == Exchange.QUICK:
+            self._receive_quick(p1, hdr, data, now)
+        elif hdr.exchange == Exchange.INFORMATIONAL:
+            self._receive_informational(p1, hdr, data, now)
+        else:
+            raise Drop("unexpected")
+
+    # --- shared helpers -----------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _local_for(self, peer_address: str) -> str:
+        version = ipaddress.ip_address(peer_address).version
+        for addr in self.config.local_addresses:
+            if ipaddress.ip_address(addr).version == version:
+                return addr
+        return self.config.local_addresses[0]
+
+    def _remote_for(self, peer_address: str) -> RemotePolicy | None:
+        anonymous = None
+        for remote in self.config.remotes:
+            if remote.remote == "anonymous":
+                anonymous = anonymous or remote
+            else:
+                try:
+                    if ipaddress.ip_address(remote.remote) == ipaddress.ip_address(peer_address):
+                        return remote
+                except ValueError:
+                    continue
+        return anonymous
+
+    def _new_spi(self) -> int:
+        while True:
+            spi = int.from_bytes(self._rng(4), "big")
+            if spi >= 256 and spi not in self._p2 and not self._spi_pending(spi):
+                return spi  # RFC 4303 §2.1: SPIs 1..255 are reserved
+
+    def _spi_pending(self, spi: int) -> bool:
+        return any(qx.spi_in == spi for qx in self._quick.values())
+
+    def _new_msgid(self, p1: Phase1SA) -> int:
+        while True:
+            mid = int.from_bytes(self._rng(4), "big")
+            if mid and (p1.icookie, mid) not in self._quick:
+                return mid
+
+    def _send(self, flight: Flight, datagrams: list[bytes], now: float, *,
+              expect_reply: bool) -> None:
+        """Send a flight (persend copies each) and arm its resend timer if a reply is due."""
+        flight.datagrams = datagrams
+        timer = self.config.timer
+        flight.resends_left = timer.counter if expect_reply else 0
+        flight.resend_at = now + timer.interval if expect_reply else None
+        self._transmit(flight)
+
+    def _transmit(self, flight: Flight) -> None:
+        for dgram in flight.datagrams:
+            for _ in range(max(1, self.config.timer.persend)):
+                self._put(dgram, flight.local, flight.peer)
+
+    def _put(self, dgram: bytes, local: Address, peer: Address) -> None:
+        if local[1] == self.config.natt_port:
+            dgram = NON_ESP_MARKER + dgram  # RFC 3948 §2.2
+        self.counters["sent"] += 1
+        self._out.append((dgram, local, peer))
+
+    def _flight_due(self, flight: Flight, now: float) -> bool:
+        """Resend a flight whose time has come; True when it has run out of resends."""
+        if flight.resend_at is None or now < flight.resend_at:
+            return False
+        if flight.resends_left <= 0:
+            flight.resend_at = None
+            self.counters["timeouts"] += 1
+            return True
+        flight.resends_left -= 1
+        flight.resend_at = now + self.config.timer.interval
+        self.counters["resends"] += 1
+        self._transmit(flight)
+        return False
+
+    def _is_duplicate(self, flight: Flight, data: bytes) -> bool:
+        """RFC 2408 §5: a repeated request gets the stored reply, never reprocessing."""
+        if flight.last_in is not None and data == flight.last_in:
+            self.counters["duplicates"] += 1
+            if flight.datagrams:
+                self._transmit(flight)
+            return True
+        return False
+
+    def _encrypt(self, p1: Phase1SA, header: Header, payloads: list, iv: bytes
+                 ) -> tuple[bytes, bytes]:
+        """(datagram, next IV): the payloads CBC-encrypted under the phase-1 key."""
+        assert p1.keys is not None and p1.suite is not None
+        first, body = encode_payloads(payloads)
+        block = crypto.block_size(p1.suite.encryption)
+        padded = crypto.pad(body, block, self._rng if self.config.pad_randomize else None)
+        ct = crypto.encrypt(p1.suite.encryption, p1.keys.enc_key, iv, padded)
+        hdr = Header(header.icookie, header.rcookie, first, header.exchange,
+                     header.flags | Flag.ENCRYPTION, header.message_id)
+        return hdr.encode(len(ct)) + ct, ct[-block:]
+
+    def _decrypt(self, p1: Phase1SA, hdr: Header, data: bytes, iv: bytes
+                 ) -> tuple[list, bytes, bytes]:
+        """(payloads, plaintext chain, next IV) of an encrypted message; Drop if it is not."""
+        if not hdr.flags & Flag.ENCRYPTION or p1.keys is None or p1.suite is None:
+            raise Drop("unexpected")
+        ct = data[HEADER_LEN:]
+        block = crypto.block_size(p1.suite.encryption)
+        if not ct or len(ct) % block:
+            raise Drop("malformed")
+        plain = crypto.decrypt(p1.suite.encryption, p1.keys.enc_key, iv, ct)
+        if self.config.pad_strict_check:
+            plain = crypto.unpad(plain, strict=True)
+        try:
+            payloads = decode_payloads(hdr.next_payload, plain, padded=True)
+        except CodecError:
+            raise Drop("decrypt_failed") from None
+        return payloads, plain, ct[-block:]
+
+    # --- phase-2 SA lifetimes -----------------------------------------------------------
+
+    def _p2_timers(self, sa: Phase2SA, now: float) -> None:
+        if sa.spi_in not in self._p2:
+            return
+        if now >= sa.hard_at:
+            del self._p2[sa.spi_in]
+            self._emit(SaExpired(sa.peer, sa.spi_in, sa.spi_out))
+            self._send_delete_esp(sa, now)
+            return
+        if now >= sa.soft_at and not sa.rekeying and not sa.replaced:
+            sa.rekeying = True
+            if sa.initiator:  # racoon: the SA's initiator renegotiates at the soft lifetime
+                self._acquire(sa.peer[0], now, sa.local_sel, sa.remote_sel, sa.spi_in)
+
+    def _delete_p2(self, sa: Phase2SA, now: float, reason: str, *, notify_peer: bool) -> None:
+        if self._p2.pop(sa.spi_in, None) is None:
+            return
+        self._emit(SaDeleted(sa.peer, sa.spi_in, sa.spi_out, reason))
+        if notify_peer:
+            self._send_delete_esp(sa, now)
+
+    def _fail(self, peer: Address, phase: int, reason: str) -> None:
+        self._emit(NegotiationFailed(peer, phase, reason))
+
+    def _deadlines(self):
+        for p1 in self._p1.values():
+            yield p1.flight.resend_at
+            yield p1.expires_at
+            yield p1.rekey_at
+            yield p1.dpd.next_probe
+            yield p1.dpd.ack_deadline
+        for qx in self._quick.values():
+            yield qx.flight.resend_at
+            yield qx.forget_at
+        for sa in self._p2.values():
+            yield sa.hard_at
+            if not sa.rekeying and not sa.replaced:
+                yield sa.soft_at
+

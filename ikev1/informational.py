@@ -1,0 +1,164 @@
+"""Informational exchanges (RFC 2409 §5.7): notifies and deletes under HASH(1), INITIAL-CONTACT,
+and dead peer detection (RFC 3706)."""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from . import crypto
+from .codec import (
+    DeletePayload,
+    HashPayload,
+    Header,
+    NotifyPayload,
+    chain_after_first,
+    decode_payloads,
+    encode_message,
+    encode_payloads,
+)
+from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto, notify_name
+from .events import PeerDead
+from .sa import Address, Drop, Phase1SA, Phase2SA
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+_ERROR_LIMIT = 8192  # RFC 2408 §3.14.1: types below are errors, 16384 and up status
+
+
+class InformationalMixin:
+    # --- sending ---------------------------------------------------------------------
+
+    def _send_info(self: Engine, p1: Phase1SA, payloads: list) -> None:
+        """HDR*, HASH(1), N/D with a fresh message ID and its own IV (RFC 2409 §5.7)."""
+        assert p1.suite is not None and p1.keys is not None
+        msgid = self._new_msgid(p1)
+        _, tail = encode_payloads(payloads)
+        h = crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
+        hdr = Header(p1.icookie, p1.rcookie, 0, Exchange.INFORMATIONAL, 0, msgid)
+        dgram, _ = self._encrypt(p1, hdr, [HashPayload(h), *payloads], self._qm_iv(p1, msgid))
+        self._put(dgram, p1.local, p1.peer)
+
+    def _send_plain_notify(self: Engine, icookie: bytes, rcookie: bytes, local: Address,
+                           peer: Address, code: int) -> None:
+        """An unprotected error notify, for failures before the keys agree."""
+        notify = NotifyPayload(code, Proto.ISAKMP, icookie + rcookie)
+        hdr = Header(icookie, rcookie, 0, Exchange.INFORMATIONAL, 0, 0)
+        self._put(encode_message(hdr, [notify]), local, peer)
+
+    def _send_delete_esp(self: Engine, sa: Phase2SA, now: float) -> None:
+        """RFC 2408 §3.15: we name the SPI we chose, i.e. the SA the peer sends on."""
+        p1 = self._newest_p1(sa.peer[0])
+        if p1 is not None:
+            self._send_info(p1, [DeletePayload(Proto.ESP, (sa.spi_in.to_bytes(4, "big"),))])
+
+    def _send_delete_isakmp(self: Engine, p1: Phase1SA) -> None:
+        self._send_info(p1, [DeletePayload(Proto.ISAKMP, (p1.spi,))])
+
+    # --- receiving -------------------------------------------------------------------
+
+    def _receive_informational(self: Engine, p1: Phase1SA, hdr: Header, data: bytes,
+                               now: float) -> None:
+        if not hdr.flags & Flag.ENCRYPTION:
+            self._plain_informational(p1, hdr, data)
+            return
+        if not p1.established:
+            raise Drop("unexpected")
+        assert p1.suite is not None and p1.keys is not None
+        payloads, plain, _ = self._decrypt(p1, hdr, data, self._qm_iv(p1, hdr.message_id))
+        tail = chain_after_first(plain, len(payloads))
+        self._check_hash(p1, payloads,
+                         crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, hdr.message_id, tail))
+        self.counters["notifies_received"] += 1
+        for pl in payloads[1:]:
+            if isinstance(pl, NotifyPayload):
+                self._on_notify(p1, pl, now)
+            elif isinstance(pl, DeletePayload):
+                self._on_delete(p1, pl, now)
+
+    def _plain_informational(self: Engine, p1: Phase1SA, hdr: Header, data: bytes) -> None:
+        """Unprotected notifies count only while phase 1 is still being negotiated."""
+        if p1.established:
+            raise Drop("unexpected")
+        payloads = decode_payloads(hdr.next_payload, data[HEADER_LEN:])
+        for pl in payloads:
+            if isinstance(pl, NotifyPayload) and pl.msg_type < _ERROR_LIMIT:
+                self._p1.pop(p1.icookie, None)
+                self._acquires.pop(p1.peer[0], None)
+                self._fail(p1.peer, 1, notify_name(pl.msg_type))
+                return
+        raise Drop("unexpected")
+
+    def _on_notify(self: Engine, p1: Phase1SA, pl: NotifyPayload, now: float) -> None:
+        if pl.msg_type == Notify.R_U_THERE and len(pl.data) == 4:
+            ack = NotifyPayload(Notify.R_U_THERE_ACK, Proto.ISAKMP, p1.spi, pl.data)
+            self._send_info(p1, [ack])  # RFC 3706 §5: echo the sequence number
+        elif pl.msg_type == Notify.R_U_THERE_ACK and len(pl.data) == 4:
+            (seq,) = struct.unpack("!I", pl.data)
+            if seq == p1.dpd.waiting_seq and pl.spi == p1.spi:
+                p1.dpd.waiting_seq = p1.dpd.ack_deadline = None
+                p1.dpd.fails = 0
+                p1.dpd.next_probe = now + p1.remote.dpd.delay
+        elif pl.msg_type == Notify.INITIAL_CONTACT:
+            self._initial_contact(p1, now)
+        elif pl.msg_type < _ERROR_LIMIT and pl.protocol in (Proto.ESP, Proto.AH):
+            spi = int.from_bytes(pl.spi, "big") if len(pl.spi) == 4 else None
+            for key, qx in list(self._quick.items()):
+                if qx.p1 is p1 and qx.initiator and qx.spi_in == spi and qx.state != "done":
+                    del self._quick[key]
+                    self._fail(p1.peer, 2, notify_name(pl.msg_type))
+
+    def _on_delete(self: Engine, p1: Phase1SA, pl: DeletePayload, now: float) -> None:
+        if pl.protocol == Proto.ISAKMP:
+            for spi in pl.spis:
+                target = self._p1.get(spi[:8])
+                if target is not None and target.peer[0] == p1.peer[0] and len(spi) == 16:
+                    self._drop_p1(target, now, "peer-deleted", notify_peer=False)
+        elif pl.protocol == Proto.ESP:
+            for spi in pl.spis:
+                value = int.from_bytes(spi, "big")
+                for sa in list(self._p2.values()):
+                    if sa.peer[0] == p1.peer[0] and value in (sa.spi_out, sa.spi_in):
+                        self._delete_p2(sa, now, "peer-deleted", notify_peer=False)
+
+    def _initial_contact(self: Engine, p1: Phase1SA, now: float) -> None:
+        """The peer has restarted: every other SA with it is stale (RFC 2407 §4.6.3.3)."""
+        for other in list(self._p1.values()):
+            if other is not p1 and other.peer[0] == p1.peer[0] and other.established:
+                self._drop_p1(other, now, "initial-contact", notify_peer=False)
+        for sa in list(self._p2.values()):
+            if sa.peer[0] == p1.peer[0] and sa.p1_icookie != p1.icookie:
+                self._delete_p2(sa, now, "initial-contact", notify_peer=False)
+
+    # --- dead peer detection ---------------------------------------------------------
+
+    def _dpd_timers(self: Engine, p1: Phase1SA, now: float) -> None:
+        dpd = p1.dpd
+        if dpd.next_probe is not None and now >= dpd.next_probe:
+            dpd.next_probe = None
+            self._probe(p1, now)
+        elif dpd.ack_deadline is not None and now >= dpd.ack_deadline:
+            dpd.fails += 1
+            if dpd.fails >= p1.remote.dpd.maxfail:
+                self._peer_dead(p1.peer, now)
+            else:
+                self._probe(p1, now)
+
+    def _probe(self: Engine, p1: Phase1SA, now: float) -> None:
+        p1.dpd.seq_out = (p1.dpd.seq_out + 1) & 0xFFFFFFFF
+        p1.dpd.waiting_seq = p1.dpd.seq_out
+        p1.dpd.ack_deadline = now + p1.remote.dpd.retry
+        data = struct.pack("!I", p1.dpd.seq_out)
+        self._send_info(p1, [NotifyPayload(Notify.R_U_THERE, Proto.ISAKMP, p1.spi, data)])
+
+    def _peer_dead(self: Engine, peer: Address, now: float) -> None:
+        """RFC 3706 §5.5: purge everything with the peer, then say so."""
+        for sa in list(self._p2.values()):
+            if sa.peer[0] == peer[0]:
+                self._delete_p2(sa, now, "dead", notify_peer=False)
+        for p1 in list(self._p1.values()):
+            if p1.peer[0] == peer[0]:
+                self._drop_p1(p1, now, "dead", notify_peer=False)
+        self._acquires.pop(peer[0], None)
+        self._emit(PeerDead(peer))

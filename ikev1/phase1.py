@@ -1,0 +1,425 @@
+"""Phase 1 with pre-shared keys: main mode (6 messages) and aggressive mode (3), both roles.
+
+RFC 2409 §5 (exchanges, SKEYID, HASH_I/HASH_R), §5.4 (PSK), App. B (encryption and IVs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import crypto, vendor
+from .codec import (
+    HashPayload,
+    Header,
+    IdPayload,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    SaPayload,
+    VendorIdPayload,
+    decode_payloads,
+    encode_message,
+)
+from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto, notify_name
+from .events import Phase1Down, Phase1Up
+from .ids import identity_matches, identity_payload, identity_text
+from .policy import RemotePolicy
+from .proposals import Phase1Suite, parse_phase1_transform, phase1_sa, select_phase1
+from .sa import Address, Drop, Flight, Phase1SA
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+ZERO_COOKIE = bytes(8)
+_EXCHANGE = {"main": Exchange.MAIN, "aggressive": Exchange.AGGRESSIVE}
+
+
+class Fail(Exception):
+    """Internal: the negotiation fails with `reason`, telling the peer `notify` if set."""
+
+    def __init__(self, reason: str, notify: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.notify = notify
+
+
+def _one(payloads: list, cls: type, what: str):
+    for pl in payloads:
+        if isinstance(pl, cls):
+            return pl
+    raise Fail(f"missing {what} payload", Notify.PAYLOAD_MALFORMED)
+
+
+class Phase1Mixin:
+    # --- starting --------------------------------------------------------------------
+
+    def _start_phase1(self: Engine, peer_address: str, remote: RemotePolicy, now: float
+                      ) -> Phase1SA:
+        local = (self._local_for(peer_address), self.config.isakmp_port)
+        peer = (peer_address, remote.port)
+        icookie = self._new_cookie()
+        mode = remote.exchange_mode[0] if remote.exchange_mode else "main"
+        p1 = Phase1SA(icookie, ZERO_COOKIE, local, peer, True, mode, remote, now,
+                      Flight(local, peer))
+        sa = phase1_sa(remote)
+        if mode == "aggressive":  # one KE in message 1: only proposals of the first group
+            group = remote.proposals[0].dh_group
+            keep = tuple(t for t, p in zip(sa.proposals[0].transforms, remote.proposals,
+                                           strict=True) if p.dh_group == group)
+            sa = SaPayload((sa.proposals[0].__class__(1, Proto.ISAKMP, b"", keep),))
+            p1.dh, p1.gxi = crypto.dh_group(group).generate(self._rng)
+            p1.ni_b = self._rng(remote.nonce_size)
+            p1.id_local = identity_payload(remote.my_identifier, local[0])
+            payloads = [sa, KePayload(p1.gxi), NoncePayload(p1.ni_b), p1.id_local]
+            p1.state = "I_AM1"
+        else:
+            payloads = [sa]
+            p1.state = "I_MM1"
+        p1.sa_b = sa.encode_body()
+        payloads += self._vendor_payloads(remote)
+        self._p1[icookie] = p1
+        hdr = Header(icookie, ZERO_COOKIE, 0, _EXCHANGE[mode], 0, 0)
+        self._send(p1.flight, [encode_message(hdr, payloads)], now, expect_reply=True)
+        return p1
+
+    def _new_cookie(self: Engine) -> bytes:
+        while True:
+            cookie = self._rng(8)
+            if cookie != ZERO_COOKIE and cookie not in self._p1:
+                return cookie
+
+    def _vendor_payloads(self: Engine, remote: RemotePolicy) -> list:
+        return [VendorIdPayload(vendor.DPD)]  # RFC 3706 §5.1: we answer R-U-THERE
+
+    def _note_vendor_ids(self: Engine, p1: Phase1SA, payloads: list) -> None:
+        for pl in payloads:
+            if isinstance(pl, VendorIdPayload):
+                name = vendor.vendor_name(pl.data) or pl.data.hex()
+                if name not in p1.vendor_ids:
+                    p1.vendor_ids.append(name)
+                p1.peer_dpd = p1.peer_dpd or pl.data == vendor.DPD
+
+    # --- receiving -------------------------------------------------------------------
+
+    def _receive_phase1(self: Engine, hdr: Header, data: bytes, local: Address, peer: Address,
+                        now: float) -> None:
+        p1 = self._p1.get(hdr.icookie)
+        if p1 is None:
+            if hdr.rcookie != ZERO_COOKIE or hdr.message_id != 0:
+                raise Drop("unknown_sa")
+            self._respond_phase1(hdr, data, local, peer, now)
+            return
+        if p1.peer[0] != peer[0] or hdr.exchange != _EXCHANGE[p1.exchange]:
+            raise Drop("unknown_sa")
+        if self._is_duplicate(p1.flight, data):
+            return
+        first_reply = p1.initiator and p1.state in ("I_MM1", "I_AM1")
+        if hdr.rcookie != p1.rcookie and not (first_reply and hdr.rcookie != ZERO_COOKIE):
+            raise Drop("unknown_sa")
+        handler = {"I_MM1": self._i_mm2, "I_MM3": self._i_mm4, "I_MM5": self._i_mm6,
+                   "R_MM2": self._r_mm3, "R_MM4": self._r_mm5, "I_AM1": self._i_am2,
+                   "R_AM2": self._r_am3}.get(p1.state)
+        if handler is None:
+            raise Drop("unexpected")
+        try:
+            handler(p1, hdr, data, now)
+        except Fail as fail:
+            self._fail_phase1(p1, fail, hdr)
+            return
+        p1.flight.last_in = data
+
+    def _plain_payloads(self: Engine, hdr: Header, data: bytes) -> list:
+        if hdr.flags & Flag.ENCRYPTION:
+            raise Drop("unexpected")
+        return decode_payloads(hdr.next_payload, data[HEADER_LEN:])
+
+    def _fail_phase1(self: Engine, p1: Phase1SA, fail: Fail, hdr: Header | None) -> None:
+        if fail.notify is not None and hdr is not None:
+            self._send_plain_notify(hdr.icookie, hdr.rcookie, p1.local, p1.peer, fail.notify)
+        self._p1.pop(p1.icookie, None)
+        self._fail(p1.peer, 1, fail.reason)
+        self._acquires.pop(p1.peer[0], None)
+
+    def _respond_phase1(self: Engine, hdr: Header, data: bytes, local: Address, peer: Address,
+                        now: float) -> None:
+        remote = self._remote_for(peer[0])
+        mode = "main" if hdr.exchange == Exchange.MAIN else "aggressive"
+        if remote is None or mode not in remote.exchange_mode:
+            raise Drop("unknown_sa")  # racoon: no remote block for this peer and mode
+        payloads = self._plain_payloads(hdr, data)
+        sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
+        if sa is None:
+            raise Drop("malformed")
+        chosen = select_phase1(sa, remote)
+        if chosen is None:
+            self._send_plain_notify(hdr.icookie, ZERO_COOKIE, local, peer,
+                                    Notify.NO_PROPOSAL_CHOSEN)
+            self._fail(peer, 1, "NO-PROPOSAL-CHOSEN")
+            return
+        proposal, suite = chosen
+        p1 = Phase1SA(hdr.icookie, self._new_cookie(), local, peer, False, mode, remote, now,
+                      Flight(local, peer), suite=suite, sa_b=sa.body())
+        self._note_vendor_ids(p1, payloads)
+        reply_sa = SaPayload((proposal,), sa.doi, sa.situation)
+        try:
+            if mode == "main":
+                p1.state = "R_MM2"
+                out = [reply_sa, *self._vendor_payloads(remote)]
+            else:
+                out = self._r_am1(p1, payloads, reply_sa)
+        except Fail as fail:
+            self._fail(peer, 1, fail.reason)
+            if fail.notify is not None:
+                self._send_plain_notify(hdr.icookie, ZERO_COOKIE, local, peer, fail.notify)
+            return
+        self._p1[p1.icookie] = p1
+        p1.flight.last_in = data
+        reply = Header(p1.icookie, p1.rcookie, 0, hdr.exchange, 0, 0)
+        self._send(p1.flight, [encode_message(reply, out)], now, expect_reply=True)
+
+    # --- main mode -------------------------------------------------------------------
+
+    def _accept_chosen(self: Engine, p1: Phase1SA, payloads: list) -> Phase1Suite:
+        """Initiator: the responder's SA must be exactly one of the transforms we offered."""
+        sa = _one(payloads, SaPayload, "SA")
+        if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
+            raise Fail("BAD-PROPOSAL-SYNTAX", Notify.BAD_PROPOSAL_SYNTAX)
+        suite = parse_phase1_transform(sa.proposals[0].transforms[0])
+        offered = [parse_phase1_transform(t) for t in phase1_sa(p1.remote).proposals[0].transforms]
+        match = [s for s in offered if s is not None and suite is not None and
+                 (s.encryption, s.key_bits, s.hash, s.dh_group) ==
+                 (suite.encryption, suite.key_bits, suite.hash, suite.dh_group)]
+        if suite is None or not match:
+            raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
+        return Phase1Suite(suite.encryption, suite.key_bits, suite.hash, suite.dh_group,
+                           min(suite.lifetime_s, match[0].lifetime_s))
+
+    def _i_mm2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        payloads = self._plain_payloads(hdr, data)
+        suite = self._accept_chosen(p1, payloads)
+        dh, gxi = crypto.dh_group(suite.dh_group).generate(self._rng)
+        ni = self._rng(p1.remote.nonce_size)
+        p1.rcookie, p1.suite, p1.dh, p1.gxi, p1.ni_b = hdr.rcookie, suite, dh, gxi, ni
+        self._note_vendor_ids(p1, payloads)
+        p1.state = "I_MM3"
+        out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
+        self._send(p1.flight, [encode_message(out, [KePayload(gxi), NoncePayload(ni)])], now,
+                   expect_reply=True)
+
+    def _psk(self: Engine, p1: Phase1SA, identity: str | None = None) -> bytes:
+        """racoon: the key of the peer's address in main mode, of its identifier otherwise."""
+        if identity is not None and identity in self.config.psk:
+            return self.config.psk[identity]
+        key = self.config.psk.get(p1.peer[0])
+        if key is None:
+            raise Fail("no pre-shared key for peer", Notify.AUTHENTICATION_FAILED)
+        return key
+
+    def _derive(self: Engine, p1: Phase1SA, gx_peer: bytes, nonce_peer: bytes, psk: bytes
+                ) -> None:
+        """Compute g^xy and the phase-1 keys (RFC 2409 §5) once both halves are known."""
+        assert p1.suite is not None and p1.dh is not None
+        try:
+            gxy = crypto.dh_group(p1.suite.dh_group).shared_secret(p1.dh, gx_peer)
+        except crypto.DHError:
+            raise Fail("INVALID-KEY-INFORMATION", Notify.INVALID_KEY_INFORMATION) from None
+        if p1.initiator:
+            p1.gxr, p1.nr_b = gx_peer, nonce_peer
+        else:
+            p1.gxi, p1.ni_b = gx_peer, nonce_peer
+        p1.keys = crypto.phase1_keys_psk(p1.suite.hash, psk, p1.ni_b, p1.nr_b, gxy, p1.icookie,
+                                         p1.rcookie, p1.suite.encryption, p1.suite.key_bits)
+        p1.iv = crypto.phase1_iv(p1.suite.hash, p1.gxi, p1.gxr,
+                                 crypto.block_size(p1.suite.encryption))
+        p1.dh = None
+
+    def _r_mm3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        assert p1.suite is not None
+        payloads = self._plain_payloads(hdr, data)
+        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
+        psk = self._psk(p1)
+        p1.dh, p1.gxr = crypto.dh_group(p1.suite.dh_group).generate(self._rng)
+        p1.nr_b = self._rng(p1.remote.nonce_size)
+        self._derive(p1, ke.data, nonce.data, psk)
+        p1.state = "R_MM4"
+        out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
+        self._send(p1.flight, [encode_message(out, [KePayload(p1.gxr), NoncePayload(p1.nr_b)])],
+                   now, expect_reply=True)
+
+    def _i_mm4(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        assert p1.suite is not None
+        payloads = self._plain_payloads(hdr, data)
+        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
+        self._derive(p1, ke.data, nonce.data, self._psk(p1))
+        p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
+        auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
+        out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
+        dgram, p1.iv = self._encrypt(p1, out, [p1.id_local, HashPayload(auth)], p1.iv)
+        p1.state = "I_MM5"
+        self._send(p1.flight, [dgram], now, expect_reply=True)
+
+    def _auth_hash(self: Engine, p1: Phase1SA, *, initiator: bool, id_b: bytes) -> bytes:
+        """HASH_I or HASH_R (RFC 2409 §5)."""
+        assert p1.suite is not None and p1.keys is not None
+        fn = crypto.hash_i if initiator else crypto.hash_r
+        return fn(p1.suite.hash, p1.keys.skeyid, p1.gxi, p1.gxr, p1.icookie, p1.rcookie,
+                  p1.sa_b, id_b)
+
+    def _decrypt_auth(self: Engine, p1: Phase1SA, hdr: Header, data: bytes
+                      ) -> tuple[list, bytes]:
+        """Decrypt MM5/MM6: garbage here means the keys differ, i.e. a wrong pre-shared key."""
+        try:
+            payloads, _plain, next_iv = self._decrypt(p1, hdr, data, p1.iv)
+        except Drop as drop:
+            if drop.counter == "decrypt_failed":
+                raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED) from None
+            raise
+        return payloads, next_iv
+
+    def _check_peer_auth(self: Engine, p1: Phase1SA, payloads: list) -> IdPayload:
+        peer_id = _one(payloads, IdPayload, "ID")
+        received = _one(payloads, HashPayload, "HASH")
+        expected = self._auth_hash(p1, initiator=not p1.initiator, id_b=peer_id.encode_body())
+        if received.data != expected:
+            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
+        wanted = p1.remote.peers_identifier
+        if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):
+            raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+        return peer_id
+
+    def _r_mm5(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        payloads, iv = self._decrypt_auth(p1, hdr, data)
+        peer_id = self._check_peer_auth(p1, payloads)
+        p1.iv, p1.id_peer = iv, peer_id
+        p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
+        auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
+        out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
+        dgram, p1.iv = self._encrypt(p1, out, [p1.id_local, HashPayload(auth)], p1.iv)
+        self._send(p1.flight, [dgram], now, expect_reply=False)
+        self._establish(p1, now, payloads)
+
+    def _i_mm6(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        payloads, iv = self._decrypt_auth(p1, hdr, data)
+        p1.id_peer = self._check_peer_auth(p1, payloads)
+        p1.iv = iv
+        p1.flight.datagrams = []  # finished by receiving: duplicates are only counted
+        self._establish(p1, now, payloads)
+
+    # --- aggressive mode -------------------------------------------------------------
+
+    def _r_am1(self: Engine, p1: Phase1SA, payloads: list, reply_sa: SaPayload) -> list:
+        assert p1.suite is not None
+        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
+        p1.id_peer = _one(payloads, IdPayload, "ID")
+        p1.dh, p1.gxr = crypto.dh_group(p1.suite.dh_group).generate(self._rng)
+        p1.nr_b = self._rng(p1.remote.nonce_size)
+        self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(p1.id_peer)))
+        p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
+        auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
+        p1.state = "R_AM2"
+        return [reply_sa, KePayload(p1.gxr), NoncePayload(p1.nr_b), p1.id_local,
+                HashPayload(auth), *self._vendor_payloads(p1.remote)]
+
+    def _i_am2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        payloads = self._plain_payloads(hdr, data)
+        suite = self._accept_chosen(p1, payloads)
+        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
+        peer_id = _one(payloads, IdPayload, "ID")
+        if suite.dh_group != (p1.dh.group if p1.dh else None):
+            raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
+        p1.rcookie, p1.suite = hdr.rcookie, suite
+        self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(peer_id)))
+        p1.id_peer = self._check_peer_auth(p1, payloads)
+        self._note_vendor_ids(p1, payloads)
+        auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
+        out = Header(p1.icookie, p1.rcookie, 0, Exchange.AGGRESSIVE, 0, 0)
+        self._send(p1.flight, [encode_message(out, [HashPayload(auth)])], now, expect_reply=False)
+        self._establish(p1, now, payloads)
+
+    def _r_am3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        iv = p1.iv
+        if hdr.flags & Flag.ENCRYPTION:  # some peers encrypt the third message
+            payloads, iv = self._decrypt_auth(p1, hdr, data)
+        else:
+            payloads = self._plain_payloads(hdr, data)
+        assert p1.id_peer is not None
+        received = _one(payloads, HashPayload, "HASH")
+        if received.data != self._auth_hash(p1, initiator=True, id_b=p1.id_peer.encode_body()):
+            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
+        wanted = p1.remote.peers_identifier
+        if p1.remote.verify_identifier and wanted and not identity_matches(p1.id_peer, wanted):
+            raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+        p1.iv = iv
+        p1.flight.datagrams = []
+        self._establish(p1, now, payloads)
+
+    # --- established -----------------------------------------------------------------
+
+    def _establish(self: Engine, p1: Phase1SA, now: float, last_payloads: list) -> None:
+        assert p1.suite is not None and p1.id_peer is not None
+        p1.state = "established"
+        p1.flight.resend_at = None
+        p1.established_at = now
+        p1.expires_at = now + p1.suite.lifetime_s
+        p1.peer_identity = identity_text(p1.id_peer)
+        p1.rekey_at = now + 0.9 * p1.suite.lifetime_s if self._rekeys(p1) else None
+        if p1.peer_dpd and p1.remote.dpd.delay > 0:
+            p1.dpd.seq_out = int.from_bytes(self._rng(4), "big") & 0x7FFFFFFF  # RFC 3706 §7
+            p1.dpd.next_probe = now + p1.remote.dpd.delay
+        self._emit(Phase1Up(p1.local, p1.peer, p1.icookie, p1.rcookie, p1.initiator,
+                            p1.exchange, p1.suite.label, p1.suite.hash, p1.suite.dh_group,
+                            p1.suite.lifetime_s, p1.peer_identity))
+        if any(isinstance(pl, NotifyPayload) and pl.msg_type == Notify.INITIAL_CONTACT
+               for pl in last_payloads):  # strongSwan sends it inside MM5
+            self._initial_contact(p1, now)
+        if p1.initiator and p1.remote.initial_contact and p1.peer[0] not in self._contacted:
+            self._send_info(p1, [NotifyPayload(Notify.INITIAL_CONTACT, Proto.ISAKMP, p1.spi)])
+        self._contacted.add(p1.peer[0])
+        for local_sel, remote_sel, rekey_of in self._acquires.pop(p1.peer[0], []):
+            self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
+
+    def _rekeys(self: Engine, p1: Phase1SA) -> bool:
+        """racoon `rekey`: force always; on only while DPD watches the peer."""
+        if p1.remote.rekey == "force":
+            return True
+        return p1.remote.rekey == "on" and p1.peer_dpd and p1.remote.dpd.delay > 0
+
+    def _p1_timers(self: Engine, p1: Phase1SA, now: float) -> None:
+        if p1.icookie not in self._p1:
+            return
+        if self._flight_due(p1.flight, now) and not p1.established:
+            self._fail_phase1(p1, Fail("timeout"), None)
+            return
+        if not p1.established:
+            return
+        if p1.expires_at is not None and now >= p1.expires_at:
+            self._drop_p1(p1, now, "expired", notify_peer=True)
+            return
+        if p1.rekey_at is not None and now >= p1.rekey_at:
+            p1.rekey_at = None
+            has_p2 = any(sa.peer[0] == p1.peer[0] for sa in self._p2.values())
+            negotiating = any(o.peer[0] == p1.peer[0] and not o.established
+                              for o in self._p1.values())
+            if has_p2 and not negotiating and not p1.remote.passive:
+                self._start_phase1(p1.peer[0], p1.remote, now)
+        self._dpd_timers(p1, now)
+
+    def _drop_p1(self: Engine, p1: Phase1SA, now: float, reason: str, *, notify_peer: bool
+                 ) -> None:
+        if self._p1.pop(p1.icookie, None) is None:
+            return
+        if notify_peer and p1.established:
+            self._send_delete_isakmp(p1)
+        for key in [k for k, qx in self._quick.items() if qx.p1 is p1]:
+            qx = self._quick.pop(key)
+            if qx.forget_at is None:
+                self._fail(p1.peer, 2, f"phase 1 {reason}")
+        if p1.established:
+            self._emit(Phase1Down(p1.peer, p1.icookie, p1.rcookie, reason))
+
+    def _newest_p1(self: Engine, peer_address: str) -> Phase1SA | None:
+        up = [p for p in self._p1.values() if p.established and p.peer[0] == peer_address]
+        return max(up, key=lambda p: p.established_at or 0.0) if up else None
+
+    def _notify_reason(self: Engine, code: int) -> str:
+        return notify_name(code)

@@ -1,0 +1,390 @@
+"""Quick mode (RFC 2409 §5.5): ESP SA pairs with or without PFS, both roles, and their rekey.
+
+Initiator: HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] / responder: HDR*, HASH(2), SA, Nr
+[, KE] [, IDci, IDcr] / initiator: HDR*, HASH(3). With the commit bit (RFC 2408 §3.1) the
+responder then sends HASH, N(CONNECTED) and the initiator waits for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import crypto
+from .codec import (
+    HashPayload,
+    Header,
+    IdPayload,
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    SaPayload,
+    chain_after_first,
+    decode_attributes,
+    encode_attributes,
+    encode_payloads,
+)
+from .constants import Encap, Exchange, Flag, Notify, Proto
+from .events import EspKeys, Phase2Up
+from .ids import (
+    address_selector,
+    find_sainfo,
+    payload_selector,
+    selector_payload,
+    selector_tuple,
+)
+from .proposals import (
+    Phase2Suite,
+    parse_lifetime_attrs,
+    parse_phase2_transform,
+    phase2_proposals,
+    responder_lifetime_attrs,
+    select_phase2,
+)
+from .sa import Drop, Flight, Phase1SA, Phase2SA, QuickExchange
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .policy import TrafficSelector
+
+SOFT_FRACTION = 0.8  # racoon: soft lifetime at 80% of the hard one
+_ENCAPS = (Encap.TRANSPORT,)  # the userspace data plane does transport mode
+
+
+class QuickFail(Exception):
+    def __init__(self, reason: str, notify: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.notify = notify
+
+
+class QuickMixin:
+    # --- acquire and start -----------------------------------------------------------
+
+    def _acquire(self: Engine, peer_address: str, now: float,
+                 local_sel: TrafficSelector | None, remote_sel: TrafficSelector | None,
+                 rekey_of: int | None) -> None:
+        remote = self._remote_for(peer_address)
+        if remote is None:
+            self._fail((peer_address, self.config.isakmp_port), 1, "no remote configuration")
+            return
+        p1 = self._newest_p1(peer_address)
+        if p1 is not None:
+            self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
+            return
+        pending = self._acquires.setdefault(peer_address, [])
+        if not any((ls, rs) == (local_sel, remote_sel) for ls, rs, _ in pending):
+            pending.append((local_sel, remote_sel, rekey_of))
+        negotiating = any(p.peer[0] == peer_address and not p.established
+                          for p in self._p1.values())
+        if not negotiating:
+            if remote.passive:
+                self._acquires.pop(peer_address, None)
+                self._fail((peer_address, remote.port), 1, "passive")
+                return
+            self._start_phase1(peer_address, remote, now)
+
+    def _start_quick(self: Engine, p1: Phase1SA, now: float, local_sel: TrafficSelector | None,
+                     remote_sel: TrafficSelector | None, rekey_of: int | None) -> None:
+        assert p1.suite is not None and p1.keys is not None
+        for qx in self._quick.values():
+            if (qx.p1.peer[0] == p1.peer[0] and qx.initiator and qx.forget_at is None
+                    and (qx.local_sel, qx.remote_sel) == (local_sel, remote_sel)):
+                return  # already negotiating these selectors
+        local = local_sel or address_selector(p1.local[0])
+        remote = remote_sel or address_selector(p1.peer[0])
+        sainfo = find_sainfo(self.config.sainfos, local, remote, p1.peer_identity)
+        if sainfo is None:
+            self._fail(p1.peer, 2, "no sainfo for selectors")
+            return
+        msgid = self._new_msgid(p1)
+        qx = QuickExchange(p1, msgid, True, self._qm_iv(p1, msgid), Flight(p1.local, p1.peer),
+                           now, sainfo=sainfo, local_sel=local_sel, remote_sel=remote_sel,
+                           rekey_of=rekey_of)
+        qx.spi_in = self._new_spi()
+        qx.ni_b = self._rng(p1.remote.nonce_size)
+        sa = SaPayload(phase2_proposals(sainfo, qx.spi_in.to_bytes(4, "big")))
+        qx.proposals_sa = sa
+        rest: list = [sa, NoncePayload(qx.ni_b)]
+        if sainfo.pfs_group:
+            qx.dh, gx = crypto.dh_group(sainfo.pfs_group).generate(self._rng)
+            rest.append(KePayload(gx))
+        if local_sel is not None or remote_sel is not None:
+            qx.id_ci, qx.id_cr = selector_payload(local), selector_payload(remote)
+            rest += [qx.id_ci, qx.id_cr]
+        _, tail = encode_payloads(rest)
+        h1 = crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
+        qx.state = "I_QM1"
+        self._quick[(p1.icookie, msgid)] = qx
+        self._send_quick(qx, [HashPayload(h1), *rest], now, expect_reply=True)
+
+    def _qm_iv(self: Engine, p1: Phase1SA, msgid: int) -> bytes:
+        """RFC 2409 App. B: hash(last phase-1 CBC block | M-ID), cut to the block size."""
+        assert p1.suite is not None
+        return crypto.phase2_iv(p1.suite.hash, p1.iv, msgid,
+                                crypto.block_size(p1.suite.encryption))
+
+    def _send_quick(self: Engine, qx: QuickExchange, payloads: list, now: float, *,
+                    expect_reply: bool, flags: int = 0) -> None:
+        hdr = Header(qx.p1.icookie, qx.p1.rcookie, 0, Exchange.QUICK, flags, qx.msgid)
+        dgram, qx.iv = self._encrypt(qx.p1, hdr, payloads, qx.iv)
+        self._send(qx.flight, [dgram], now, expect_reply=expect_reply)
+
+    # --- receive ---------------------------------------------------------------------
+
+    def _receive_quick(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float
+                       ) -> None:
+        if not p1.established or hdr.message_id == 0:
+            raise Drop("unexpected")
+        qx = self._quick.get((p1.icookie, hdr.message_id))
+        if qx is None:
+            self._r_qm1(p1, hdr, data, now)
+            return
+        if self._is_duplicate(qx.flight, data):
+            return
+        handler = {"I_QM1": self._i_qm2, "R_QM2": self._r_qm3, "I_QM4": self._i_qm4}.get(
+            qx.state)
+        if handler is None:
+            raise Drop("unexpected")
+        payloads, plain, next_iv = self._decrypt(p1, hdr, data, qx.iv)
+        try:
+            handler(qx, hdr, payloads, plain, next_iv, now)
+        except QuickFail as fail:
+            self._fail_quick(qx, fail)
+            return
+        qx.flight.last_in = data
+
+    def _check_hash(self: Engine, p1: Phase1SA, payloads: list, expected_for: bytes
+                    ) -> None:
+        if not payloads or not isinstance(payloads[0], HashPayload):
+            raise Drop("malformed")
+        if payloads[0].data != expected_for:
+            raise Drop("hash_mismatch")
+
+    def _r_qm1(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+        assert p1.suite is not None and p1.keys is not None
+        iv = self._qm_iv(p1, hdr.message_id)
+        payloads, plain, next_iv = self._decrypt(p1, hdr, data, iv)
+        tail = chain_after_first(plain, len(payloads))
+        self._check_hash(p1, payloads,
+                         crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, hdr.message_id, tail))
+        qx = QuickExchange(p1, hdr.message_id, False, next_iv, Flight(p1.local, p1.peer), now)
+        try:
+            out = self._r_qm1_reply(qx, payloads)
+        except QuickFail as fail:
+            spi = qx.proposals_sa.proposals[0].spi if qx.proposals_sa else b""
+            if fail.notify is not None:
+                self._send_info(p1, [NotifyPayload(fail.notify, Proto.ESP, spi)])
+            self._fail(p1.peer, 2, fail.reason)
+            return
+        qx.state = "R_QM2"
+        qx.connected_wait = bool(hdr.flags & Flag.COMMIT)
+        qx.flight.last_in = data
+        self._quick[(p1.icookie, qx.msgid)] = qx
+        _, rest = encode_payloads(out)
+        h2 = crypto.qm_hash2(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, qx.ni_b, rest)
+        self._send_quick(qx, [HashPayload(h2), *out], now, expect_reply=True)
+
+    def _r_qm1_reply(self: Engine, qx: QuickExchange, payloads: list) -> list:
+        """Choose a proposal for a peer's quick mode; the reply's payloads after HASH(2)."""
+        p1 = qx.p1
+        sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
+        nonce = next((pl for pl in payloads if isinstance(pl, NoncePayload)), None)
+        ke = next((pl for pl in payloads if isinstance(pl, KePayload)), None)
+        ids = [pl for pl in payloads if isinstance(pl, IdPayload)]
+        if sa is None or nonce is None or len(ids) not in (0, 2):
+            raise QuickFail("PAYLOAD-MALFORMED", Notify.PAYLOAD_MALFORMED)
+        qx.proposals_sa, qx.ni_b = sa, nonce.data
+        if ids:
+            qx.id_ci, qx.id_cr = ids
+            remote, local = payload_selector(ids[0]), payload_selector(ids[1])
+            if remote is None or local is None:
+                raise QuickFail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+            qx.local_sel, qx.remote_sel = local, remote
+        else:
+            local, remote = address_selector(p1.local[0]), address_selector(p1.peer[0])
+        sainfo = find_sainfo(self.config.sainfos, local, remote, p1.peer_identity)
+        if sainfo is None:
+            raise QuickFail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+        choice = select_phase2(sa.proposals, sainfo, p1.remote.proposal_check, _ENCAPS)
+        if choice is None:
+            raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
+        suite = choice.suite
+        if (suite.pfs_group is None) != (ke is None):
+            raise QuickFail("INVALID-KEY-INFORMATION", Notify.INVALID_KEY_INFORMATION)
+        qx.sainfo, qx.suite = sainfo, suite
+        qx.spi_out = int.from_bytes(choice.proposal.spi, "big")
+        qx.spi_in = self._new_spi()
+        qx.nr_b = self._rng(p1.remote.nonce_size)
+        prop = choice.proposal
+        out: list = [SaPayload((prop.__class__(prop.number, prop.protocol,
+                                               qx.spi_in.to_bytes(4, "big"), prop.transforms),),
+                               sa.doi, sa.situation), NoncePayload(qx.nr_b)]
+        if suite.pfs_group is not None and ke is not None:
+            dh, gx = crypto.dh_group(suite.pfs_group).generate(self._rng)
+            try:
+                qx.gxy = crypto.dh_group(suite.pfs_group).shared_secret(dh, ke.data)
+            except crypto.CryptoError:
+                raise QuickFail("INVALID-KEY-INFORMATION",
+                                Notify.INVALID_KEY_INFORMATION) from None
+            out.append(KePayload(gx))
+        if ids:
+            out += ids
+        if choice.responder_lifetime is not None:  # RFC 2407 §4.6.3.1, proposal_check claim
+            out.append(NotifyPayload(Notify.RESPONDER_LIFETIME, Proto.ESP, prop.spi,
+                                     encode_attributes(responder_lifetime_attrs(
+                                         choice.responder_lifetime))))
+        return out
+
+    def _i_qm2(self: Engine, qx: QuickExchange, hdr: Header, payloads: list, plain: bytes,
+               next_iv: bytes, now: float) -> None:
+        p1 = qx.p1
+        assert p1.suite is not None and p1.keys is not None and qx.sainfo is not None
+        tail = chain_after_first(plain, len(payloads))
+        self._check_hash(p1, payloads, crypto.qm_hash2(p1.suite.hash, p1.keys.skeyid_a,
+                                                       qx.msgid, qx.ni_b, tail))
+        suite = self._accept_phase2(qx, payloads)
+        nonce = next((pl for pl in payloads if isinstance(pl, NoncePayload)), None)
+        ke = next((pl for pl in payloads if isinstance(pl, KePayload)), None)
+        if nonce is None:
+            raise QuickFail("PAYLOAD-MALFORMED")
+        gxy = None
+        if suite.pfs_group is not None:
+            if ke is None or qx.dh is None:
+                raise QuickFail("INVALID-KEY-INFORMATION")
+            try:
+                gxy = crypto.dh_group(suite.pfs_group).shared_secret(qx.dh, ke.data)
+            except crypto.CryptoError:
+                raise QuickFail("INVALID-KEY-INFORMATION") from None
+        sa = next(pl for pl in payloads if isinstance(pl, SaPayload))
+        qx.suite, qx.nr_b, qx.gxy, qx.iv, qx.dh = suite, nonce.data, gxy, next_iv, None
+        qx.spi_out = int.from_bytes(sa.proposals[0].spi, "big")
+        h3 = crypto.qm_hash3(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, qx.ni_b, qx.nr_b)
+        self._send_quick(qx, [HashPayload(h3)], now, expect_reply=False)
+        qx.forget_at = now + self.config.timer.interval * (self.config.timer.counter + 1)
+        if hdr.flags & Flag.COMMIT:  # the responder will confirm with CONNECTED
+            qx.state, qx.connected_wait = "I_QM4", True
+            qx.forget_at = None
+            qx.flight.resend_at = now + self.config.timer.interval
+            qx.flight.resends_left = self.config.timer.counter
+            return
+        qx.state = "done"
+        self._install(qx, now)
+
+    def _accept_phase2(self: Engine, qx: QuickExchange, payloads: list) -> Phase2Suite:
+        """Initiator: the responder's SA must pick one of our transforms, and echo our IDs."""
+        assert qx.sainfo is not None
+        sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
+        if sa is None or len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
+            raise QuickFail("BAD-PROPOSAL-SYNTAX")
+        prop = sa.proposals[0]
+        suite = parse_phase2_transform(prop.transforms[0])
+        ours = qx.sainfo
+        if (suite is None or prop.protocol != Proto.ESP or len(prop.spi) != 4
+                or suite.encryption not in [e for e, _ in ours.encryption]
+                or suite.authentication not in ours.authentication
+                or suite.pfs_group != ours.pfs_group or suite.encap not in _ENCAPS):
+            raise QuickFail("NO-PROPOSAL-CHOSEN")
+        ids = [pl for pl in payloads if isinstance(pl, IdPayload)]
+        if ids and (qx.id_ci is None or ids != [qx.id_ci, qx.id_cr]):
+            raise QuickFail("INVALID-ID-INFORMATION")
+        lifetime = min(suite.lifetime_s, ours.lifetime_s)
+        for pl in payloads:
+            if isinstance(pl, NotifyPayload) and pl.msg_type == Notify.RESPONDER_LIFETIME:
+                seconds, _ = parse_lifetime_attrs(decode_attributes(pl.data))
+                lifetime = min(lifetime, seconds)  # RFC 2407 §4.6.3.1: honour the responder's
+        return Phase2Suite(suite.encryption, suite.key_bits, suite.authentication,
+                           suite.pfs_group, lifetime, suite.lifetime_kb or ours.lifetime_kb,
+                           suite.encap)
+
+    def _r_qm3(self: Engine, qx: QuickExchange, hdr: Header, payloads: list, plain: bytes,
+               next_iv: bytes, now: float) -> None:
+        p1 = qx.p1
+        assert p1.suite is not None and p1.keys is not None
+        self._check_hash(p1, payloads, crypto.qm_hash3(p1.suite.hash, p1.keys.skeyid_a,
+                                                       qx.msgid, qx.ni_b, qx.nr_b))
+        qx.iv = next_iv
+        qx.state = "done"
+        qx.flight.datagrams = []
+        qx.forget_at = now + self.config.timer.interval * (self.config.timer.counter + 1)
+        if qx.connected_wait or hdr.flags & Flag.COMMIT:
+            spi = qx.spi_in.to_bytes(4, "big")
+            notify = NotifyPayload(Notify.CONNECTED, Proto.ESP, spi)
+            _, tail = encode_payloads([notify])
+            h = crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, tail)
+            self._send_quick(qx, [HashPayload(h), notify], now, expect_reply=False,
+                             flags=Flag.COMMIT)
+        self._install(qx, now)
+
+    def _i_qm4(self: Engine, qx: QuickExchange, hdr: Header, payloads: list, plain: bytes,
+               next_iv: bytes, now: float) -> None:
+        p1 = qx.p1
+        assert p1.suite is not None and p1.keys is not None
+        tail = chain_after_first(plain, len(payloads))
+        self._check_hash(p1, payloads,
+                         crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, tail))
+        if not any(isinstance(pl, NotifyPayload) and pl.msg_type == Notify.CONNECTED
+                   for pl in payloads):
+            raise Drop("unexpected")
+        qx.iv, qx.state = next_iv, "done"
+        qx.flight.resend_at, qx.flight.datagrams = None, []
+        qx.forget_at = now + self.config.timer.interval * (self.config.timer.counter + 1)
+        self._install(qx, now)
+
+    def _fail_quick(self: Engine, qx: QuickExchange, fail: QuickFail) -> None:
+        self._quick.pop((qx.p1.icookie, qx.msgid), None)
+        if fail.notify is not None and qx.p1.established:
+            spi = qx.spi_in.to_bytes(4, "big")
+            self._send_info(qx.p1, [NotifyPayload(fail.notify, Proto.ESP, spi)])
+        self._fail(qx.p1.peer, 2, fail.reason)
+
+    # --- install ---------------------------------------------------------------------
+
+    def _install(self: Engine, qx: QuickExchange, now: float) -> None:
+        """KEYMAT per direction (RFC 2409 §5.5) and the Phase2Up event."""
+        p1, suite = qx.p1, qx.suite
+        assert p1.suite is not None and p1.keys is not None and suite is not None
+        local_sel = qx.local_sel or address_selector(p1.local[0])
+        remote_sel = qx.remote_sel or address_selector(p1.peer[0])
+
+        def keys(spi: int, src: str, dst: str) -> EspKeys:
+            enc, auth = crypto.esp_keys(p1.suite.hash, p1.keys.skeyid_d, spi, qx.ni_b, qx.nr_b,
+                                        suite.enc_alg, suite.enc_key_len, suite.auth_alg, qx.gxy)
+            return EspKeys(spi, src, dst, suite.enc_alg, enc, suite.auth_alg, auth)
+
+        inbound = keys(qx.spi_in, p1.peer[0], p1.local[0])
+        outbound = keys(qx.spi_out, p1.local[0], p1.peer[0])
+        qx.gxy = None
+        rekey_of = qx.rekey_of
+        if rekey_of is None:
+            rekey_of = next((sa.spi_in for sa in self._p2.values()
+                             if sa.peer[0] == p1.peer[0] and not sa.replaced
+                             and (sa.local_sel, sa.remote_sel) == (local_sel, remote_sel)), None)
+        old = self._p2.get(rekey_of) if rekey_of is not None else None
+        if old is not None:
+            old.replaced = True
+        life = suite.lifetime_s
+        self._p2[qx.spi_in] = Phase2SA(p1.local, p1.peer, qx.spi_in, qx.spi_out, suite,
+                                       local_sel, remote_sel, qx.initiator, now, p1.icookie,
+                                       now + SOFT_FRACTION * life, now + life)
+        p1.phase2_count += 1
+        self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode, "none", None,
+                            life, suite.lifetime_kb, selector_tuple(local_sel),
+                            selector_tuple(remote_sel), suite.pfs_group, qx.initiator,
+                            rekey_of))
+        if qx.initiator and qx.rekey_of is not None and old is not None:
+            self._delete_p2(old, now, "rekeyed", notify_peer=True)
+
+    def _quick_timers(self: Engine, qx: QuickExchange, now: float) -> None:
+        key = (qx.p1.icookie, qx.msgid)
+        if key not in self._quick:
+            return
+        if qx.forget_at is not None and now >= qx.forget_at:
+            del self._quick[key]
+            return
+        if self._flight_due(qx.flight, now):
+            del self._quick[key]
+            self._fail(qx.p1.peer, 2, "timeout")
+            if qx.rekey_of is not None and qx.rekey_of in self._p2:
+                self._p2[qx.rekey_of].rekeying = False  # try again before the hard expiry
+                self._p2[qx.rekey_of].soft_at = now + self.config.timer.interval
+

@@ -1,0 +1,132 @@
+"""The engine's state records: ISAKMP SAs, quick-mode exchanges, IPsec SA pairs, flights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .codec import IdPayload, SaPayload
+from .crypto import DHPrivate, Phase1Keys
+from .policy import Phase2Policy, RemotePolicy, TrafficSelector
+from .proposals import Phase1Suite, Phase2Suite
+
+Address = tuple[str, int]
+
+
+class Drop(Exception):
+    """Internal: the datagram is dropped; `counter` names the counter it adds to."""
+
+    def __init__(self, counter: str) -> None:
+        super().__init__(counter)
+        self.counter = counter
+
+
+@dataclass(eq=False)
+class Flight:
+    """What we last sent in one exchange, for resends, and what we last got, for duplicates."""
+
+    local: Address
+    peer: Address
+    datagrams: list[bytes] = field(default_factory=list)
+    resend_at: float | None = None
+    resends_left: int = 0
+    last_in: bytes | None = None
+
+
+@dataclass(eq=False)
+class DpdState:
+    """RFC 3706 bookkeeping for one ISAKMP SA."""
+
+    seq_out: int = 0
+    next_probe: float | None = None
+    waiting_seq: int | None = None
+    ack_deadline: float | None = None
+    fails: int = 0
+
+
+@dataclass(eq=False)
+class Phase1SA:
+    icookie: bytes
+    rcookie: bytes
+    local: Address
+    peer: Address
+    initiator: bool
+    exchange: str  # "main" | "aggressive"
+    remote: RemotePolicy
+    created: float
+    flight: Flight
+    state: str = "new"
+    suite: Phase1Suite | None = None
+    sa_b: bytes = b""  # the initiator's SA payload body (RFC 2409 §5 SAi_b)
+    dh: DHPrivate | None = None
+    gxi: bytes = b""
+    gxr: bytes = b""
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    id_local: IdPayload | None = None
+    id_peer: IdPayload | None = None
+    peer_identity: str = ""
+    keys: Phase1Keys | None = None
+    iv: bytes = b""  # the running phase-1 CBC IV (RFC 2409 App. B)
+    established_at: float | None = None
+    expires_at: float | None = None
+    rekey_at: float | None = None
+    vendor_ids: list[str] = field(default_factory=list)
+    peer_dpd: bool = False
+    dpd: DpdState = field(default_factory=DpdState)
+    phase2_count: int = 0
+
+    @property
+    def established(self) -> bool:
+        return self.state == "established"
+
+    @property
+    def spi(self) -> bytes:
+        """The 16-byte ISAKMP SPI of notifies and deletes (RFC 2408 §2.5.3)."""
+        return self.icookie + self.rcookie
+
+
+@dataclass(eq=False)
+class QuickExchange:
+    p1: Phase1SA
+    msgid: int
+    initiator: bool
+    iv: bytes
+    flight: Flight
+    created: float
+    state: str = "new"
+    sainfo: Phase2Policy | None = None
+    suite: Phase2Suite | None = None
+    spi_in: int = 0
+    spi_out: int = 0
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    dh: DHPrivate | None = None
+    gxy: bytes | None = None
+    id_ci: IdPayload | None = None
+    id_cr: IdPayload | None = None
+    local_sel: TrafficSelector | None = None
+    remote_sel: TrafficSelector | None = None
+    rekey_of: int | None = None
+    proposals_sa: SaPayload | None = None
+    forget_at: float | None = None  # a finished exchange is kept to answer duplicates
+    connected_wait: bool = False  # commit bit: Phase2Up waits for CONNECTED (RFC 2408 §3.1)
+
+
+@dataclass(eq=False)
+class Phase2SA:
+    """An installed ESP SA pair, as the engine tracks its lifetime."""
+
+    local: Address
+    peer: Address
+    spi_in: int
+    spi_out: int
+    suite: Phase2Suite
+    local_sel: TrafficSelector
+    remote_sel: TrafficSelector
+    initiator: bool
+    created: float
+    p1_icookie: bytes
+    soft_at: float
+    hard_at: float
+    rekeying: bool = False
+    replaced: bool = False
