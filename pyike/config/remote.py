@@ -52,6 +52,7 @@ class RemoteDraft:
     proposals: list[ProposalDraft] = field(default_factory=list)
     proposals_inherited: bool = False
     peers_identifiers: list[Identity] = field(default_factory=list)
+    peers_identifiers_inherited: bool = False
     scripts: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -137,6 +138,7 @@ class RemoteParser:
             "my_identifier": lambda c, k: _set(d, "my_identifier", self.identity(c, k), c, k),
             "peers_identifier": lambda c, k: self._peers_identifier(c, k, d),
             "verify_identifier": flag("verify_identifier"),
+            # RFC 2409 §5: nonces of 8 to 256 bytes
             "nonce_size": lambda c, k: _set(d, "nonce_size", c.number("nonce size", 8, 256), c, k),
             "dh_group": _dh_group_here,
             "passive": flag("passive"),
@@ -226,6 +228,9 @@ class RemoteParser:
     def _peers_identifier(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         ident = self.identity(cur, kw)
         cur.end(kw)
+        if d.peers_identifiers_inherited:  # the child's own identifier replaces the parent's
+            d.peers_identifiers = []
+            d.peers_identifiers_inherited = False
         # `peers_identifier address;` alone: the peer's own address (filled in at the end)
         d.peers_identifiers.append(ident or Identity("address", ""))
 
@@ -415,7 +420,7 @@ def _proposal_policy(p: ProposalDraft, remote_lifetime: int) -> Phase1Proposal:
 def _inherit(parent: RemoteDraft, child: RemoteDraft) -> RemoteDraft:
     new = copy.deepcopy(parent)
     new.token, new.remote, new.port = child.token, child.remote, child.port
-    new.proposals_inherited = True
+    new.proposals_inherited = new.peers_identifiers_inherited = True
     return new
 
 

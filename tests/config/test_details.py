@@ -146,3 +146,17 @@ def test_arbitrary_input_gives_errors_not_exceptions(tmp_path_factory, words):
     path.write_text(" ".join(words))
     errors = pyike.config.check(str(path))
     assert all(isinstance(e, pyike.config.ConfigError) and e.line >= 0 for e in errors)
+
+
+def test_inherited_peers_identifier_is_replaced(write):
+    text = _remote("remote anonymous", '\tpeers_identifier fqdn "parent.example.net";\n')
+    text += (
+        'remote 198.18.0.2 inherit anonymous {\n\tpeers_identifier fqdn "child.example.net";\n}\n'
+    )
+    text += "remote 198.18.0.3 inherit anonymous;\n"
+    _, config = _load(write, text)
+    parent, child, copy = config.engine.remotes
+    assert child.peers_identifier == Identity("fqdn", "child.example.net")
+    assert (
+        copy.peers_identifier == parent.peers_identifier == Identity("fqdn", "parent.example.net")
+    )
