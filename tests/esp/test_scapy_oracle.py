@@ -8,11 +8,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP, AuthAlgo, SecurityAssociation
 from scapy.layers.l2 import GRE
 from scapy.packet import Raw
 
-from esp.sa import EspDrop
+from esp.sa import EspDrop, EspSA
 from tests.esp.helpers import DST, SRC, sa_pair
 
 # Our algorithm name -> how scapy names it. scapy has no 96-bit HMAC-SHA-256; build one.
@@ -98,3 +99,18 @@ def test_scapy_tampered_is_icv_failure():
     sealed = bytearray(bytes(oracle.encrypt(IP(src=SRC, dst=DST, proto=47) / Raw(b"a" * 40))[ESP]))
     sealed[20] ^= 0x01
     assert inbound.open(bytes(sealed), 0.0) is EspDrop.ICV_FAILURE
+
+
+def test_ipv6_outer_both_directions():
+    keys = (bytes(range(16)), bytes(range(20)))
+    args = (0x5000, "2001:db8::1", "2001:db8::2", "aes-cbc", keys[0], "hmac-sha1", keys[1])
+    out, inbound = EspSA(*args, direction="out"), EspSA(*args, direction="in")
+    oracle = scapy_sa(out)
+    payload = gre_payload(100)
+    sealed = out.seal(payload, 47, 0.0)
+    wire = IPv6(bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", nh=50) / Raw(sealed)))
+    opened = oracle.decrypt(wire)
+    assert opened.nh == 47 and bytes(opened.payload) == payload
+    theirs = scapy_sa(out, seq_num=7).encrypt(
+        IPv6(src="2001:db8::1", dst="2001:db8::2", nh=47) / Raw(payload))
+    assert inbound.open(bytes(theirs[ESP]), 0.0) == (47, payload)
