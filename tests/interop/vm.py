@@ -53,6 +53,10 @@ class Namespace:
         _ip("netns", "del", self.name, check=False)
         _ip("netns", "add", self.name)
         _ip("link", "set", "lo", "up", netns=self.name)
+        # IPv4 only: otherwise the kernel's own IPv6 chatter (router solicitations, MLD) into
+        # pyike's tun0 starts a negotiation before a scenario sends anything.
+        self.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                  "net.ipv6.conf.default.disable_ipv6=1"], check=True, capture_output=True)
 
     def run(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.name, *argv], **kwargs)

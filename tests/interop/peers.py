@@ -1,0 +1,280 @@
+"""The kernel-IPsec peers that run in the guest, configured like the seed article's router B:
+GRE tunnel tun0 (local B remote A, 10.1.1.2 peer 10.1.1.1), GRE between the outer addresses in
+ESP transport mode, PSK, AES-128/SHA1 with MODP1024 in phase 1, PFS in phase 2, DPD on.
+
+Each peer class knows how to write its daemon's configuration, start it, make it initiate or
+delete, and kill it; the tests only speak of those verbs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.interop import initramfs
+from tests.interop.vm import PeerVm, VmError
+
+INNER_PYIKE, INNER_PEER = "10.1.1.1", "10.1.1.2"
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+
+
+def seed_psk() -> str:
+    """The pre-shared key of the seed example (router A's psk.txt names B)."""
+    for line in (SEED / "a" / "psk.txt").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line.split(None, 1)[1].strip()
+    raise ValueError("no key in the seed psk.txt")
+
+
+def configure_gre(vm: PeerVm) -> None:
+    """`ip tunnel add tun0 mode gre local B remote A` and the inner point-to-point addresses."""
+    if "tun0" in vm.check("ip -o link show"):
+        return
+    vm.check(
+        f"ip tunnel add tun0 mode gre local {vm.guest_addr} remote {vm.host_addr} ttl 64"
+        f" && ip addr add {INNER_PEER} peer {INNER_PYIKE}/32 dev tun0 && ip link set tun0 up"
+    )
+
+
+@dataclass(frozen=True)
+class XfrmState:
+    src: str
+    dst: str
+    spi: int
+    enc_alg: str
+    enc_key: str
+    auth_alg: str
+    auth_key: str
+    auth_bits: int
+
+
+_STATE_HEAD = re.compile(r"^src (\S+) dst (\S+)$")
+
+
+def xfrm_states(vm: PeerVm) -> list[XfrmState]:
+    """The guest kernel's ESP SAs, keys included, from `ip xfrm state`."""
+    states: list[XfrmState] = []
+    cur: dict = {}
+
+    def flush() -> None:
+        if "spi" in cur and "enc_alg" in cur and "auth_alg" in cur:
+            states.append(XfrmState(**cur))
+
+    for line in vm.check("ip xfrm state").splitlines():
+        line = line.strip()
+        head = _STATE_HEAD.match(line)
+        if head:
+            flush()
+            cur = {"src": head.group(1), "dst": head.group(2)}
+            continue
+        words = line.split()
+        if words[:1] == ["proto"] and "spi" in words:
+            cur["spi"] = int(words[words.index("spi") + 1], 16)
+        elif words[:1] == ["auth-trunc"]:
+            cur.update(auth_alg=words[1], auth_key=words[2].removeprefix("0x"),
+                       auth_bits=int(words[3]))
+        elif words[:1] == ["auth"]:
+            cur.update(auth_alg=words[1], auth_key=words[2].removeprefix("0x"), auth_bits=0)
+        elif words[:1] == ["enc"]:
+            cur.update(enc_alg=words[1], enc_key=words[2].removeprefix("0x"))
+    flush()
+    return states
+
+
+class Peer:
+    """What every peer offers the scenarios."""
+
+    name = "peer"
+    image: initramfs.ImageSpec
+    dh_group = 2  # MODP1024 (RFC 2409 §6.2); a peer that refuses it overrides this
+
+    def __init__(self, vm: PeerVm) -> None:
+        self.vm = vm
+
+    # The scenarios pass these settings; each peer renders them in its own grammar.
+    def configure(self, *, initiate_on_traffic: bool, dpd_delay: int = 5,
+                  lifetime_s: int = 3600) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL the daemon and drop every SA it installed, as a crashed peer would lose them."""
+        raise NotImplementedError
+
+    def delete_sas(self) -> None:
+        """Let the daemon delete its SAs, telling pyike."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def status(self) -> str:
+        raise NotImplementedError
+
+    def log(self) -> str:
+        raise NotImplementedError
+
+    def flush_kernel(self) -> None:
+        self.vm.run("ip xfrm state flush")
+
+    def reset(self) -> None:
+        """No daemon, no SA, no policy: the state a scenario starts from."""
+        self.kill()
+        self.vm.run("ip xfrm policy flush; ip xfrm state flush")
+
+    def wait_ready(self, probe: str, pattern: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        out = ""
+        while time.monotonic() < deadline:
+            rc, out = self.vm.run(probe, timeout=10)
+            if rc == 0 and re.search(pattern, out):
+                return
+            time.sleep(0.5)
+        raise VmError(f"{self.name} did not become ready: {out}\n{self.log()}")
+
+
+class StrongswanPeer(Peer):
+    name = "strongswan"
+    image = initramfs.STRONGSWAN
+    conn = "pyike"
+
+    def configure(self, *, initiate_on_traffic: bool, dpd_delay: int = 5,
+                  lifetime_s: int = 3600) -> None:
+        a, b = self.vm.host_addr, self.vm.guest_addr
+        # margin/fuzz kept small so that pyike, not the peer, is the one to rekey when the
+        # scenario gives pyike the shorter lifetime.
+        self.vm.write_file("/etc/ipsec.conf", f"""config setup
+    uniqueids=yes
+conn {self.conn}
+    keyexchange=ikev1
+    left={b}
+    right={a}
+    leftprotoport=gre
+    rightprotoport=gre
+    type=transport
+    authby=secret
+    ike=aes128-sha1-modp1024!
+    esp=aes128-sha1-modp1024!
+    ikelifetime=8h
+    lifetime={lifetime_s}s
+    rekeymargin={max(5, lifetime_s // 6)}s
+    rekeyfuzz=0%
+    dpddelay={dpd_delay}s
+    dpdtimeout={3 * dpd_delay}s
+    dpdaction=clear
+    auto={'route' if initiate_on_traffic else 'add'}
+""")
+        self.vm.write_file("/etc/ipsec.secrets", f'{b} {a} : PSK "{seed_psk()}"\n', 0o600)
+        self.vm.write_file("/etc/strongswan.d/zz-interop.conf", """charon {
+    install_routes = no
+    filelog {
+        charon {
+            path = /var/log/charon.log
+            default = 1
+            ike = 2
+            knl = 1
+        }
+    }
+}
+""")
+
+    def start(self) -> None:
+        self.vm.check("ipsec start", timeout=30)
+        self.wait_ready("ipsec statusall", r"Connections:\s*\n\s*" + self.conn)
+
+    def kill(self) -> None:
+        self.vm.run("killall -9 starter charon; rm -f /run/charon.* /run/starter.*; sleep 0.2")
+        self.flush_kernel()
+
+    def delete_sas(self) -> None:
+        self.vm.check(f"ipsec down {self.conn}", timeout=20)
+
+    def stop(self) -> None:
+        self.vm.run("ipsec stop", timeout=20)
+
+    def status(self) -> str:
+        return self.vm.run("ipsec statusall", timeout=10)[1]
+
+    def log(self) -> str:
+        return self.vm.run("tail -n 80 /var/log/charon.log", timeout=10)[1]
+
+
+class LibreswanPeer(Peer):
+    """libreswan 4.10 (pluto). Debian's build refuses MODP1024 ("IKE DH algorithm 'modp1024' is
+    not supported"), so this peer and pyike use MODP2048 (RFC 3526 §3) instead."""
+
+    name = "libreswan"
+    image = initramfs.LIBRESWAN
+    conn = "pyike"
+    dh_group = 14
+
+    def configure(self, *, initiate_on_traffic: bool, dpd_delay: int = 5,
+                  lifetime_s: int = 3600) -> None:
+        a, b = self.vm.host_addr, self.vm.guest_addr
+        self.auto = "route" if initiate_on_traffic else "add"
+        self.vm.write_file("/etc/ipsec.conf", f"""config setup
+    ikev1-policy=accept
+    logfile=/var/log/pluto.log
+    plutodebug=none
+    uniqueids=yes
+conn {self.conn}
+    ikev2=no
+    left={b}
+    right={a}
+    leftprotoport=gre
+    rightprotoport=gre
+    type=transport
+    authby=secret
+    ike=aes128-sha1;modp2048
+    phase2alg=aes128-sha1;modp2048
+    pfs=yes
+    ikelifetime=8h
+    salifetime={lifetime_s}s
+    rekeymargin={max(5, lifetime_s // 6)}s
+    rekeyfuzz=0%
+    dpddelay={dpd_delay}
+    dpdtimeout={3 * dpd_delay}
+    dpdaction=clear
+    auto={self.auto}
+""")
+        self.vm.write_file("/etc/ipsec.secrets", f'{b} {a} : PSK "{seed_psk()}"\n', 0o600)
+
+    def start(self) -> None:
+        self.vm.check("mkdir -p /run/pluto && rm -f /run/pluto/pluto.ctl /run/pluto/pluto.pid"
+                      " && ipsec pluto --config /etc/ipsec.conf", timeout=30)
+        self.wait_ready("ipsec whack --status", r"listening for IKE|interface eth0")
+        self.vm.check(f"ipsec auto --add {self.conn}", timeout=20)
+        if self.auto == "route":
+            self.vm.check(f"ipsec auto --route {self.conn}", timeout=20)
+        self.wait_ready("ipsec whack --status", rf'"{self.conn}":')
+
+    def kill(self) -> None:
+        self.vm.run("killall -9 pluto; rm -f /run/pluto/pluto.ctl /run/pluto/pluto.pid")
+        self.flush_kernel()
+
+    def delete_sas(self) -> None:
+        self.vm.check(f"ipsec auto --down {self.conn}", timeout=20)
+
+    def stop(self) -> None:
+        self.vm.run("ipsec whack --shutdown", timeout=20)
+
+    def status(self) -> str:
+        return self.vm.run("ipsec whack --trafficstatus; ipsec whack --status", timeout=10)[1]
+
+    def log(self) -> str:
+        return self.vm.run("tail -n 80 /var/log/pluto.log", timeout=10)[1]
+
+
+def racoon_prefix() -> Path | None:
+    """The install prefix named by PYIKE_RACOON_PREFIX, when it holds racoon, setkey, racoonctl."""
+    prefix = os.environ.get("PYIKE_RACOON_PREFIX")
+    if not prefix:
+        return None
+    p = Path(prefix)
+    needed = (p / "sbin/racoon", p / "sbin/setkey", p / "bin/racoonctl")
+    return p if all(f.exists() for f in needed) else None

@@ -1,0 +1,84 @@
+"""pyike in the VM's namespace, run from the seed example's router A files with the scenario's
+changes (DH group, DPD delay, phase 2 lifetime)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.e2e.netns import Router
+from tests.interop.peers import SEED
+from tests.interop.vm import PeerVm
+
+
+def _seed_edit(text: str, vm: PeerVm, workdir: Path, *, dh_group: int, dpd_delay: int,
+               lifetime_s: int) -> str:
+    text = text.replace("/etc/pyike/", f"{workdir}/").replace("/run/pyike/", f"{workdir}/")
+    text = text.replace("198.18.0.1", str(vm.host_addr)).replace("198.18.0.2", str(vm.guest_addr))
+    text = re.sub(r"dh_group \d+;", f"dh_group {dh_group};", text)
+    text = re.sub(r"pfs_group \d+;", f"pfs_group {dh_group};", text)
+    text = re.sub(r"dpd_delay \d+;", f"dpd_delay {dpd_delay};", text)
+    # sainfo's lifetime (the phase 2 one) is the one given in seconds in the seed file.
+    return re.sub(r"lifetime time \d+ seconds;", f"lifetime time {lifetime_s} seconds;", text)
+
+
+class Pyike(Router):
+    """A pyike process (`pyike -F -f racoon.conf`) beside the guest, driven by pyikectl."""
+
+    def __init__(self, vm: PeerVm, workdir: Path) -> None:
+        super().__init__("a", vm.ns.name, workdir)
+        self.vm = vm
+
+    def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("racoon.conf", "setkey.conf", "psk.txt"):
+            text = _seed_edit((SEED / "a" / name).read_text(), self.vm, self.workdir,
+                              dh_group=dh_group, dpd_delay=dpd_delay, lifetime_s=lifetime_s)
+            (self.workdir / name).write_text(text)
+        (self.workdir / "psk.txt").chmod(0o600)
+
+    def sad(self) -> list[dict]:
+        return self.ctl_json("sad")
+
+    def isakmp(self) -> list[dict]:
+        return self.ctl_json("show-sa", "isakmp")
+
+    def wait_tun(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.vm.ns.run(["ip", "link", "show", "tun0"], capture_output=True).returncode:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pyike made no tun0: {self.log.read_text()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no pyike log)"
+
+    def ping(self, dst: str, count: int = 5, interval: float = 0.2,
+             deadline: int = 10) -> subprocess.CompletedProcess:
+        return self.vm.ns.run(
+            ["ping", "-n", "-c", str(count), "-i", str(interval), "-w", str(deadline), dst],
+            capture_output=True, text=True, timeout=deadline + 10,
+        )
+
+
+@contextlib.contextmanager
+def pyike_beside(vm: PeerVm) -> Iterator[Pyike]:
+    """A Pyike whose process is always killed (and workdir removed) when the block ends."""
+    workdir = Path(tempfile.mkdtemp(prefix="pyike-interop-"))
+    p = Pyike(vm, workdir)
+    try:
+        yield p
+    finally:
+        p.stop(signal.SIGKILL, timeout=5)
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,279 @@
+"""The interop scenarios of pyike against one kernel-IPsec peer in the guest.
+
+Each function takes the `env` fixture (conftest.py) and is bound to a test name by the peer's
+test module (test_strongswan.py, test_libreswan.py, test_racoon.py), so every peer runs the
+same checks on the VM its module booted.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.utils import rdpcap
+
+import gre
+from esp.sa import EspSA
+from tests.interop import capture
+from tests.interop.peers import INNER_PEER, INNER_PYIKE, Peer, XfrmState, xfrm_states
+from tests.interop.pyike_side import Pyike
+from tests.interop.vm import PeerVm
+
+T = TypeVar("T")
+
+# pyike's names (esp/) for what the Linux kernel calls cbc(aes) and hmac(sha1).
+KERNEL_ALG = {"aes-cbc": "cbc(aes)", "hmac-sha1": "hmac(sha1)"}
+IKE_PORTS = (500, 4500)
+IPPROTO_ESP = 50
+
+
+@dataclass
+class Env:
+    vm: PeerVm
+    peer: Peer
+    pyike: Pyike
+
+    def start(self, *, peer_initiates: bool = False, dpd_delay: int = 5,
+              lifetime_s: int = 3600, peer_lifetime_s: int | None = None) -> None:
+        """Configure and start the peer's daemon, then pyike; neither has SAs yet."""
+        self.peer.configure(initiate_on_traffic=peer_initiates, dpd_delay=dpd_delay,
+                            lifetime_s=peer_lifetime_s or lifetime_s)
+        self.peer.start()
+        self.pyike.configure(dh_group=self.peer.dh_group, dpd_delay=dpd_delay,
+                             lifetime_s=lifetime_s)
+        self.pyike.start()
+        self.pyike.wait_tun()
+
+    def establish_from_pyike(self, timeout: int = 20) -> None:
+        """Traffic into pyike's tun0 triggers the negotiation; returns once pings get through."""
+        wait_for(lambda: received(self.pyike.ping(INNER_PEER, count=3, deadline=4)) > 0,
+                 timeout, "no ping reply through the tunnel (pyike initiating)", self)
+
+    def guest_ping(self, count: int = 5, deadline: int = 10) -> int:
+        _rc, out = self.vm.run(f"ping -c {count} -W 1 -w {deadline} {INNER_PYIKE}",
+                               timeout=deadline + 5)
+        return received(out)
+
+    def diagnostics(self) -> str:
+        parts = [f"--- pyike log ---\n{self.pyike.log_tail()}"]
+        for title, fn in (("peer status", self.peer.status), ("peer log", self.peer.log)):
+            try:
+                parts.append(f"--- {title} ---\n{fn()}")
+            except Exception as exc:  # the guest may be the thing that broke
+                parts.append(f"--- {title} --- unavailable: {exc}")
+        return "\n".join(parts)
+
+
+def received(ping_output) -> int:
+    text = ping_output if isinstance(ping_output, str) else ping_output.stdout
+    m = re.search(r"(\d+) (?:packets )?received", text)
+    return int(m.group(1)) if m else 0
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, env: Env | None = None,
+             interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s" +
+                                 (f"\n{env.diagnostics()}" if env else ""))
+        time.sleep(interval)
+
+
+def assert_same_sas(env: Env) -> list[dict]:
+    """The guest kernel holds exactly the ESP SAs pyike reports: SPIs, algorithms, keys."""
+    sad = env.pyike.sad()
+    kernel = {(s.src, s.dst, s.spi): s for s in xfrm_states(env.vm)}
+    assert len(sad) == 2, f"pyike should hold one SA pair, has {sad}"
+    assert {sa["direction"] for sa in sad} == {"in", "out"}
+    for sa in sad:
+        k: XfrmState | None = kernel.get((sa["src"], sa["dst"], sa["spi"]))
+        assert k is not None, f"SPI {sa['spi']:#x} {sa['src']}->{sa['dst']} not in {kernel}"
+        assert k.enc_alg == KERNEL_ALG[sa["enc"]["alg"]] and k.enc_key == sa["enc"]["key"]
+        assert k.auth_alg == KERNEL_ALG[sa["auth"]["alg"]] and k.auth_key == sa["auth"]["key"]
+        assert k.auth_bits == sa["auth"]["icv_bits"] == 96  # RFC 2404: HMAC-SHA1-96
+    assert set(kernel) == {(sa["src"], sa["dst"], sa["spi"]) for sa in sad}
+    return sad
+
+
+def _spis(sad: list[dict]) -> set[int]:
+    return {sa["spi"] for sa in sad}
+
+
+# --- 1, 2: establishment from either side ----------------------------------------------------
+
+def pyike_initiates(env: Env) -> None:
+    env.start(peer_initiates=False)
+    assert env.pyike.sad() == [] and env.pyike.isakmp() == []
+    env.establish_from_pyike()
+    assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
+    assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+    assert env.guest_ping(count=5) == 5
+    assert_same_sas(env)
+
+
+def peer_initiates(env: Env) -> None:
+    env.start(peer_initiates=True)
+    assert env.pyike.sad() == [] and env.pyike.isakmp() == []
+    # The guest's ping hits its kernel policy, whose acquire makes the peer daemon negotiate.
+    wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
+             "no ping reply through the tunnel (peer initiating)", env)
+    assert env.guest_ping(count=5) == 5
+    assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+    assert [p1["side"] for p1 in env.pyike.isakmp()] == ["responder"]
+    assert_same_sas(env)
+
+
+# --- 3: dead peer detection (RFC 3706) both ways -----------------------------------------------
+
+def dpd_both_ways(env: Env) -> None:
+    env.start(dpd_delay=5)
+    env.establish_from_pyike()
+    assert_same_sas(env)
+    env.peer.kill()
+    # seed: dpd_retry 2, dpd_maxfail 2 -> dead after about delay + retry * maxfail seconds.
+    wait_for(lambda: env.pyike.sad() == [] and env.pyike.isakmp() == [], 45,
+             "pyike did not declare the killed peer dead and purge its SAs", env)
+
+    env.peer.start()
+    env.establish_from_pyike(timeout=30)
+    assert_same_sas(env)
+    env.pyike.stop(signal.SIGKILL)
+    wait_for(lambda: xfrm_states(env.vm) == [], 60,
+             "the peer did not declare the killed pyike dead and drop its SAs", env)
+
+
+# --- 4: INITIAL-CONTACT after a pyike restart ------------------------------------------------
+
+def initial_contact_after_restart(env: Env) -> None:
+    env.start()
+    env.establish_from_pyike()
+    old = _spis(assert_same_sas(env))
+    env.pyike.stop(signal.SIGKILL)
+    assert _spis_in_guest(env) == old, "the peer should keep its stale SAs while pyike is gone"
+    env.pyike.start()
+    env.pyike.wait_tun()
+    started = time.monotonic()
+    env.establish_from_pyike(timeout=30)
+    assert time.monotonic() - started < 30
+    # INITIAL-CONTACT (RFC 2407 §4.6.3.3) tells the peer to forget every older SA with us.
+    wait_for(lambda: not (_spis_in_guest(env) & old), 10,
+             "the peer kept SAs from before pyike's restart", env)
+    new = _spis(assert_same_sas(env))
+    assert not new & old
+    assert env.guest_ping(count=3) == 3
+
+
+def _spis_in_guest(env: Env) -> set[int]:
+    return {s.spi for s in xfrm_states(env.vm)}
+
+
+# --- 5: deletes, both ways -------------------------------------------------------------------
+
+def deletes_both_ways(env: Env) -> None:
+    env.start()
+    env.establish_from_pyike()
+    first = _spis(assert_same_sas(env))
+    out = env.pyike.ctl("delete-sa", "esp", str(env.vm.host_addr), str(env.vm.guest_addr))
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: not (_spis_in_guest(env) & first), 15,
+             "pyike's delete did not remove the peer's SAs", env)
+    assert not (_spis(env.pyike.sad()) & first)
+
+    env.establish_from_pyike()
+    second = _spis(assert_same_sas(env))
+    env.peer.delete_sas()
+    wait_for(lambda: not (_spis(env.pyike.sad()) & second), 15,
+             "the peer's delete did not remove pyike's SAs", env)
+
+
+# --- 6: rekey under load ----------------------------------------------------------------------
+
+REKEY_LIFETIME_S = 30
+REKEY_PING_COUNT = 700  # 70 s at 10/s: more than two phase-2 lifetimes
+
+
+def rekey_under_ping(env: Env) -> None:
+    env.start(lifetime_s=REKEY_LIFETIME_S, peer_lifetime_s=2 * REKEY_LIFETIME_S)
+    env.establish_from_pyike()
+    first = _spis(assert_same_sas(env))
+    with capture.Capture(env.vm) as cap:
+        r = env.pyike.ping(INNER_PEER, count=REKEY_PING_COUNT, interval=0.1,
+                           deadline=REKEY_PING_COUNT // 10 + 20)
+    got = received(r)
+    assert got >= REKEY_PING_COUNT * 0.99, f"{REKEY_PING_COUNT - got} pings lost\n{r.stdout}"
+    assert not (_spis(env.pyike.sad()) & first), "no rekey happened"
+    packets = rdpcap(str(cap.path))
+    assert_only_ike_and_esp(packets)
+    outbound_spis = {p[ESP].spi for p in packets
+                     if p.haslayer(ESP) and p[IP].src == str(env.vm.host_addr)}
+    assert len(outbound_spis) >= 2, f"ESP from pyike used SPIs {outbound_spis}"
+
+
+def assert_only_ike_and_esp(packets) -> None:
+    """Nothing but ISAKMP (UDP 500/4500) and ESP between the outer addresses: no GRE, no inner
+    traffic in clear."""
+    ipv4 = [p for p in packets if p.haslayer(IP)]
+    assert ipv4, "the capture saw nothing"
+    for p in ipv4:
+        ok = p[IP].proto == IPPROTO_ESP or (
+            p.haslayer(UDP) and (p[UDP].sport in IKE_PORTS or p[UDP].dport in IKE_PORTS)
+        )
+        assert ok, f"sent in clear: {p.summary()}"
+
+
+# --- 7: the wire, opened by independent implementations ---------------------------------------
+
+def capture_opens_both_ways(env: Env) -> None:
+    env.start()
+    with capture.Capture(env.vm) as cap:
+        env.establish_from_pyike()
+        assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+        assert env.guest_ping(count=5) == 5
+    sad = assert_same_sas(env)
+    packets = rdpcap(str(cap.path))
+    assert_only_ike_and_esp(packets)
+    by_spi = {sa["spi"]: sa for sa in sad}
+    outer_out = (str(env.vm.host_addr), str(env.vm.guest_addr))
+    from_pyike = [p for p in packets if p.haslayer(ESP) and p[ESP].spi in by_spi
+                  and (p[IP].src, p[IP].dst) == outer_out]
+    from_peer = [p for p in packets if p.haslayer(ESP) and p[ESP].spi in by_spi
+                 and (p[IP].dst, p[IP].src) == outer_out]
+    assert len(from_pyike) >= 10 and len(from_peer) >= 10
+
+    # pyike's ESP, opened by scapy with the keys pyikectl reports.
+    out_sa = next(sa for sa in sad if sa["direction"] == "out")
+    scapy_sa = SecurityAssociation(
+        ESP, spi=out_sa["spi"], crypt_algo="AES-CBC", crypt_key=bytes.fromhex(out_sa["enc"]["key"]),
+        auth_algo="HMAC-SHA1-96", auth_key=bytes.fromhex(out_sa["auth"]["key"]),
+    )
+    for p in from_pyike:
+        inner = scapy_sa.decrypt(p[IP])
+        assert inner.proto == 47 and inner.payload.proto == 0x0800  # GRE carrying IPv4
+        assert inner.payload.payload[IP].src in (INNER_PYIKE, INNER_PEER)
+
+    # The kernel peer's ESP, opened by pyike's own esp/ and gre/.
+    in_sa = next(sa for sa in sad if sa["direction"] == "in")
+    esp_sa = EspSA(in_sa["spi"], in_sa["src"], in_sa["dst"], in_sa["enc"]["alg"],
+                   bytes.fromhex(in_sa["enc"]["key"]), in_sa["auth"]["alg"],
+                   bytes.fromhex(in_sa["auth"]["key"]), direction="in")
+    kinds = set()
+    for p in from_peer:
+        opened = esp_sa.open(bytes(p[ESP]), 0.0)
+        assert isinstance(opened, tuple), f"pyike could not open the peer's ESP: {opened}"
+        next_header, payload = opened
+        assert next_header == 47  # GRE (RFC 2784)
+        g = gre.decap(payload)
+        assert isinstance(g, gre.GrePacket) and g.protocol == 0x0800
+        icmp = IP(g.payload)[ICMP]
+        kinds.add(icmp.type)
+    assert kinds == {0, 8}, f"expected echo requests and replies from the peer, saw {kinds}"

@@ -1,0 +1,29 @@
+"""pyike against strongSwan 5.9 (charon, IKEv1) with its ESP and GRE in the guest's kernel."""
+
+from __future__ import annotations
+
+from tests.interop import scenarios
+from tests.interop.peers import StrongswanPeer
+from tests.interop.scenarios import Env
+
+PEER = StrongswanPeer
+
+
+def test_charon_starts_and_routes_the_gre_policy(env: Env) -> None:
+    env.peer.configure(initiate_on_traffic=True)
+    env.peer.start()
+    status = env.peer.status()
+    assert "IKEv1" in status and "TRANSPORT" in status, status
+    policies = env.vm.check("ip xfrm policy")
+    a, b = env.vm.host_addr, env.vm.guest_addr
+    assert f"src {b}/32 dst {a}/32 proto gre" in policies, policies
+    assert f"src {a}/32 dst {b}/32 proto gre" in policies, policies
+
+
+test_1_pyike_initiates = scenarios.pyike_initiates
+test_2_peer_initiates = scenarios.peer_initiates
+test_3_dpd_both_ways = scenarios.dpd_both_ways
+test_4_initial_contact_after_restart = scenarios.initial_contact_after_restart
+test_5_deletes_both_ways = scenarios.deletes_both_ways
+test_6_rekey_under_ping = scenarios.rekey_under_ping
+test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
