@@ -7,6 +7,7 @@ another, joined by a veth:
   every initiator address (as a racoon site with that many peers would);
 - charon: Debian's strongSwan in IKEv1 mode (main mode, PSK; phase 1 only, since this kernel
   has no XFRM to take its phase-2 SAs).
+Proposal: AES-128, SHA-1, pre-shared key, MODP-2048 (group 14) for phase 1 and PFS.
 Tests: main mode (phase 1) against both, and main + quick mode with PFS against pyike. Rounds
 interleave the responders. Besides handshakes/s, the responder's CPU seconds per handshake are
 reported (from /proc): the generator shares the machine's two cores with the responder, so when
@@ -89,11 +90,11 @@ remote anonymous {{
         encryption_algorithm aes;
         hash_algorithm sha1;
         authentication_method pre_shared_key;
-        dh_group 2;
+        dh_group 14;
     }}
 }}
 sainfo anonymous {{
-    pfs_group 2;
+    pfs_group 14;
     encryption_algorithm aes;
     authentication_algorithm hmac_sha1;
     lifetime time 3600 seconds;
@@ -249,7 +250,8 @@ def summarize(info: dict, tests: list, rates: dict, per_cpu: dict, failures: dic
                          report.fmt(c["median"]), str(failures.get(n, {}).get(key, 0))])
     print(report.table(
         f"handshakes/s completed by the responder ({rounds} round(s) of {seconds:g} s; "
-        "main = main mode, quick = main + quick mode with PFS group 2; @N concurrent initiators)",
+        "main = main mode, quick = main + quick mode with PFS; MODP-2048; "
+        "@N concurrent initiators)",
         ["test", "responder", "median/s", "min-max", "per responder cpu-s", "failed"], rows,
     ))
     print(report.table(

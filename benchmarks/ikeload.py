@@ -23,24 +23,27 @@ import statistics
 import time
 
 NEGOTIATION_TIMEOUT_S = 10.0
-DH_GROUP = 2  # the article's (racoon) dh_group and pfs_group
+# MODP-2048 (RFC 3526 group 14) for phase 1 and PFS: strongSwan's default, and cheap in
+# OpenSSL. With the article's group 2 every 1024-bit key costs a full parameter check in
+# `cryptography` (tens of ms), and this generator, not the responder, would set the rate.
+DH_GROUP = 14
 ISAKMP_PORT = 500  # RFC 2408 §2.5.2 (IANA)
 IPPROTO_GRE = 47
 
 
-def engine_config(local: str, responder: str, psk: bytes, pfs: bool):
-    """One initiator: the article's proposal (AES-128, SHA-1, MODP 1024), GRE transport SAs."""
+def engine_config(local: str, responder: str, psk: bytes, pfs: bool, group: int = DH_GROUP):
+    """One initiator: AES-128, SHA-1, pre-shared key, `group`; GRE transport SAs."""
     from ikev1.policy import EngineConfig, Phase1Proposal, Phase2Policy, RemotePolicy
 
     remote = RemotePolicy(
         remote=responder,
-        proposals=(Phase1Proposal("aes", "sha1", DH_GROUP, key_length=128),),
+        proposals=(Phase1Proposal("aes", "sha1", group, key_length=128),),
         initial_contact=False,  # the slots share one identity space; no purge on the responder
     )
     sainfo = Phase2Policy(
         encryption=(("aes", 128),),
         authentication=("hmac_sha1",),
-        pfs_group=DH_GROUP if pfs else None,
+        pfs_group=group if pfs else None,
     )
     return EngineConfig(
         local_addresses=(local,), remotes=(remote,), sainfos=(sainfo,), psk={responder: psk}

@@ -4,7 +4,8 @@ How the pairs are built: a fresh child process creates one responder Engine (the
 engine, `remote anonymous`, pre-shared keys for every peer address) and the forwarding process's
 SA state (pyike.sadb.SadState). For each pair a throwaway initiator Engine with its own address
 negotiates main mode + quick mode with the responder in memory (datagrams handed across, a fake
-clock); the responder keeps its ISAKMP SA and IPsec SA pair, the Phase2Up is kept as the daemon
+clock) with ECP-256 (group 19), so that 10,000 negotiations take seconds rather than minutes;
+the responder keeps its ISAKMP SA and IPsec SA pair, the Phase2Up is kept as the daemon
 keeps it, and both ESP SAs are installed in the SadState. The initiator is then dropped. The
 child reports its resident set size (VmRSS) before the first pair and after 1, 100, 1,000 and
 10,000 pairs; bytes per pair = (RSS(N) - RSS(0)) / N. Both processes' state is in one process
@@ -33,6 +34,7 @@ PSK = setups.PSK.encode()
 TIME_LIMIT_S = 400.0
 SMOKE_TIME_LIMIT_S = 30.0
 GOAL_BYTES = 20 * 1024
+DH_GROUP = 19  # ECP-256 (RFC 5903): the cheapest group, only to build the pairs quickly
 
 
 def rss_bytes() -> int:
@@ -47,7 +49,7 @@ def rss_bytes() -> int:
 def responder_config(peers: int):
     from ikev1.policy import EngineConfig, Phase1Proposal, Phase2Policy, RemotePolicy
 
-    proposal = Phase1Proposal("aes", "sha1", 2, key_length=128)
+    proposal = Phase1Proposal("aes", "sha1", DH_GROUP, key_length=128)
     return EngineConfig(
         local_addresses=(RESPONDER,),
         remotes=(RemotePolicy(remote="anonymous", proposals=(proposal,), passive=True,
@@ -82,7 +84,7 @@ def establish(responder, state, pairs: dict, index: int, now: float) -> bool:
     from pyike.specs import SaSpec
 
     peer = str(FIRST_PEER + index)
-    initiator = Engine(engine_config(peer, RESPONDER, PSK, pfs=False))
+    initiator = Engine(engine_config(peer, RESPONDER, PSK, pfs=False, group=DH_GROUP))
     initiator.initiate(
         RESPONDER, now,
         TrafficSelector(ipaddress.ip_network(f"{peer}/32"), 47),
@@ -106,6 +108,8 @@ def measure(checkpoints: tuple[int, ...], time_limit: float) -> dict:
     from ikev1.engine import Engine
     from pyike.sadb import SadState
 
+    # One pair on a throwaway responder first: lazy imports and caches are not per-pair state.
+    establish(Engine(responder_config(1)), SadState(), {}, 0, 1.0)
     responder = Engine(responder_config(max(checkpoints)))
     state = SadState()
     pairs: dict = {}
