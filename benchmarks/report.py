@@ -78,6 +78,7 @@ def bar_plot(
     ylabel: str,
     groups: Sequence[str],
     series: dict[str, Sequence[dict]],
+    logy: bool = False,
 ) -> Path | None:
     """Grouped bars of medians with min-max whiskers: one group per x label, one bar per series.
 
@@ -97,6 +98,8 @@ def bar_plot(
         low = [m - (s.get("min") or m) for m, s in zip(med, stats, strict=True)]
         high = [(s.get("max") or m) - m for m, s in zip(med, stats, strict=True)]
         ax.bar(xs, med, width, label=label, yerr=[low, high], capsize=3)
+    if logy:
+        ax.set_yscale("log")
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups)
     ax.set_ylabel(ylabel)
@@ -127,7 +130,12 @@ def line_plot(
     for label, (xs, ys) in series.items():
         ax.plot(xs, ys, marker="o", label=label)
     if logx:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         ax.set_xscale("log")
+        ax.set_xticks(sorted({x for xs, _ in series.values() for x in xs}))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -129,18 +129,22 @@ def summarize(results: dict, info: dict, tests: list[str], rounds: int, seconds:
     keys = [k for k in info if info[k]["available"]]
     if "tcp" in figures and keys:
         path = report.bar_plot(
-            out_dir / "throughput_tcp.png", "TCP throughput, host A -> host B", "Mbit/s",
+            out_dir / "throughput_tcp.png", "TCP throughput, host A -> host B (log scale)",
+            "Mbit/s",
             ["TCP"], {info[k]["label"]: [figures["tcp"].get(k, report.summary([]))]
                       for k in keys},
+            logy=True,
         )
         plots.append(path)
     udp_tests = [t for t in tests if t.startswith("udp")]
     if udp_tests and keys:
         path = report.bar_plot(
-            out_dir / "throughput_udp.png", "UDP packets/s received by host B", "packets/s",
+            out_dir / "throughput_udp.png", "UDP packets/s received by host B (log scale)",
+            "packets/s",
             [f"{t[3:]} B" for t in udp_tests],
             {info[k]["label"]: [figures[t].get(k, report.summary([])) for t in udp_tests]
              for k in keys},
+            logy=True,
         )
         plots.append(path)
     return {
