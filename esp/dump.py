@@ -94,6 +94,8 @@ def format_sad(
     clock = _Clock(now_wall, now)
     pid = os.getpid() if pid is None else pid
     sas = list(sad)
+    if not sas:
+        return "No SAD entries.\n"  # setkey's words for an empty dump
     # Like the Linux PF_KEY dump, the last message carries sequence 0.
     return "".join(
         format_sa(sa, clock, len(sas) - 1 - i, pid, localtime) for i, sa in enumerate(sas)

@@ -132,3 +132,8 @@ def test_json_dump():
     assert out["first_used"] == CREATED + 3
     assert out["lifetime"] == {"soft_s": 69120, "hard_s": 86400, "soft_bytes": 0, "hard_bytes": 0}
     assert out["state"] == "mature"
+
+
+def test_empty_sad_dump_says_so_like_setkey():
+    assert format_sad(SAD(), NOW) == "No SAD entries.\n"
+    assert sad_json(SAD(), NOW) == []
