@@ -108,6 +108,11 @@ def run(opts: argparse.Namespace) -> int:
             os.write(ready_fd, b"ok")
             os.close(ready_fd)
 
+    def remove_pidfile() -> None:
+        if not opts.foreground:
+            with contextlib.suppress(OSError):
+                os.unlink(pidfile)
+
     try:
         daemon = Daemon(cfg, opts.conf)
         daemon.start_dataplane()
@@ -116,16 +121,14 @@ def run(opts: argparse.Namespace) -> int:
         daemon.on_ready = ready
         code = asyncio.run(daemon.run())
     except Exception as exc:
+        remove_pidfile()  # before the waiting command hears of the failure
         log.error("cannot run: %s", exc, exc_info=opts.verbose + opts.debug > 0)
         if ready_fd is not None:
             os.write(ready_fd, str(exc).encode()[:500])
         else:
             print(f"pyike: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if not opts.foreground:
-            with contextlib.suppress(OSError):
-                os.unlink(pidfile)
+    remove_pidfile()
     return code
 
 

@@ -1,0 +1,100 @@
+"""The daemon's process life (detach, pid file), its script hooks, and what its logs never say."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from tests.e2e.netns import OUTER, PYTHON, REPO
+from tests.e2e.test_pyike_pair import bring_up, sad, wait_for
+
+pytestmark = pytest.mark.netns
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for whoever adopted it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_hooks_run_with_racoons_environment_and_logs_hold_no_secret(topo):
+    hook_out = topo.tmp / "hook.out"
+
+    def with_hook(side: str, text: str) -> str:
+        hook = topo.routers[side].workdir / "hook.sh"
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(f'#!/bin/sh\necho "{side} $1 $LOCAL_ADDR $REMOTE_ADDR $REMOTE_PORT" '
+                        f'>> {hook_out}\n')
+        hook.chmod(0o700)
+        return text.replace("rekey on;", f'rekey on;\n        script "{hook}" phase1_up;')
+
+    topo.write_configs(racoon_edit=with_hook)
+    for r in topo.routers.values():
+        r.start("-d")  # the most verbose logs
+    bring_up_done = topo.route_lans
+    bring_up_done()
+    assert topo.ping(count=3, interval=0.5, deadline=30).returncode == 0
+    lines = wait_for(lambda: hook_out.exists() and len(hook_out.read_text().splitlines()) >= 2,
+                     10, what="both phase1_up hooks")
+    assert lines
+    got = set(hook_out.read_text().splitlines())
+    assert f"a phase1_up {OUTER['a']} {OUTER['b']} 500" in got
+    assert f"b phase1_up {OUTER['b']} {OUTER['a']} 500" in got
+    secrets = [e["enc"]["key"] for e in sad(topo.routers["a"])]
+    secrets += [e["auth"]["key"] for e in sad(topo.routers["a"])]
+    secrets.append((topo.routers["a"].workdir / "psk.txt").read_text().split()[-1])
+    for r in topo.routers.values():
+        text = r.log.read_text()
+        assert "IPsec-SA established" in text
+        for s in secrets:
+            assert s not in text and s.upper() not in text
+
+
+def test_detaches_writes_pid_file_and_stops_on_sigterm(topo):
+    topo.write_configs()
+    a = topo.routers["a"]
+    pidfile = a.workdir / "pyike.pid"
+    started = subprocess.run(["ip", "netns", "exec", topo.ns["a"], PYTHON, "-m", "pyike", "-f",
+                              str(a.conf), "-l", str(a.log)], cwd=REPO, capture_output=True,
+                             text=True, timeout=30)
+    assert started.returncode == 0, started.stderr
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, 0)
+        assert a.ctl("status").returncode == 0
+        assert a.ctl_json("status")["pid"] == pid
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pidfile.exists(), 10, what="pid file removed")
+        wait_for(lambda: not _alive(pid), 5, what="daemon gone")
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_start_failure_is_reported_by_the_detaching_command(topo):
+    topo.write_configs()
+    a = topo.routers["a"]
+    # An address the namespace does not have: binding the IKE socket fails.
+    a.conf.write_text(a.conf.read_text().replace(f"isakmp {OUTER['a']} [500]",
+                                                 "isakmp 198.18.9.9 [500]"))
+    out = subprocess.run(["ip", "netns", "exec", topo.ns["a"], PYTHON, "-m", "pyike", "-f",
+                          str(a.conf), "-l", str(a.log)], cwd=REPO, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1
+    assert "198.18.9.9" in out.stderr or "assign" in out.stderr
+    assert not (a.workdir / "pyike.pid").exists()
+
+
+def test_bring_up_helper_is_shared(topo):
+    """The seed pair once more through the shared helper, then a clean SIGTERM on both."""
+    bring_up(topo)
+    for r in topo.routers.values():
+        assert r.stop(signal.SIGTERM) == 0
