@@ -40,7 +40,8 @@ def scapy_sa(sa, seq_num: int = 1) -> SecurityAssociation:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ssa = SecurityAssociation(
-            ESP, spi=sa.spi, seq_num=seq_num, crypt_algo="AES-CBC", crypt_key=sa.enc_key,
+            ESP, spi=sa.spi, seq_num=seq_num, crypt_key=sa.enc_key,
+            crypt_algo="3DES" if sa.enc_alg == "3des-cbc" else "AES-CBC",
             auth_algo=auth if isinstance(auth, str) else "HMAC-SHA1-96", auth_key=sa.auth_key,
         )
     if not isinstance(auth, str):
@@ -113,4 +114,17 @@ def test_ipv6_outer_both_directions():
     assert opened.nh == 47 and bytes(opened.payload) == payload
     theirs = scapy_sa(out, seq_num=7).encrypt(
         IPv6(src="2001:db8::1", dst="2001:db8::2", nh=47) / Raw(payload))
+    assert inbound.open(bytes(theirs[ESP]), 0.0) == (47, payload)
+
+
+def test_3des_both_directions():
+    out, inbound = sa_pair(24, "hmac-md5", enc_alg="3des-cbc")
+    payload = gre_payload(200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scapy's 3DES goes through a deprecated path
+        oracle = scapy_sa(out)
+        sealed = out.seal(payload, 47, 0.0)
+        opened = oracle.decrypt(IP(bytes(IP(src=SRC, dst=DST, proto=50) / Raw(sealed))))
+        assert bytes(opened.payload) == payload
+        theirs = scapy_sa(out, seq_num=9).encrypt(IP(src=SRC, dst=DST, proto=47) / Raw(payload))
     assert inbound.open(bytes(theirs[ESP]), 0.0) == (47, payload)
