@@ -425,6 +425,8 @@ class Daemon:
         reconfigure = getattr(self.engine, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(new.engine, time.monotonic())
+        else:  # the engine reads its configuration per negotiation; live SAs keep theirs
+            self.engine.config = new.engine
         self._to_dataplane("setkey", setkey_files(new))
         self._prune_unmatched(new)
         log.info("configuration reloaded from %s", self.config_path)

@@ -41,7 +41,7 @@ class Counters:
         "tun_in", "esp_out", "esp_out_bytes", "esp_in", "esp_in_bytes", "gre_clear_out",
         "gre_clear_in", "no_sa_dropped", "queued", "acquires", "discarded", "seal_dropped",
         "open_dropped", "unknown_spi", "policy_dropped", "gre_clear_dropped", "malformed",
-        "tun_out", "send_errors",
+        "tun_out", "send_errors", "ctl_dropped",
     )
 
     def __init__(self) -> None:
@@ -137,9 +137,17 @@ class DataPlane:
             self.state.flush()
         elif verb == "query":
             req_id, what = msg[1], msg[2]
-            pipe.send(self.ctl, "reply", req_id, self._answer(what))
+            self._tell("reply", req_id, self._answer(what))
         elif verb == "stop":
             self._running = False
+
+    def _tell(self, *message) -> None:
+        """A message to the IKE process; never blocks forwarding (a full pipe loses it, and
+        acquires and expiries are repeated or re-derived anyway)."""
+        try:
+            pipe.send(self.ctl, *message)
+        except (BlockingIOError, InterruptedError):
+            self.counters.ctl_dropped += 1
 
     def _answer(self, what: str):
         wall = time.time()
@@ -215,7 +223,7 @@ class DataPlane:
         if now - t.acquired_at >= ACQUIRE_RETRY_S:
             t.acquired_at = now
             c.acquires += 1
-            pipe.send(self.ctl, "acquire", t.spec.local, t.spec.remote)
+            self._tell("acquire", t.spec.local, t.spec.remote)
 
     def _flush_queues(self, now: float) -> None:
         for t in self.tunnels:
@@ -299,7 +307,7 @@ class DataPlane:
 
     def _housekeeping(self, now: float) -> None:
         for spi, direction, kind in self.state.expire(now):
-            pipe.send(self.ctl, "expire", spi, direction, kind)
+            self._tell("expire", spi, direction, kind)
 
     def run(self) -> None:
         sel = selectors.DefaultSelector()

@@ -5,6 +5,7 @@ and loss on the IKE port."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -235,3 +236,30 @@ def test_negotiation_completes_with_20_percent_loss_on_udp_500(topo):
     bring_up(topo, fast_retransmit, ping_deadline=90)
     listed = in_ns(topo.ns["a"], "nft", "list", "table", "inet", "pyikeloss").stdout
     assert "numgen random mod 100 < 20" in listed
+
+
+def test_forwarding_never_waits_on_the_ike_process(up):
+    """With the IKE process stopped outright (as if stuck in a DH computation), packets still
+    flow: forwarding lives in its own process."""
+    a = up.routers["a"]
+    assert a.ctl_json("status")["forwarding_pid"] != a.proc.pid
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        out = up.ping(count=20, interval=0.05, deadline=10)
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    assert " 0% packet loss" in out.stdout, out.stdout
+
+
+def test_reload_applies_new_sainfo_to_the_next_negotiation(up):
+    a = up.routers["a"]
+    assert {e["lifetime"]["hard_s"] for e in sad(a)} == {86400}
+    conf = a.conf
+    conf.write_text(conf.read_text().replace("lifetime time 86400 seconds;",
+                                             "lifetime time 600 seconds;"))
+    assert a.ctl("reload-config").returncode == 0
+    assert {e["lifetime"]["hard_s"] for e in sad(a)} == {86400}  # the live SAs stay
+    assert a.ctl("ds", "esp", OUTER["a"], OUTER["b"]).returncode == 0
+    wait_for(lambda: not sad(a), 10, what="SAs deleted")
+    assert up.ping(count=3, interval=0.5, deadline=30).returncode == 0
+    assert {e["lifetime"]["hard_s"] for e in sad(a)} == {600}
