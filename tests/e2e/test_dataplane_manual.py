@@ -17,11 +17,11 @@ AUTH = {"ab": bytes(range(21, 41)), "ba": bytes(range(121, 141))}
 SPI = {"ab": 0x1001, "ba": 0x1002}
 
 
-def setkey_text(side: str, level: str = "require") -> str:
+def setkey_text(side: str, action: str = "ipsec esp/transport//require") -> str:
     me, peer = OUTER[side], OUTER["b" if side == "a" else "a"]
     lines = ["flush;", "spdflush;",
-             f"spdadd {me}/32[0] {peer}/32[0] gre -P out ipsec esp/transport//{level};",
-             f"spdadd {peer}/32[0] {me}/32[0] gre -P in ipsec esp/transport//{level};"]
+             f"spdadd {me}/32[0] {peer}/32[0] gre -P out {action};",
+             f"spdadd {peer}/32[0] {me}/32[0] gre -P in {action};"]
     for d, (src, dst) in {"ab": (OUTER["a"], OUTER["b"]), "ba": (OUTER["b"], OUTER["a"])}.items():
         lines.append(f"add {src} {dst} esp {SPI[d]:#x} -m transport "
                      f"-E aes-cbc 0x{ENC[d].hex()} -A hmac-sha1 0x{AUTH[d].hex()};")
@@ -57,11 +57,12 @@ class Harness:
 
 
 @pytest.fixture
-def manual(topo):
+def manual(topo, request):
+    action = getattr(request, "param", "ipsec esp/transport//require")
     harnesses = []
     try:
         for side in ("a", "b"):
-            harnesses.append(Harness(topo, side, setkey_text(side)))
+            harnesses.append(Harness(topo, side, setkey_text(side, action)))
         topo.route_lans()
         yield topo, harnesses
     finally:
@@ -130,3 +131,29 @@ def test_sad_dump_reports_the_manual_keys(manual):
     out = sad[(SPI["ab"], "out")]
     assert out["enc"]["key"] == ENC["ab"].hex() and out["auth"]["key"] == AUTH["ab"].hex()
     assert sad[(SPI["ba"], "in")]["src"] == OUTER["b"]
+
+
+@pytest.mark.parametrize("manual", ["none"], indirect=True)
+def test_policy_none_sends_plain_gre(manual, tmp_path):
+    from scapy.all import GRE, ICMP, IP, rdpcap
+
+    topo, (ha, _) = manual
+    pcap = tmp_path / "wan.pcap"
+    with capture(topo.ns["a"], "wan0", pcap):
+        out = topo.ping(count=3, interval=0.2)
+    assert " 0% packet loss" in out.stdout, out.stdout
+    packets = [p for p in rdpcap(str(pcap)) if IP in p]
+    assert packets and {p[IP].proto for p in packets} == {47}
+    assert all(ICMP in p[GRE].payload for p in packets)
+    counters = ha.query("counters")["counters"]
+    assert counters["gre_clear_out"] >= 3 and counters["gre_clear_in"] >= 3
+    assert counters["esp_out"] == 0
+
+
+@pytest.mark.parametrize("manual", ["discard"], indirect=True)
+def test_policy_discard_drops(manual):
+    topo, (ha, _) = manual
+    out = topo.ping(count=3, interval=0.2, deadline=3)
+    assert out.returncode != 0
+    counters = ha.query("counters")["counters"]
+    assert counters["discarded"] >= 3 and counters["esp_out"] == counters["gre_clear_out"] == 0
