@@ -125,6 +125,9 @@ class Slot:
                 self.mode == "quick" and isinstance(event, ev.Phase2Up)
             ):
                 done = True
+        if done and self.mode == "main":
+            # The engine queues quick mode right after phase 1; only phase 1 is measured here.
+            self.engine.datagrams_to_send()
         self.flush()
         if done:
             self.completed += 1

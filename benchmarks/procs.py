@@ -186,3 +186,21 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def cpu_snapshot(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each live process in pids."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def busiest_percent(before: dict[int, float], after: dict[int, float], wall: float) -> float | None:
+    """The highest CPU use (% of one core) of any one process between two snapshots."""
+    if not after or wall <= 0:
+        return None
+    return max(after[p] - before.get(p, after[p]) for p in after) / wall * 100

@@ -54,6 +54,7 @@ def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) 
     info: dict[str, dict] = {}
     live: dict[str, setups.TunnelSetup] = {}
     results: dict[str, dict[str, list[float]]] = {t: {} for t in tests}
+    cpu: dict[str, dict[str, list[float]]] = {t: {} for t in tests}
     try:
         for key in keys:
             setup = setups.ALL[key]()
@@ -73,16 +74,21 @@ def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) 
         for _ in range(rounds):
             for test in tests:
                 for key, setup in live.items():
+                    pids = setup.pids()
+                    before = procs.cpu_snapshot(pids)
                     try:
                         value = iperf(setup.line, test, seconds)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         print(f"throughput: {key} {test}: {exc}")
                         continue
                     results[test].setdefault(key, []).append(value)
+                    busiest = procs.busiest_percent(before, procs.cpu_snapshot(pids), seconds)
+                    if busiest is not None:
+                        cpu[test].setdefault(key, []).append(busiest)
     finally:
         for setup in live.values():
             setup.down()
-    return summarize(results, info, tests, rounds, seconds, out_dir)
+    return summarize(results, cpu, info, tests, rounds, seconds, out_dir)
 
 
 def _iperf_listening(line: netns.Line) -> bool:
@@ -94,9 +100,10 @@ def unit(test: str) -> str:
     return "Mbit/s" if test == "tcp" else "packets/s"
 
 
-def summarize(results: dict, info: dict, tests: list[str], rounds: int, seconds: int,
+def summarize(results: dict, cpu: dict, info: dict, tests: list[str], rounds: int, seconds: int,
               out_dir: Path) -> dict:
     figures = {t: {k: report.summary(v) for k, v in per.items()} for t, per in results.items()}
+    cpu_figures = {t: {k: report.summary(v) for k, v in per.items()} for t, per in cpu.items()}
     ratios = {}
     for test in tests:
         med = {k: s["median"] for k, s in figures[test].items()}
@@ -108,11 +115,13 @@ def summarize(results: dict, info: dict, tests: list[str], rounds: int, seconds:
     for key, meta in info.items():
         for test in tests:
             s = figures[test].get(key, report.summary([]))
+            c = cpu_figures[test].get(key, report.summary([]))
             rows.append([meta["label"] if test == tests[0] else "", test, unit(test),
-                         report.fmt(s["median"]), report.fmt_range(s)])
+                         report.fmt(s["median"]), report.fmt_range(s), report.fmt(c["median"], 0)])
     print(report.table(
-        f"throughput: host A -> host B, {rounds} interleaved round(s) of {seconds} s",
-        ["set-up", "test", "unit", "median", "min-max"], rows,
+        f"throughput: host A -> host B, {rounds} interleaved round(s) of {seconds} s "
+        "(busiest CPU %: the set-up's most loaded process, % of one core)",
+        ["set-up", "test", "unit", "median", "min-max", "busiest CPU %"], rows,
     ))
     print(report.table(
         "throughput ratios (medians; goals: pyike/relay >= 0.9, pyike/strongswan >= 1.0)",
@@ -155,6 +164,7 @@ def summarize(results: dict, info: dict, tests: list[str], rounds: int, seconds:
         "units": {t: unit(t) for t in tests},
         "setups": info,
         "results": figures,
+        "busiest_cpu_percent": cpu_figures,
         "ratios": ratios,
         "plots": [str(p) for p in plots if p],
     }

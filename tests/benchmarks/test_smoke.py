@@ -119,6 +119,10 @@ def test_throughput_smoke(tmp_path, netns_clean):
             stats = result["results"][test][key]
             assert len(stats["samples"]) == 1 and stats["median"] > 0
         assert _is_number(result["ratios"][test]["pyike/relay"])
+        # The forwarding processes were found and their CPU use sampled.
+        cpu = result["busiest_cpu_percent"][test]
+        assert all(cpu[k]["median"] > 0 for k in available - {"veth"})
+        assert "veth" not in cpu
     _check_plots(result)
 
 
