@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,19 @@ def machine() -> dict:
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
     }
+
+
+def ensure_matplotlib() -> None:
+    """Plots need matplotlib: install it into this Python when missing, else say how."""
+    try:
+        import matplotlib  # noqa: F401
+        return
+    except ImportError:
+        pass
+    command = [sys.executable, "-m", "pip", "install", "-q", "matplotlib"]
+    print("benchmarks: installing matplotlib for the plots")
+    if subprocess.run(command, capture_output=True, timeout=600).returncode != 0:
+        print(f"benchmarks: no plots: run `{' '.join(command)}`")
 
 
 def run_one(name: str, rounds: int, smoke: bool, out_dir: Path) -> dict:
@@ -76,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     procs.install_handlers()
+    ensure_matplotlib()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine(), "caveat": "shared, noisy machine: only ratios are comparable"}
     try:
