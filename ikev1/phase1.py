@@ -254,9 +254,14 @@ class Phase1Mixin:
         p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
         auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
-        dgram, p1.iv = self._encrypt(p1, out, [p1.id_local, HashPayload(auth)], p1.iv)
+        dgram, p1.iv = self._encrypt(p1, out, self._mm5_payloads(p1, auth), p1.iv)
         p1.state = "I_MM5"
         self._send(p1.flight, [dgram], now, expect_reply=True)
+
+    def _mm5_payloads(self: Engine, p1: Phase1SA, auth: bytes) -> list:
+        """IDii, HASH_I; racoon sends INITIAL-CONTACT afterwards in its own informational."""
+        assert p1.id_local is not None
+        return [p1.id_local, HashPayload(auth)]
 
     def _auth_hash(self: Engine, p1: Phase1SA, *, initiator: bool, id_b: bytes) -> bytes:
         """HASH_I or HASH_R (RFC 2409 §5)."""
@@ -400,7 +405,8 @@ class Phase1Mixin:
             has_p2 = any(sa.peer[0] == p1.peer[0] for sa in self._p2.values())
             negotiating = any(o.peer[0] == p1.peer[0] and not o.established
                               for o in self._p1.values())
-            if has_p2 and not negotiating and not p1.remote.passive:
+            # like quick mode, only the side that initiated renegotiates: no collision
+            if has_p2 and not negotiating and p1.initiator and not p1.remote.passive:
                 self._start_phase1(p1.peer[0], p1.remote, now)
         self._dpd_timers(p1, now)
 
