@@ -137,6 +137,8 @@ class _Parser(Cursor):
         tok = self.take()
         if tok.kind != "word" or tok.text.startswith("-"):
             raise self.fail(tok, "expected an IP address")
+        if "%" in tok.text:
+            raise self.fail(tok, "scoped addresses (%zone) are not supported")
         try:
             addr = ipaddress.ip_address(tok.text)
         except ValueError:

@@ -151,6 +151,8 @@ def _endpoints(cur: Cursor, direction: str):
 
 
 def _address(cur: Cursor, tok: Token):
+    if "%" in tok.text:
+        raise cur.fail(tok, "scoped addresses (%zone) are not supported")
     try:
         return ipaddress.ip_address(tok.text)
     except ValueError:
