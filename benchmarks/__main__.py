@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="plot directory")
     parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
     parser.add_argument("--smoke", action="store_true", help="tiny bounded run (for the tests)")
+    parser.add_argument("--markdown", type=Path, metavar="FILE",
+                        help="also write the figures as Markdown (README's Performance section)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
@@ -105,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks: interrupted; cleaning up", file=sys.stderr)
         procs.cleanup_all()
         return 130
+    if args.markdown:
+        from benchmarks.summary import markdown
+
+        command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
+        args.markdown.write_text(markdown(results, command))
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return 0

@@ -91,7 +91,8 @@ def test_cli_rejects_unknown_benchmark():
 def test_memory_smoke_through_cli(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "memory", "--smoke", "--json", "--out",
-         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300,
+         str(tmp_path), "--markdown", str(tmp_path / "perf.md")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "KiB per pair" in result.stdout
@@ -103,6 +104,12 @@ def test_memory_smoke_through_cli(tmp_path):
     assert mem["phase2_sas"] == 10 and mem["sad_entries"] == 20
     assert all(_is_number(p["bytes_per_pair"]) for p in mem["points"])
     assert (tmp_path / "memory_per_pair.png").exists()
+    md = (tmp_path / "perf.md").read_text()
+    assert "only the ratios, taken within one run, are comparable" in md
+    assert "python -m benchmarks memory --smoke" in md
+    per_pair = f"{mem['points'][1]['bytes_per_pair'] / 1024:.1f}"
+    assert f"| 10 | {mem['points'][1]['rss_bytes'] / 2**20:.1f} | {per_pair} |" in md
+    assert "throughput: not run." in md
 
 
 @pytest.mark.netns
