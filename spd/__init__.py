@@ -1,0 +1,1 @@
+"""The security policy database: setkey.conf parsing (parse), the SPD (db), its dumps (dump)."""

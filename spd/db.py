@@ -5,6 +5,10 @@ older policy first ("policies with equal priorities are added at the end of grou
 policies"). spdupdate replaces a policy with the same selector and direction, keeping its spid
 and moving it to the end of its priority group, as the kernel does.
 
+Linux setkey also adds a `fwd` twin for every `-P in` policy unless run with -k; pyike does not,
+as the article's `setkey -DP` shows none and pyike's data plane forwards nothing through an IPsec
+policy (a `-P fwd` policy written in the file is kept like any other).
+
 The lookup path keeps to ints: every selector is compiled to (network, mask) integers once,
 results are memoised per flow, and `touch` only stores a number.
 """
