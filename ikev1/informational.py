@@ -102,12 +102,18 @@ class InformationalMixin:
                 p1.dpd.next_probe = now + p1.remote.dpd.delay
         elif pl.msg_type == Notify.INITIAL_CONTACT:
             self._initial_contact(p1, now)
-        elif pl.msg_type < _ERROR_LIMIT and pl.protocol in (Proto.ESP, Proto.AH):
-            spi = int.from_bytes(pl.spi, "big") if len(pl.spi) == 4 else None
-            for key, qx in list(self._quick.items()):
-                if qx.p1 is p1 and qx.initiator and qx.spi_in == spi and qx.state != "done":
-                    del self._quick[key]
-                    self._fail(p1.peer, 2, notify_name(pl.msg_type))
+        elif pl.msg_type < _ERROR_LIMIT:
+            self._quick_error(p1, pl)
+
+    def _quick_error(self: Engine, p1: Phase1SA, pl: NotifyPayload) -> None:
+        """A peer's error about our quick mode: matched by our SPI, else every pending one."""
+        pending = [(key, qx) for key, qx in self._quick.items()
+                   if qx.p1 is p1 and qx.initiator and qx.state == "I_QM1"]
+        spi = int.from_bytes(pl.spi, "big") if len(pl.spi) == 4 else None
+        matched = [(key, qx) for key, qx in pending if qx.spi_in == spi]
+        for key, _qx in matched or pending:
+            del self._quick[key]
+            self._fail(p1.peer, 2, notify_name(pl.msg_type))
 
     def _on_delete(self: Engine, p1: Phase1SA, pl: DeletePayload, now: float) -> None:
         if pl.protocol == Proto.ISAKMP:

@@ -39,7 +39,7 @@ ESP_AUTH = {"hmac_md5": (P2Auth.HMAC_MD5, "hmac-md5"),
 ESP_ENC_NAME = {"aes": "aes-cbc", "3des": "3des-cbc"}
 
 
-def _default_bits(enc: str, bits: int | None) -> int | None:
+def default_bits(enc: str, bits: int | None) -> int | None:
     return (bits or 128) if enc == "aes" else None
 
 
@@ -85,7 +85,7 @@ class Phase1Suite:
 def _p1_transform(number: int, p: Phase1Proposal) -> Transform:
     # RFC 2409 App. A attribute classes, in racoon's order
     attrs: list[tuple[int, AttrValue]] = [(P1Attr.ENCRYPTION, P1_ENC[p.encryption])]
-    bits = _default_bits(p.encryption, p.key_length)
+    bits = default_bits(p.encryption, p.key_length)
     if bits is not None:
         attrs.append((P1Attr.KEY_LENGTH, bits))
     attrs += [(P1Attr.HASH, P1_HASH[p.hash]), (P1Attr.AUTH_METHOD, AUTH_PSK),
@@ -141,7 +141,7 @@ def select_phase1(sa: SaPayload, remote: RemotePolicy
             if suite is None:
                 continue
             for mine in remote.proposals:
-                if (mine.encryption, _default_bits(mine.encryption, mine.key_length), mine.hash,
+                if (mine.encryption, default_bits(mine.encryption, mine.key_length), mine.hash,
                         mine.dh_group) != (suite.encryption, suite.key_bits, suite.hash,
                                            suite.dh_group):
                     continue
@@ -240,7 +240,7 @@ class Phase2Choice:
 def select_phase2(proposals: tuple[Proposal, ...], sainfo: Phase2Policy, check: str,
                   encaps: tuple[int, ...]) -> Phase2Choice | None:
     """Responder choice over the peer's ESP proposals, in order; `encaps` the modes we take."""
-    ours = {(enc, _default_bits(enc, bits), auth) for enc, bits in sainfo.encryption
+    ours = {(enc, default_bits(enc, bits), auth) for enc, bits in sainfo.encryption
             for auth in sainfo.authentication}
     numbers = [p.number for p in proposals]
     for prop in proposals:

@@ -34,6 +34,7 @@ from .ids import (
 )
 from .proposals import (
     Phase2Suite,
+    default_bits,
     parse_lifetime_attrs,
     parse_phase2_transform,
     phase2_proposals,
@@ -280,7 +281,8 @@ class QuickMixin:
         suite = parse_phase2_transform(prop.transforms[0])
         ours = qx.sainfo
         if (suite is None or prop.protocol != Proto.ESP or len(prop.spi) != 4
-                or suite.encryption not in [e for e, _ in ours.encryption]
+                or (suite.encryption, suite.key_bits) not in [
+                    (e, default_bits(e, b)) for e, b in ours.encryption]
                 or suite.authentication not in ours.authentication
                 or suite.pfs_group != ours.pfs_group or suite.encap not in _ENCAPS):
             raise QuickFail("NO-PROPOSAL-CHOSEN")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from ikev1.constants import Exchange, Flag
+from ikev1.engine import Engine
 from ikev1.events import NegotiationFailed, Phase1Up, Phase2Up
-from ikev1.policy import Phase1Proposal
+from ikev1.policy import Phase1Proposal, RetransmitTimer
 
-from .harness import A, B, events, gre_selector, of_type, pair, pump
+from .harness import A, B, advance, events, gre_selector, make_config, of_type, pair, pump, seeded
 
 
 def _up(a, b, now=0.0, **kw):
@@ -177,3 +179,33 @@ def test_proposal_check_lifetimes(check, expect):
     else:
         # claim: the responder keeps its own and tells us with RESPONDER-LIFETIME
         assert ups[0].lifetime_s == of_type(eb, Phase2Up)[0].lifetime_s == expect
+
+
+class _CommittingResponder(Engine):
+    """A responder that sets the commit bit in quick mode 2 (RFC 2408 §3.1)."""
+
+    def _send_quick(self, qx, payloads, now, *, expect_reply, flags=0):
+        if qx.state == "R_QM2":
+            qx.connected_wait = True
+            flags |= Flag.COMMIT
+        super()._send_quick(qx, payloads, now, expect_reply=expect_reply, flags=flags)
+
+
+def test_commit_bit_initiator_waits_for_connected():
+    a, _ = pair({"timer": RetransmitTimer(counter=3, interval=2.0)})
+    b = _CommittingResponder(make_config(B, A), rng=seeded(3))
+    quick = []
+
+    def deliver(dgram, src, dst):
+        if dgram[18] == Exchange.QUICK:
+            quick.append(dgram)
+            return len(quick) != 4  # lose the first CONNECTED
+        return True
+
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    pump(a, b, 0.0, deliver=deliver)
+    assert of_type(events(b), Phase2Up)
+    assert not of_type(events(a), Phase2Up)  # not before CONNECTED
+    advance(a, b, 0.0, 3.0, deliver=deliver)  # QM3 resent, CONNECTED answered again
+    (ua,) = of_type(events(a), Phase2Up)
+    assert len(quick) == 6 and quick[3][19] & Flag.COMMIT
