@@ -219,7 +219,9 @@ class SPD:
 
     def hold(self, spid: int) -> None:
         """Counts a holder of the policy (an SA bound to it): setkey's refcnt."""
-        self._entries[spid].refcnt += 1
+        entry = self._entries.get(spid)
+        if entry is not None:
+            entry.refcnt += 1
 
     def release(self, spid: int) -> None:
         entry = self._entries.get(spid)

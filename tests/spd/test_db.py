@@ -173,6 +173,8 @@ def test_touch_hold_release_and_the_json_view():
     (p,) = spd.policies()
     spd.touch(p.spid, 1234.5)
     spd.touch(999, 1.0)  # an unknown spid is ignored
+    spd.hold(999)
+    spd.release(999)
     spd.hold(p.spid)
     spd.hold(p.spid)
     spd.release(p.spid)
