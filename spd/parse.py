@@ -279,7 +279,8 @@ class _Parser(Cursor):
             raise self.fail(dst_tok, "source and destination are of different address families")
         return src_tok, src, sport, dst, dport
 
-    def delete_statement(self, verb: str, line: int, column: int):
+    def delete_statement(self, verb: str, line: int, column: int
+                         ) -> ManualSADelete | ManualSADeleteAll:
         _, src, _, dst, _ = self.sa_end_points()
         protocol = self.sa_protocol(self.take())
         if verb == "deleteall":

@@ -22,6 +22,7 @@ from spd.policy import (
     PRIORITY_DEFAULT,
     PRIORITY_MINUS_MAX,
     PRIORITY_PLUS_MAX,
+    IPAddress,
     IpsecRule,
 )
 
@@ -127,7 +128,8 @@ def _level(cur: Cursor) -> tuple[str, int]:
     return "unique", int(digits)
 
 
-def _endpoints(cur: Cursor, direction: str):
+def _endpoints(cur: Cursor, direction: str
+               ) -> tuple[IPAddress | None, int, IPAddress | None, int]:
     first = cur.take()
     if first.text in ("me", "any"):
         # `me-any` (out) / `any-me` (in): no explicit end points, as ipsec_set_policy(3) has it.
@@ -150,7 +152,7 @@ def _endpoints(cur: Cursor, direction: str):
     return src, sport, dst, dport
 
 
-def _address(cur: Cursor, tok: Token):
+def _address(cur: Cursor, tok: Token) -> IPAddress:
     if "%" in tok.text:
         raise cur.fail(tok, "scoped addresses (%zone) are not supported")
     try:
