@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
     iproute2 iputils-ping iperf3 nftables tcpdump procps psmisc
-    strongswan-charon strongswan-starter libcharon-extra-plugins ike-scan
+    strongswan-charon strongswan-starter libcharon-extra-plugins libstrongswan-standard-plugins ike-scan
     qemu-system-x86 busybox-static kmod cpio zstd xz-utils
 )
 

@@ -1,0 +1,258 @@
+"""pyike's engine against Debian's strongSwan charon (IKEv1, PSK) in network namespaces.
+
+This kernel has no XFRM, so charon cannot install ESP SAs: main mode must complete in both
+roles; quick mode is checked up to the wire (charon's log shows the quick-mode exchange and, at
+most, its own failure to install the SAs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ikev1.codec import decode_header
+from ikev1.constants import Exchange
+from tests.ikev1.peer_host import (
+    PEER_ADDR,
+    PYIKE_ADDR,
+    Charon,
+    HostPair,
+    charon_conn,
+    charon_has_openssl,
+    host_pair,
+    parse_driver_output,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+PSK = "gre-over-ipsec"
+
+
+@pytest.fixture
+def pair():
+    with host_pair("s") as hosts:
+        yield hosts
+
+
+def _spec(role: str, **extra) -> dict:
+    spec = {
+        "local": PYIKE_ADDR,
+        "peer": PEER_ADDR,
+        "psk": PSK,
+        "role": role,
+        "encryption": "aes",
+        "key_length": 128,
+        "hash": "sha1",
+        "dh_group": 14,
+        "timeout": 25,
+        "linger": 2,
+    }
+    spec.update(extra)
+    return spec
+
+
+def _names(events: list[dict]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+def _write(pair: HostPair, spec: dict) -> Path:
+    path = pair.tmp / f"spec-{spec['role']}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _events(out: str) -> list[dict]:
+    return parse_driver_output(out)[0]
+
+
+RECEIVE_ONE = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+    f"s.bind(('{PYIKE_ADDR}',500)); s.settimeout(10)\n"
+    "d,a=s.recvfrom(65535); print(a[0], a[1], d.hex())\n"
+)
+
+
+def test_charon_initiates_main_mode_on_this_host(pair: HostPair) -> None:
+    """The harness itself: charon runs in its namespace and sends main mode message 1."""
+    charon = Charon(pair, charon_conn(auto="start"), PSK)
+    listener = pair.spawn(pair.ns["pyike"], sys.executable, "-c", RECEIVE_ONE)
+    charon.start()
+    out, _ = listener.communicate(timeout=20)
+    src, port, hexdata = out.split()
+    hdr = decode_header(bytes.fromhex(hexdata))
+    assert (src, int(port)) == (PEER_ADDR, 500)
+    assert hdr.exchange == Exchange.MAIN and hdr.rcookie == bytes(8)
+    assert hdr.message_id == 0
+    assert "initiating Main Mode IKE_SA gre[1]" in charon.text()
+
+
+NEEDS_OPENSSL = pytest.mark.skipif(not charon_has_openssl(),
+                                   reason="charon's openssl plugin (3DES, ECP) not installed")
+
+
+@pytest.mark.parametrize(
+    "ike,spec_extra",
+    [
+        pytest.param("aes128-sha1-modp2048!", {}, id="aes128-sha1-modp2048"),
+        pytest.param("aes256-sha256-modp3072!",
+                     {"key_length": 256, "hash": "sha256", "dh_group": 15},
+                     id="aes256-sha256-modp3072"),
+        # App. B: a 32-byte key from a 20-byte SKEYID_e needs K1 | K2.
+        pytest.param("aes256-sha1-modp2048!", {"key_length": 256}, id="aes256-sha1-modp2048"),
+        pytest.param("aes192-sha512-modp1536!",
+                     {"key_length": 192, "hash": "sha512", "dh_group": 5},
+                     id="aes192-sha512-modp1536"),
+        pytest.param("3des-md5-modp1024!",
+                     {"encryption": "3des", "key_length": None, "hash": "md5", "dh_group": 2},
+                     id="3des-md5-modp1024", marks=NEEDS_OPENSSL),
+        pytest.param("aes128-sha256-ecp256!",
+                     {"hash": "sha256", "dh_group": 19}, id="aes128-sha256-ecp256",
+                     marks=NEEDS_OPENSSL),
+        pytest.param("aes256-sha384-ecp384!",
+                     {"key_length": 256, "hash": "sha384", "dh_group": 20},
+                     id="aes256-sha384-ecp384", marks=NEEDS_OPENSSL),
+        pytest.param("aes256-sha512-ecp521!",
+                     {"key_length": 256, "hash": "sha512", "dh_group": 21},
+                     id="aes256-sha512-ecp521", marks=NEEDS_OPENSSL),
+    ],
+)
+def test_pyike_initiates_main_mode_to_charon(pair: HostPair, ike: str, spec_extra: dict) -> None:
+    charon = Charon(pair, charon_conn(auto="add", ike=ike), PSK)
+    charon.start()
+    events, counters, out = pair.run_driver(_spec("initiator", quick=False, **spec_extra))
+    assert "Phase1Up" in _names(events), out + charon.text()
+    up = next(e for e in events if e["event"] == "Phase1Up")
+    assert up["initiator"] is True and up["exchange"] == "main"
+    assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
+    assert counters.get("hash_mismatch", 0) == 0 and counters.get("decrypt_failed", 0) == 0
+
+
+def test_charon_initiates_main_mode_to_pyike(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="start"), PSK)
+    driver = pair.start_driver(_write(pair, _spec("responder", until=["Phase1Up"], linger=3)))
+    charon.start()
+    out, _ = driver.communicate(timeout=60)
+    events = _events(out)
+    assert "Phase1Up" in _names(events), out + charon.text()
+    up = next(e for e in events if e["event"] == "Phase1Up")
+    assert up["initiator"] is False and up["exchange"] == "main"
+    assert up["peer_identity"].endswith(PEER_ADDR)
+    assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
+
+
+def test_pyike_initiates_aggressive_mode_to_charon(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="add", aggressive=True), PSK)
+    charon.start()
+    events, _counters, out = pair.run_driver(
+        _spec("initiator", quick=False, exchange_mode=["aggressive"])
+    )
+    up = next((e for e in events if e["event"] == "Phase1Up"), None)
+    assert up is not None and up["exchange"] == "aggressive", out + charon.text()
+    assert "parsed AGGRESSIVE request" in charon.text()
+    assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
+
+
+def test_charon_initiates_aggressive_mode_to_pyike(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="start", aggressive=True), PSK)
+    driver = pair.start_driver(_write(pair, _spec(
+        "responder", exchange_mode=["aggressive", "main"], until=["Phase1Up"], linger=3)))
+    charon.start()
+    out, _ = driver.communicate(timeout=60)
+    up = next((e for e in _events(out) if e["event"] == "Phase1Up"), None)
+    assert up is not None and up["exchange"] == "aggressive", out + charon.text()
+    assert up["initiator"] is False
+    assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
+
+
+def test_wrong_psk_fails_both_sides(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="add"), "not-the-same")
+    charon.start()
+    events, _counters, out = pair.run_driver(
+        _spec("initiator", quick=False, timeout=12, until=["Phase1Up"])
+    )
+    assert "Phase1Up" not in _names(events), out
+    assert "IKE_SA gre[1] established" not in charon.text()
+
+
+@pytest.mark.parametrize(
+    "esp,spec_extra",
+    [
+        pytest.param("aes128-sha1!", {}, id="aes128-sha1"),
+        pytest.param("aes128-sha1-modp2048!", {"pfs_group": 14}, id="aes128-sha1-pfs14"),
+        pytest.param("aes256-sha256!",
+                     {"esp_encryption": [["aes", 256]], "esp_authentication": ["hmac_sha256"]},
+                     id="aes256-sha256"),
+    ],
+)
+def test_quick_mode_with_charon_responder(pair: HostPair, esp: str, spec_extra: dict) -> None:
+    """pyike initiates phase 1 and quick mode for the GRE selectors; charon answers, verifies
+    HASH(3), derives the same KEYMAT (compared with the keys charon logs) and then fails to
+    install the SAs in this kernel, so it deletes them again."""
+    charon = Charon(pair, charon_conn(auto="add", esp=esp), PSK)
+    charon.start()
+    events, _counters, out = pair.run_driver(
+        _spec("initiator", quick=True, until=["Phase2Up", "SaDeleted"], timeout=20,
+              keep_going=True, **spec_extra)
+    )
+    log = charon.text()
+    assert "parsed QUICK_MODE request" in log, out + log
+    up = next((e for e in events if e["event"] == "Phase2Up"), None)
+    assert up is not None, out + log
+    assert up["mode"] == "transport" and up["initiator"] is True
+    assert up["local_selector"] == [f"{PYIKE_ADDR}/32", 47, 0]
+    assert up["remote_selector"] == [f"{PEER_ADDR}/32", 47, 0]
+    # Both SPIs are the ones charon tried to install.
+    for spi in (up["inbound"]["spi"], up["outbound"]["spi"]):
+        assert f"SPI {spi:08x}" in log or f"SPI 0x{spi:08x}" in log, (spi, log)
+    keys = charon.child_keys()
+    theirs = {
+        (keys["encryption initiator"], keys["integrity initiator"]),
+        (keys["encryption responder"], keys["integrity responder"]),
+    }
+    ours = {
+        (bytes.fromhex(up[d]["enc_key"]), bytes.fromhex(up[d]["auth_key"]))
+        for d in ("inbound", "outbound")
+    }
+    assert ours == theirs, (ours, theirs)
+    # charon could not install them and deletes its half: pyike removes the pair.
+    deleted = [e for e in events if e["event"] == "SaDeleted"]
+    assert deleted and deleted[0]["spi_in"] == up["inbound"]["spi"], out
+
+
+def test_quick_mode_with_charon_initiator_reaches_the_wire(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="start"), PSK)
+    driver = pair.start_driver(
+        _write(pair, _spec("responder", until=["Phase2Up"], timeout=20, keep_going=True))
+    )
+    charon.start()
+    out, _ = driver.communicate(timeout=60)
+    log = charon.text()
+    assert "Phase1Up" in _names(_events(out)), out + log
+    assert "parsed QUICK_MODE response" in log, out + log
+
+
+def test_driver_sends_only_inside_the_test_network() -> None:
+    from tests.ikev1.udp_driver import _send_all
+
+    class FakeEngine:
+        def datagrams_to_send(self):
+            return [(b"a", ("198.18.0.2", 500), ("198.18.0.1", 500)),
+                    (b"b", ("198.18.0.2", 500), ("192.0.2.1", 500)),
+                    (b"c", ("198.18.0.2", 500), ("10.0.0.1", 500))]
+
+    class FakeSocket:
+        def __init__(self) -> None:
+            self.sent: list[tuple[bytes, tuple]] = []
+
+        def sendto(self, data: bytes, addr: tuple) -> None:
+            self.sent.append((data, addr))
+
+    sock = FakeSocket()
+    stats = {"sent": 0, "refused_destination": 0}
+    _send_all(FakeEngine(), sock, stats)  # type: ignore[arg-type]
+    assert sock.sent == [(b"a", ("198.18.0.1", 500))]
+    assert stats == {"sent": 1, "refused_destination": 2}
