@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ikev1 import crypto
 
@@ -88,3 +90,16 @@ def test_unpad_strict_rejects_impossible_length() -> None:
         crypto.unpad(b"\x00" * 15 + b"\x20", strict=True)
     with pytest.raises(crypto.CipherError):
         crypto.unpad(b"", strict=True)
+
+
+@given(data=st.binary(max_size=300), alg=st.sampled_from(["aes", "3des"]),
+       extra=st.integers(0, 3), seed=st.binary(min_size=40, max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_pad_encrypt_decrypt_unpad_round_trip(data: bytes, alg: str, extra: int,
+                                              seed: bytes) -> None:
+    block = crypto.block_size(alg)
+    key, iv = seed[: crypto.key_length(alg)], seed[-block:]
+    padded = crypto.pad(data, block, extra_blocks=extra)
+    ct = crypto.encrypt(alg, key, iv, padded)
+    assert len(ct) == len(padded) and ct != padded
+    assert crypto.unpad(crypto.decrypt(alg, key, iv, ct), strict=True) == data

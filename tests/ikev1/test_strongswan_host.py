@@ -129,6 +129,9 @@ def test_pyike_initiates_main_mode_to_charon(pair: HostPair, ike: str, spec_extr
     assert up["initiator"] is True and up["exchange"] == "main"
     assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
     assert counters.get("hash_mismatch", 0) == 0 and counters.get("decrypt_failed", 0) == 0
+    # racoon's way: INITIAL-CONTACT as an informational after phase 1, readable by charon.
+    assert charon.wait_for("[ HASH N(INITIAL_CONTACT) ]", 5), charon.text()
+    assert "could not decrypt" not in charon.text()
 
 
 def test_charon_initiates_main_mode_to_pyike(pair: HostPair) -> None:
@@ -142,6 +145,7 @@ def test_charon_initiates_main_mode_to_pyike(pair: HostPair) -> None:
     assert up["initiator"] is False and up["exchange"] == "main"
     assert up["peer_identity"].endswith(PEER_ADDR)
     assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
+    assert "could not decrypt" not in charon.text()
 
 
 def test_pyike_initiates_aggressive_mode_to_charon(pair: HostPair) -> None:
