@@ -33,8 +33,11 @@ def configure_gre(vm: PeerVm) -> None:
     """`ip tunnel add tun0 mode gre local B remote A` and the inner point-to-point addresses."""
     if "tun0" in vm.check("ip -o link show"):
         return
+    # IPv4 only, as on pyike's side: no IPv6 chatter inside the tunnel.
     vm.check(
-        f"ip tunnel add tun0 mode gre local {vm.guest_addr} remote {vm.host_addr} ttl 64"
+        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
+        " && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"
+        f" && ip tunnel add tun0 mode gre local {vm.guest_addr} remote {vm.host_addr} ttl 64"
         f" && ip addr add {INNER_PEER} peer {INNER_PYIKE}/32 dev tun0 && ip link set tun0 up"
     )
 
@@ -95,8 +98,10 @@ class Peer:
         self.vm = vm
 
     # The scenarios pass these settings; each peer renders them in its own grammar.
-    def configure(self, *, initiate_on_traffic: bool, dpd_delay: int = 5,
-                  lifetime_s: int = 3600) -> None:
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+        """Write the daemon's files. Like the seed article's setkey.conf, the GRE policies are in
+        the kernel from the start (trap policies), so traffic from either side needs SAs: the
+        guest never sends GRE in clear, and its own traffic makes its daemon negotiate."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -143,13 +148,14 @@ class StrongswanPeer(Peer):
     image = initramfs.STRONGSWAN
     conn = "pyike"
 
-    def configure(self, *, initiate_on_traffic: bool, dpd_delay: int = 5,
-                  lifetime_s: int = 3600) -> None:
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         # margin/fuzz kept small so that pyike, not the peer, is the one to rekey when the
         # scenario gives pyike the shorter lifetime.
+        # uniqueids=no: a new IKE_SA from the same peer replaces the old one only when it
+        # carries INITIAL-CONTACT (with "yes", charon adopts the old CHILD_SAs as a reauth).
         self.vm.write_file("/etc/ipsec.conf", f"""config setup
-    uniqueids=yes
+    uniqueids=no
 conn {self.conn}
     keyexchange=ikev1
     left={b}
@@ -167,7 +173,7 @@ conn {self.conn}
     dpddelay={dpd_delay}s
     dpdtimeout={3 * dpd_delay}s
     dpdaction=clear
-    auto={'route' if initiate_on_traffic else 'add'}
+    auto=route
 """)
         self.vm.write_file("/etc/ipsec.secrets", f'{b} {a} : PSK "{seed_psk()}"\n', 0o600)
         self.vm.write_file("/etc/strongswan.d/zz-interop.conf", """charon {
@@ -184,6 +190,7 @@ conn {self.conn}
 """)
 
     def start(self) -> None:
+        self.vm.run("rm -f /var/log/charon.log")
         self.vm.check("ipsec start", timeout=30)
         self.wait_ready("ipsec statusall", r"Connections:\s*\n\s*" + self.conn)
 
@@ -213,10 +220,8 @@ class LibreswanPeer(Peer):
     conn = "pyike"
     dh_group = 14
 
-    def configure(self, *, initiate_on_traffic: bool, dpd_delay: int = 5,
-                  lifetime_s: int = 3600) -> None:
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
-        self.auto = "route" if initiate_on_traffic else "add"
         self.vm.write_file("/etc/ipsec.conf", f"""config setup
     ikev1-policy=accept
     logfile=/var/log/pluto.log
@@ -240,17 +245,17 @@ conn {self.conn}
     dpddelay={dpd_delay}
     dpdtimeout={3 * dpd_delay}
     dpdaction=clear
-    auto={self.auto}
+    auto=route
 """)
         self.vm.write_file("/etc/ipsec.secrets", f'{b} {a} : PSK "{seed_psk()}"\n', 0o600)
 
     def start(self) -> None:
         self.vm.check("mkdir -p /run/pluto && rm -f /run/pluto/pluto.ctl /run/pluto/pluto.pid"
+                      " /var/log/pluto.log"
                       " && ipsec pluto --config /etc/ipsec.conf", timeout=30)
         self.wait_ready("ipsec whack --status", r"listening for IKE|interface eth0")
-        self.vm.check(f"ipsec auto --add {self.conn}", timeout=20)
-        if self.auto == "route":
-            self.vm.check(f"ipsec auto --route {self.conn}", timeout=20)
+        self.vm.check(f"ipsec auto --add {self.conn} && ipsec auto --route {self.conn}",
+                      timeout=20)
         self.wait_ready("ipsec whack --status", rf'"{self.conn}":')
 
     def kill(self) -> None:

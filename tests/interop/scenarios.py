@@ -39,11 +39,10 @@ class Env:
     peer: Peer
     pyike: Pyike
 
-    def start(self, *, peer_initiates: bool = False, dpd_delay: int = 5,
-              lifetime_s: int = 3600, peer_lifetime_s: int | None = None) -> None:
+    def start(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
+              peer_lifetime_s: int | None = None) -> None:
         """Configure and start the peer's daemon, then pyike; neither has SAs yet."""
-        self.peer.configure(initiate_on_traffic=peer_initiates, dpd_delay=dpd_delay,
-                            lifetime_s=peer_lifetime_s or lifetime_s)
+        self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s)
         self.peer.start()
         self.pyike.configure(dh_group=self.peer.dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s)
@@ -93,8 +92,11 @@ def assert_same_sas(env: Env) -> list[dict]:
     """The guest kernel holds exactly the ESP SAs pyike reports: SPIs, algorithms, keys."""
     sad = env.pyike.sad()
     kernel = {(s.src, s.dst, s.spi): s for s in xfrm_states(env.vm)}
-    assert len(sad) == 2, f"pyike should hold one SA pair, has {sad}"
-    assert {sa["direction"] for sa in sad} == {"in", "out"}
+    # Usually one pair. A kernel peer may add a second: the packet pyike sends right after
+    # quick mode can reach the peer between its inbound and outbound SA installs, and the trap
+    # policy's acquire makes the peer negotiate again. Both pairs must then match.
+    directions = [sa["direction"] for sa in sad]
+    assert sad and directions.count("in") == directions.count("out"), f"pyike's SAD: {sad}"
     for sa in sad:
         k: XfrmState | None = kernel.get((sa["src"], sa["dst"], sa["spi"]))
         assert k is not None, f"SPI {sa['spi']:#x} {sa['src']}->{sa['dst']} not in {kernel}"
@@ -112,7 +114,7 @@ def _spis(sad: list[dict]) -> set[int]:
 # --- 1, 2: establishment from either side ----------------------------------------------------
 
 def pyike_initiates(env: Env) -> None:
-    env.start(peer_initiates=False)
+    env.start()
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
     env.establish_from_pyike()
     assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
@@ -122,7 +124,7 @@ def pyike_initiates(env: Env) -> None:
 
 
 def peer_initiates(env: Env) -> None:
-    env.start(peer_initiates=True)
+    env.start()
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
     # The guest's ping hits its kernel policy, whose acquire makes the peer daemon negotiate.
     wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
@@ -273,7 +275,7 @@ def capture_opens_both_ways(env: Env) -> None:
         next_header, payload = opened
         assert next_header == 47  # GRE (RFC 2784)
         g = gre.decap(payload)
-        assert isinstance(g, gre.GrePacket) and g.protocol == 0x0800
-        icmp = IP(g.payload)[ICMP]
-        kinds.add(icmp.type)
+        assert isinstance(g, gre.GrePacket), g
+        if g.protocol == gre.ETH_P_IP:
+            kinds.add(IP(g.payload)[ICMP].type)
     assert kinds == {0, 8}, f"expected echo requests and replies from the peer, saw {kinds}"

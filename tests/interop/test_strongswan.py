@@ -10,7 +10,7 @@ PEER = StrongswanPeer
 
 
 def test_charon_starts_and_routes_the_gre_policy(env: Env) -> None:
-    env.peer.configure(initiate_on_traffic=True)
+    env.peer.configure()
     env.peer.start()
     status = env.peer.status()
     assert "IKEv1" in status and "TRANSPORT" in status, status
