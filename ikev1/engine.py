@@ -16,6 +16,7 @@ from .codec import HEADER_LEN, CodecError, Header, decode_header, decode_payload
 from .constants import NON_ESP_MARKER, Exchange, Flag
 from .events import Event, NegotiationFailed, SaDeleted, SaExpired
 from .informational import InformationalMixin
+from .natt import KEEPALIVE, NattMixin
 from .phase1 import Phase1Mixin
 from .policy import EngineConfig, RemotePolicy, TrafficSelector
 from .quick import QuickMixin
@@ -26,11 +27,11 @@ Rng = Callable[[int], bytes]
 COUNTER_NAMES = (
     "received", "sent", "malformed", "decrypt_failed", "hash_mismatch", "unknown_sa",
     "unexpected", "duplicates", "resends", "timeouts", "crypto_errors", "internal_errors",
-    "notifies_received",
+    "notifies_received", "keepalives",
 )
 
 
-class Engine(Phase1Mixin, QuickMixin, InformationalMixin):
+class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
     def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
         self.config = config
         self._rng = rng
@@ -51,6 +52,9 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin):
         self.counters["received"] += 1
         try:
             if local[1] == self.config.natt_port:
+                if data == KEEPALIVE:
+                    self.counters["keepalives"] += 1
+                    return
                 if data[:4] != NON_ESP_MARKER:
                     raise Drop("unexpected")  # RFC 3948 §2.2: ESP, not IKE
                 data = data[4:]
@@ -134,6 +138,7 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin):
             "peer_identity": p1.peer_identity, "vendor_ids": list(p1.vendor_ids),
             "dpd": p1.peer_dpd and p1.remote.dpd.delay > 0,
             "phase2": sum(1 for sa in self._p2.values() if sa.p1_icookie == p1.icookie),
+            "nat_traversal": p1.natt, "nat_local": p1.nat_local, "nat_peer": p1.nat_peer,
         } for p1 in self._p1.values()]
 
     def phase2_sas(self) -> list[dict]:
@@ -310,6 +315,7 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin):
             yield p1.rekey_at
             yield p1.dpd.next_probe
             yield p1.dpd.ack_deadline
+            yield p1.keepalive_at
         for qx in self._quick.values():
             yield qx.flight.resend_at
             yield qx.forget_at

@@ -76,7 +76,7 @@ class Phase1Mixin:
             payloads = [sa]
             p1.state = "I_MM1"
         p1.sa_b = sa.encode_body()
-        payloads += self._vendor_payloads(remote)
+        payloads += self._vendor_payloads(p1)
         self._p1[icookie] = p1
         hdr = Header(icookie, ZERO_COOKIE, 0, _EXCHANGE[mode], 0, 0)
         self._send(p1.flight, [encode_message(hdr, payloads)], now, expect_reply=True)
@@ -88,8 +88,9 @@ class Phase1Mixin:
             if cookie != ZERO_COOKIE and cookie not in self._p1:
                 return cookie
 
-    def _vendor_payloads(self: Engine, remote: RemotePolicy) -> list:
-        return [VendorIdPayload(vendor.DPD)]  # RFC 3706 §5.1: we answer R-U-THERE
+    def _vendor_payloads(self: Engine, p1: Phase1SA) -> list:
+        # RFC 3706 §5.1: we answer R-U-THERE
+        return [VendorIdPayload(vendor.DPD), *self._natt_vendor_payloads(p1)]
 
     def _note_vendor_ids(self: Engine, p1: Phase1SA, payloads: list) -> None:
         for pl in payloads:
@@ -98,6 +99,7 @@ class Phase1Mixin:
                 if name not in p1.vendor_ids:
                     p1.vendor_ids.append(name)
                 p1.peer_dpd = p1.peer_dpd or pl.data == vendor.DPD
+        self._note_natt(p1, payloads)
 
     # --- receiving -------------------------------------------------------------------
 
@@ -121,11 +123,19 @@ class Phase1Mixin:
                    "R_AM2": self._r_am3}.get(p1.state)
         if handler is None:
             raise Drop("unexpected")
+        before = (p1.local, p1.peer)
+        if local[1] == self.config.natt_port and p1.natt is not None:
+            p1.local, p1.peer = local, peer  # the peer floated (RFC 3947 §4)
+            p1.flight.local, p1.flight.peer = local, peer
         try:
             handler(p1, hdr, data, now)
         except Fail as fail:
             self._fail_phase1(p1, fail, hdr)
             return
+        except Exception:
+            p1.local, p1.peer = before
+            p1.flight.local, p1.flight.peer = before
+            raise
         p1.flight.last_in = data
 
     def _plain_payloads(self: Engine, hdr: Header, data: bytes) -> list:
@@ -164,7 +174,7 @@ class Phase1Mixin:
         try:
             if mode == "main":
                 p1.state = "R_MM2"
-                out = [reply_sa, *self._vendor_payloads(remote)]
+                out = [reply_sa, *self._vendor_payloads(p1)]
             else:
                 out = self._r_am1(p1, payloads, reply_sa)
         except Fail as fail:
@@ -203,8 +213,8 @@ class Phase1Mixin:
         self._note_vendor_ids(p1, payloads)
         p1.state = "I_MM3"
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
-        self._send(p1.flight, [encode_message(out, [KePayload(gxi), NoncePayload(ni)])], now,
-                   expect_reply=True)
+        mm3 = [KePayload(gxi), NoncePayload(ni), *self._natd_payloads(p1)]
+        self._send(p1.flight, [encode_message(out, mm3)], now, expect_reply=True)
 
     def _psk(self: Engine, p1: Phase1SA, identity: str | None = None) -> bytes:
         """racoon: the key of the peer's address in main mode, of its identifier otherwise."""
@@ -241,18 +251,22 @@ class Phase1Mixin:
         p1.dh, p1.gxr = crypto.dh_group(p1.suite.dh_group).generate(self._rng)
         p1.nr_b = self._rng(p1.remote.nonce_size)
         self._derive(p1, ke.data, nonce.data, psk)
+        self._check_natd(p1, payloads, p1.local, p1.peer)
         p1.state = "R_MM4"
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
-        self._send(p1.flight, [encode_message(out, [KePayload(p1.gxr), NoncePayload(p1.nr_b)])],
-                   now, expect_reply=True)
+        mm4 = [KePayload(p1.gxr), NoncePayload(p1.nr_b), *self._natd_payloads(p1)]
+        self._send(p1.flight, [encode_message(out, mm4)], now, expect_reply=True)
 
     def _i_mm4(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
         assert p1.suite is not None
         payloads = self._plain_payloads(hdr, data)
         ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
         self._derive(p1, ke.data, nonce.data, self._psk(p1))
+        self._check_natd(p1, payloads, p1.local, p1.peer)
         p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
         auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
+        if self._nat_detected(p1):
+            self._float(p1, now)
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         dgram, p1.iv = self._encrypt(p1, out, self._mm5_payloads(p1, auth), p1.iv)
         p1.state = "I_MM5"
@@ -323,7 +337,7 @@ class Phase1Mixin:
         auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
         p1.state = "R_AM2"
         return [reply_sa, KePayload(p1.gxr), NoncePayload(p1.nr_b), p1.id_local,
-                HashPayload(auth), *self._vendor_payloads(p1.remote)]
+                HashPayload(auth), *self._vendor_payloads(p1), *self._natd_payloads(p1)]
 
     def _i_am2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
         payloads = self._plain_payloads(hdr, data)
@@ -336,9 +350,13 @@ class Phase1Mixin:
         self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(peer_id)))
         p1.id_peer = self._check_peer_auth(p1, payloads)
         self._note_vendor_ids(p1, payloads)
+        self._check_natd(p1, payloads, p1.local, p1.peer)
         auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
+        if self._nat_detected(p1):  # RFC 3947 §4: aggressive mode floats with message 3
+            self._float(p1, now)
+        am3 = [HashPayload(auth), *self._natd_payloads(p1)]  # hashes of the floated ports
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.AGGRESSIVE, 0, 0)
-        self._send(p1.flight, [encode_message(out, [HashPayload(auth)])], now, expect_reply=False)
+        self._send(p1.flight, [encode_message(out, am3)], now, expect_reply=False)
         self._establish(p1, now, payloads)
 
     def _r_am3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
@@ -354,6 +372,7 @@ class Phase1Mixin:
         wanted = p1.remote.peers_identifier
         if p1.remote.verify_identifier and wanted and not identity_matches(p1.id_peer, wanted):
             raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+        self._check_natd(p1, payloads, p1.local, p1.peer)
         p1.iv = iv
         p1.flight.datagrams = []
         self._establish(p1, now, payloads)
@@ -368,6 +387,8 @@ class Phase1Mixin:
         p1.expires_at = now + p1.suite.lifetime_s
         p1.peer_identity = identity_text(p1.id_peer)
         p1.rekey_at = now + 0.9 * p1.suite.lifetime_s if self._rekeys(p1) else None
+        if self._nat_detected(p1) and p1.keepalive_at is None:
+            self._arm_keepalive(p1, now)
         if p1.peer_dpd and p1.remote.dpd.delay > 0:
             p1.dpd.seq_out = int.from_bytes(self._rng(4), "big") & 0x7FFFFFFF  # RFC 3706 §7
             p1.dpd.next_probe = now + p1.remote.dpd.delay
@@ -409,6 +430,7 @@ class Phase1Mixin:
             if has_p2 and not negotiating and p1.initiator and not p1.remote.passive:
                 self._start_phase1(p1.peer[0], p1.remote, now)
         self._dpd_timers(p1, now)
+        self._keepalive_timer(p1, now)
 
     def _drop_p1(self: Engine, p1: Phase1SA, now: float, reason: str, *, notify_peer: bool
                  ) -> None:

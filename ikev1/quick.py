@@ -15,6 +15,7 @@ from .codec import (
     Header,
     IdPayload,
     KePayload,
+    NatOaPayload,
     NoncePayload,
     NotifyPayload,
     SaPayload,
@@ -23,7 +24,7 @@ from .codec import (
     encode_attributes,
     encode_payloads,
 )
-from .constants import Encap, Exchange, Flag, Notify, Proto
+from .constants import Exchange, Flag, Notify, Proto
 from .events import EspKeys, Phase2Up
 from .ids import (
     address_selector,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from .policy import TrafficSelector
 
 SOFT_FRACTION = 0.8  # racoon: soft lifetime at 80% of the hard one
-_ENCAPS = (Encap.TRANSPORT,)  # the userspace data plane does transport mode
 
 
 class QuickFail(Exception):
@@ -103,7 +103,8 @@ class QuickMixin:
                            rekey_of=rekey_of)
         qx.spi_in = self._new_spi()
         qx.ni_b = self._rng(p1.remote.nonce_size)
-        sa = SaPayload(phase2_proposals(sainfo, qx.spi_in.to_bytes(4, "big")))
+        encap = self._encap_modes(p1)[0]
+        sa = SaPayload(phase2_proposals(sainfo, qx.spi_in.to_bytes(4, "big"), encap))
         qx.proposals_sa = sa
         rest: list = [sa, NoncePayload(qx.ni_b)]
         if sainfo.pfs_group:
@@ -112,6 +113,7 @@ class QuickMixin:
         if local_sel is not None or remote_sel is not None:
             qx.id_ci, qx.id_cr = selector_payload(local), selector_payload(remote)
             rest += [qx.id_ci, qx.id_cr]
+        rest += self._nat_oa_payloads(p1)
         _, tail = encode_payloads(rest)
         h1 = crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
         qx.state = "I_QM1"
@@ -206,7 +208,8 @@ class QuickMixin:
         sainfo = find_sainfo(self.config.sainfos, local, remote, p1.peer_identity)
         if sainfo is None:
             raise QuickFail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
-        choice = select_phase2(sa.proposals, sainfo, p1.remote.proposal_check, _ENCAPS)
+        choice = select_phase2(sa.proposals, sainfo, p1.remote.proposal_check,
+                               self._encap_modes(p1))
         if choice is None:
             raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         suite = choice.suite
@@ -230,6 +233,7 @@ class QuickMixin:
             out.append(KePayload(gx))
         if ids:
             out += ids
+        out += [pl for pl in payloads if isinstance(pl, NatOaPayload)]  # echo NAT-OAi/r
         if choice.responder_lifetime is not None:  # RFC 2407 §4.6.3.1, proposal_check claim
             out.append(NotifyPayload(Notify.RESPONDER_LIFETIME, Proto.ESP, prop.spi,
                                      encode_attributes(responder_lifetime_attrs(
@@ -284,7 +288,8 @@ class QuickMixin:
                 or (suite.encryption, suite.key_bits) not in [
                     (e, default_bits(e, b)) for e, b in ours.encryption]
                 or suite.authentication not in ours.authentication
-                or suite.pfs_group != ours.pfs_group or suite.encap not in _ENCAPS):
+                or suite.pfs_group != ours.pfs_group
+                or suite.encap not in self._encap_modes(qx.p1)):
             raise QuickFail("NO-PROPOSAL-CHOSEN")
         ids = [pl for pl in payloads if isinstance(pl, IdPayload)]
         if ids and (qx.id_ci is None or ids != [qx.id_ci, qx.id_cr]):
@@ -369,7 +374,9 @@ class QuickMixin:
                                        local_sel, remote_sel, qx.initiator, now, p1.icookie,
                                        now + SOFT_FRACTION * life, now + life)
         p1.phase2_count += 1
-        self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode, "none", None,
+        udp = self._nat_detected(p1)
+        self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode,
+                            "udp" if udp else "none", (p1.local[1], p1.peer[1]) if udp else None,
                             life, suite.lifetime_kb, selector_tuple(local_sel),
                             selector_tuple(remote_sel), suite.pfs_group, qx.initiator,
                             rekey_of))

@@ -74,6 +74,10 @@ class Phase1SA:
     peer_dpd: bool = False
     dpd: DpdState = field(default_factory=DpdState)
     phase2_count: int = 0
+    natt: str | None = None  # "rfc" | "draft": NAT-T agreed by vendor IDs (RFC 3947 §3.1)
+    nat_local: bool = False  # we are behind a NAT
+    nat_peer: bool = False  # the peer is
+    keepalive_at: float | None = None
 
     @property
     def established(self) -> bool:
