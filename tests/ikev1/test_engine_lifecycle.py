@@ -157,7 +157,7 @@ def _drop_nth(n):
     return deliver
 
 
-@pytest.mark.parametrize("lost", range(9))
+@pytest.mark.parametrize("lost", range(10))
 def test_any_lost_datagram_is_recovered_by_retransmission(lost):
     a, b = pair({"timer": FAST}, {"timer": FAST})
     a.initiate(B, 0.0, gre_selector(A), gre_selector(B))

@@ -1,0 +1,111 @@
+"""Client IDs, sainfo lookup and racoon's proposal building and choice, without an engine."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from ikev1.codec import IdPayload, Proposal, SaPayload, Transform
+from ikev1.constants import Encap, IdType, P1Attr, P2Attr
+from ikev1.ids import find_sainfo, identity_payload, payload_selector, selector_payload
+from ikev1.policy import (
+    Identity,
+    Phase1Proposal,
+    Phase2Policy,
+    RemotePolicy,
+    TrafficSelector,
+)
+from ikev1.proposals import (
+    parse_phase2_transform,
+    phase1_sa,
+    phase2_proposals,
+    select_phase1,
+    select_phase2,
+)
+
+
+def sel(net: str, proto: int = 47) -> TrafficSelector:
+    return TrafficSelector(ipaddress.ip_network(net), proto, 0)
+
+
+@pytest.mark.parametrize("net, id_type", [
+    ("198.18.0.1/32", IdType.IPV4_ADDR), ("10.1.0.0/16", IdType.IPV4_ADDR_SUBNET),
+    ("2001:db8::1/128", IdType.IPV6_ADDR), ("2001:db8::/64", IdType.IPV6_ADDR_SUBNET),
+])
+def test_selector_ids_round_trip(net, id_type):
+    pl = selector_payload(sel(net))
+    assert pl.id_type == id_type and (pl.protocol, pl.port) == (47, 0)
+    assert payload_selector(pl) == sel(net)
+
+
+def test_gre_transport_id_bytes():
+    # RFC 2407 §4.6.2: type 1 (IPV4_ADDR), protocol 47 (GRE), port 0, then the address
+    assert selector_payload(sel("198.18.0.1/32")).encode_body().hex() == "012f0000c6120001"
+
+
+def test_bad_ids_refused():
+    assert payload_selector(IdPayload(IdType.IPV4_ADDR_SUBNET, 0, 0, bytes(7))) is None
+    assert payload_selector(IdPayload(IdType.IPV4_ADDR_SUBNET, 0, 0,
+                                      bytes([10, 0, 0, 1, 255, 255, 255, 0]))) is None
+    assert payload_selector(IdPayload(IdType.FQDN, 0, 0, b"x")) is None
+
+
+def test_phase1_identity():
+    assert identity_payload(None, "198.18.0.1").encode_body().hex() == "011101f4c6120001"
+    fq = identity_payload(Identity("fqdn", "gw.example"), "198.18.0.1")
+    assert (fq.id_type, fq.data) == (IdType.FQDN, b"gw.example")
+
+
+def test_sainfo_exact_match_beats_anonymous():
+    anon = Phase2Policy()
+    exact = Phase2Policy(local_id=sel("198.18.0.1/32"), remote_id=sel("198.18.0.2/32"),
+                         pfs_group=5)
+    sainfos = (anon, exact)
+    assert find_sainfo(sainfos, sel("198.18.0.1/32"), sel("198.18.0.2/32"), None) is exact
+    assert find_sainfo(sainfos, sel("198.18.0.1/32", 0), sel("198.18.0.2/32"), None) is anon
+    assert find_sainfo((exact,), sel("198.18.0.9/32"), sel("198.18.0.2/32"), None) is None
+
+
+def test_phase2_proposal_is_enc_times_auth_in_config_order():
+    sa = Phase2Policy(encryption=(("aes", 256), ("3des", None)),
+                      authentication=("hmac_sha1", "hmac_md5"), pfs_group=2, lifetime_s=600)
+    (prop,) = phase2_proposals(sa, b"\x00\x00\x10\x01")
+    suites = [parse_phase2_transform(t) for t in prop.transforms]
+    assert [(s.encryption, s.authentication) for s in suites] == [
+        ("aes", "hmac_sha1"), ("aes", "hmac_md5"), ("3des", "hmac_sha1"), ("3des", "hmac_md5")]
+    assert all(s.pfs_group == 2 and s.lifetime_s == 600 and s.encap == Encap.TRANSPORT
+               for s in suites)
+    assert [t.number for t in prop.transforms] == [1, 2, 3, 4]
+
+
+def _esp(*attrs, tid=12):
+    return Proposal(1, 3, b"\x00\x00\x20\x00", (Transform(1, tid, attrs),))
+
+
+def test_phase2_choice_life_in_four_bytes_and_kilobytes():
+    prop = _esp((P2Attr.LIFE_TYPE, 1), (P2Attr.LIFE_DURATION, b"\x00\x00\x0e\x10"),
+                (P2Attr.LIFE_TYPE, 2), (P2Attr.LIFE_DURATION, b"\x00\x01\x86\xa0"),
+                (P2Attr.ENCAPSULATION, 2), (P2Attr.AUTH_ALG, 2), (P2Attr.KEY_LENGTH, 128))
+    choice = select_phase2((prop,), Phase2Policy(lifetime_s=3600), "strict", (Encap.TRANSPORT,))
+    assert choice is not None
+    assert (choice.suite.lifetime_s, choice.suite.lifetime_kb) == (3600, 100000)
+    assert choice.responder_lifetime is None
+
+
+def test_phase2_choice_refuses_bundles_and_tunnel():
+    tunnel = _esp((P2Attr.ENCAPSULATION, 1), (P2Attr.AUTH_ALG, 2))
+    assert select_phase2((tunnel,), Phase2Policy(), "obey", (Encap.TRANSPORT,)) is None
+    esp = _esp((P2Attr.ENCAPSULATION, 2), (P2Attr.AUTH_ALG, 2))
+    ipcomp = Proposal(1, 4, b"\x00\x01", (Transform(1, 2, ()),))
+    assert select_phase2((esp, ipcomp), Phase2Policy(), "obey", (Encap.TRANSPORT,)) is None
+
+
+def test_phase1_choice_respects_group_and_key_length():
+    remote = RemotePolicy("198.18.0.2", (Phase1Proposal("aes", "sha1", 14, key_length=256),))
+    offered = phase1_sa(RemotePolicy("x", (Phase1Proposal("aes", "sha1", 14),
+                                           Phase1Proposal("aes", "sha1", 14, key_length=256))))
+    prop, suite = select_phase1(offered, remote)
+    assert prop.transforms[0].attrs()[P1Attr.KEY_LENGTH] == 256 and suite.key_bits == 256
+    other = SaPayload((Proposal(1, 1, b"", (Transform(1, 1, ((P1Attr.ENCRYPTION, 7),)),)),))
+    assert select_phase1(other, remote) is None
