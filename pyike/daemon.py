@@ -277,10 +277,11 @@ class Daemon:
     def _install(self, e: ev.Phase2Up) -> None:
         self.counters["phase2_up"] += 1
         kb = e.lifetime_kb or 0
-        for keys, direction in ((e.inbound, "in"), (e.outbound, "out")):
-            spec = SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
-                          (e.local_selector, e.remote_selector))
-            self._to_dataplane("install", spec)
+        specs = tuple(SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
+                             (e.local_selector, e.remote_selector))
+                      for keys, direction in ((e.inbound, "in"), (e.outbound, "out")))
+        self._to_dataplane("install", specs)  # one message: forwarding never sees half a pair
+        for keys in (e.inbound, e.outbound):
             log.info("IPsec-SA established: ESP/%s %s[0]->%s[0] spi=%d(0x%08x)",
                      e.mode.capitalize(), keys.src, keys.dst, keys.spi, keys.spi)
         self.pairs[e.inbound.spi] = e

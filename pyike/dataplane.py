@@ -115,19 +115,26 @@ class DataPlane:
             t.cache_gen = -1
 
     def _handle_ctl(self, now: float) -> None:
-        try:
-            msg = pipe.recv(self.ctl)
-        except (BlockingIOError, InterruptedError):
-            return
-        except ConnectionResetError:
-            msg = None
-        if msg is None:  # the IKE process is gone: forwarding without it would be unkeyed
-            self._running = False
-            return
+        """Every pending control message, before any more packets: an SA pair, say, must be
+        complete before traffic can see half of it."""
+        while self._running:
+            try:
+                msg = pipe.recv(self.ctl)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionResetError:
+                msg = None
+            if msg is None:  # the IKE process is gone: forwarding without it would be unkeyed
+                self._running = False
+                return
+            self._control(msg, now)
+
+    def _control(self, msg: tuple, now: float) -> None:
         verb = msg[0]
-        if verb == "install":
-            spec: SaSpec = msg[1]
-            self.state.install(spec, now)
+        if verb == "install":  # the SAs of one negotiation, inbound first
+            specs: tuple[SaSpec, ...] = msg[1]
+            for spec in specs:
+                self.state.install(spec, now)
             self._flush_queues(now)
         elif verb == "remove":
             self.state.remove(msg[1], msg[2])

@@ -39,7 +39,12 @@ def bring_up(topo, racoon_edit=None, *, ping_deadline: int = 30) -> None:
         r.start()
     topo.route_lans()
     out = topo.ping(count=3, interval=0.5, deadline=ping_deadline)
-    assert out.returncode == 0, out.stdout + topo.routers["a"].log.read_text()[-3000:]
+    if out.returncode != 0:
+        details = [out.stdout]
+        for side, r in topo.routers.items():
+            details.append(f"--- router {side} status:\n{r.ctl('status').stdout}")
+            details.append(f"--- router {side} log:\n{log_of(r)[-3000:]}")
+        raise AssertionError("\n".join(details))
 
 
 def sad(router) -> list[dict]:
