@@ -15,6 +15,7 @@ from . import crypto
 from .codec import HEADER_LEN, CodecError, Header, decode_header, decode_payloads, encode_payloads
 from .constants import NON_ESP_MARKER, Exchange, Flag
 from .events import Event, NegotiationFailed, SaDeleted, SaExpired
+from .ids import address_selector
 from .informational import InformationalMixin
 from .natt import KEEPALIVE, NattMixin
 from .phase1 import Phase1Mixin
@@ -90,7 +91,16 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
     def initiate(self, peer_address: str, now: float,
                  local_selector: TrafficSelector | None = None,
                  remote_selector: TrafficSelector | None = None) -> None:
-        """An acquire: quick mode for the selectors, after phase 1 if there is none yet."""
+        """An acquire: quick mode for the selectors, after phase 1 if there is none yet.
+
+        Like a kernel ACQUIRE it is ignored while a live SA pair covers the selectors.
+        """
+        local = local_selector or address_selector(self._local_for(peer_address))
+        remote = remote_selector or address_selector(peer_address)
+        for sa in self._p2.values():
+            if (sa.peer[0] == peer_address and not sa.replaced
+                    and (sa.local_sel, sa.remote_sel) == (local, remote)):
+                return
         self._acquire(peer_address, now, local_selector, remote_selector, None)
 
     # --- control ------------------------------------------------------------------------
