@@ -99,13 +99,14 @@ class NattMixin:
             return (Encap.TRANSPORT,)
         return (Encap.UDP_TRANSPORT,) if p1.natt == "rfc" else (Encap.UDP_TRANSPORT_DRAFT,)
 
-    def _nat_oa_payloads(self: Engine, p1: Phase1SA) -> list:
-        """Initiator's NAT-OAi then NAT-OAr: the original addresses (RFC 3947 §5.2)."""
+    def _nat_oa_payloads(self: Engine, p1: Phase1SA, initiator: bool) -> list:
+        """NAT-OAi then NAT-OAr, the addresses each side sees (RFC 3947 §5.2, as racoon)."""
         if not self._nat_detected(p1):
             return []
         ptype = Payload.NAT_OA if p1.natt == "rfc" else Payload.NAT_OA_DRAFT
+        pair = (p1.local[0], p1.peer[0]) if initiator else (p1.peer[0], p1.local[0])
         out = []
-        for addr in (p1.local[0], p1.peer[0]):
+        for addr in pair:
             ip = ipaddress.ip_address(addr)
             kind = IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR
             out.append(NatOaPayload(kind, ip.packed, ptype))

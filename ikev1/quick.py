@@ -15,7 +15,6 @@ from .codec import (
     Header,
     IdPayload,
     KePayload,
-    NatOaPayload,
     NoncePayload,
     NotifyPayload,
     SaPayload,
@@ -113,7 +112,7 @@ class QuickMixin:
         if local_sel is not None or remote_sel is not None:
             qx.id_ci, qx.id_cr = selector_payload(local), selector_payload(remote)
             rest += [qx.id_ci, qx.id_cr]
-        rest += self._nat_oa_payloads(p1)
+        rest += self._nat_oa_payloads(p1, initiator=True)
         _, tail = encode_payloads(rest)
         h1 = crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
         qx.state = "I_QM1"
@@ -213,8 +212,8 @@ class QuickMixin:
         if choice is None:
             raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         suite = choice.suite
-        if (suite.pfs_group is None) != (ke is None):
-            raise QuickFail("INVALID-KEY-INFORMATION", Notify.INVALID_KEY_INFORMATION)
+        if (suite.pfs_group is None) != (ke is None):  # racoon: KE without PFS or PFS without KE
+            raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         qx.sainfo, qx.suite = sainfo, suite
         qx.spi_out = int.from_bytes(choice.proposal.spi, "big")
         qx.spi_in = self._new_spi()
@@ -233,7 +232,7 @@ class QuickMixin:
             out.append(KePayload(gx))
         if ids:
             out += ids
-        out += [pl for pl in payloads if isinstance(pl, NatOaPayload)]  # echo NAT-OAi/r
+        out += self._nat_oa_payloads(p1, initiator=False)
         if choice.responder_lifetime is not None:  # RFC 2407 §4.6.3.1, proposal_check claim
             out.append(NotifyPayload(Notify.RESPONDER_LIFETIME, Proto.ESP, prop.spi,
                                      encode_attributes(responder_lifetime_attrs(
