@@ -130,6 +130,13 @@ def _lifetime_ok(check: str, peer: int, ours: int) -> int | None:
     return ours if check == "claim" else None
 
 
+def _key_length_ok(check: str, peer: int | None, ours: int | None) -> bool:
+    """racoon's cmpsatrns: strict/claim refuse a shorter key than ours, exact any other."""
+    if peer is None or ours is None or check == "obey":
+        return peer == ours or check == "obey"
+    return peer == ours if check == "exact" else peer >= ours
+
+
 def select_phase1(sa: SaPayload, remote: RemotePolicy
                   ) -> tuple[Proposal, Phase1Suite] | None:
     """Responder choice: the first peer transform matching one of our proposals."""
@@ -141,11 +148,15 @@ def select_phase1(sa: SaPayload, remote: RemotePolicy
             if suite is None:
                 continue
             for mine in remote.proposals:
-                if (mine.encryption, default_bits(mine.encryption, mine.key_length), mine.hash,
-                        mine.dh_group) != (suite.encryption, suite.key_bits, suite.hash,
-                                           suite.dh_group):
+                check = remote.proposal_check
+                if ((mine.encryption, mine.hash, mine.dh_group)
+                        != (suite.encryption, suite.hash, suite.dh_group)
+                        or not _key_length_ok(check, suite.key_bits,
+                                              default_bits(mine.encryption, mine.key_length))):
                     continue
-                life = _lifetime_ok(remote.proposal_check, suite.lifetime_s, mine.lifetime_s)
+                # racoon's checkisakmpsa: in phase 1 claim refuses a longer lifetime like strict
+                life = _lifetime_ok("strict" if check == "claim" else check, suite.lifetime_s,
+                                    mine.lifetime_s)
                 if life is None:
                     continue
                 chosen = Phase1Suite(suite.encryption, suite.key_bits, suite.hash,
@@ -222,7 +233,8 @@ def parse_phase2_transform(tr: Transform) -> Phase2Suite | None:
     if bits == -1:
         return None
     group = a.get(P2Attr.GROUP_DESC)
-    encap = a.get(P2Attr.ENCAPSULATION, Encap.TUNNEL)  # RFC 2407 §4.5: default unspecified
+    # RFC 2407 §4.5 leaves the default to the implementation; racoon takes transport
+    encap = a.get(P2Attr.ENCAPSULATION, Encap.TRANSPORT)
     if not isinstance(encap, int) or encap not in Encap._value2member_map_:
         return None
     seconds, kbytes = _life_pairs(tr.attributes, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
@@ -240,17 +252,19 @@ class Phase2Choice:
 def select_phase2(proposals: tuple[Proposal, ...], sainfo: Phase2Policy, check: str,
                   encaps: tuple[int, ...]) -> Phase2Choice | None:
     """Responder choice over the peer's ESP proposals, in order; `encaps` the modes we take."""
-    ours = {(enc, default_bits(enc, bits), auth) for enc, bits in sainfo.encryption
-            for auth in sainfo.authentication}
+    ours = [(enc, default_bits(enc, bits), auth) for enc, bits in sainfo.encryption
+            for auth in sainfo.authentication]
     numbers = [p.number for p in proposals]
     for prop in proposals:
         if prop.protocol != Proto.ESP or numbers.count(prop.number) != 1 or len(prop.spi) != 4:
             continue  # only single-protocol ESP bundles (no AH/IPComp pairs)
         for tr in prop.transforms:
             s = parse_phase2_transform(tr)
-            if s is None or (s.encryption, s.key_bits, s.authentication) not in ours:
+            if s is None or s.encap not in encaps or not any(
+                    (enc, auth) == (s.encryption, s.authentication)
+                    and _key_length_ok(check, s.key_bits, bits) for enc, bits, auth in ours):
                 continue
-            if s.encap not in encaps:
+            if check == "exact" and s.pfs_group != sainfo.pfs_group:
                 continue
             if sainfo.pfs_group and check != "obey" and s.pfs_group != sainfo.pfs_group:
                 continue

@@ -109,3 +109,22 @@ def test_phase1_choice_respects_group_and_key_length():
     assert prop.transforms[0].attrs()[P1Attr.KEY_LENGTH] == 256 and suite.key_bits == 256
     other = SaPayload((Proposal(1, 1, b"", (Transform(1, 1, ((P1Attr.ENCRYPTION, 7),)),)),))
     assert select_phase1(other, remote) is None
+
+
+@pytest.mark.parametrize("check, peer_bits, ours, accepted", [
+    ("strict", 256, 128, True), ("strict", 128, 256, False), ("claim", 192, 128, True),
+    ("exact", 256, 128, False), ("exact", 256, 256, True), ("obey", 128, 256, True),
+])
+def test_phase2_key_length_under_proposal_check(check, peer_bits, ours, accepted):
+    prop = _esp((P2Attr.ENCAPSULATION, 2), (P2Attr.AUTH_ALG, 2), (P2Attr.KEY_LENGTH, peer_bits))
+    choice = select_phase2((prop,), Phase2Policy(encryption=(("aes", ours),)), check,
+                           (Encap.TRANSPORT,))
+    assert (choice is not None) == accepted
+    if choice:
+        assert choice.suite.key_bits == peer_bits  # the initiator's key length is used
+
+
+def test_unspecified_encapsulation_is_transport_as_racoon():
+    choice = select_phase2((_esp((P2Attr.AUTH_ALG, 2)),), Phase2Policy(), "strict",
+                           (Encap.TRANSPORT,))
+    assert choice is not None and choice.suite.mode == "transport"
