@@ -116,7 +116,8 @@ def test_phase1_choice_respects_group_and_key_length():
     ("exact", 256, 128, False), ("exact", 256, 256, True), ("obey", 128, 256, True),
 ])
 def test_phase2_key_length_under_proposal_check(check, peer_bits, ours, accepted):
-    prop = _esp((P2Attr.ENCAPSULATION, 2), (P2Attr.AUTH_ALG, 2), (P2Attr.KEY_LENGTH, peer_bits))
+    prop = _esp((P2Attr.LIFE_TYPE, 1), (P2Attr.LIFE_DURATION, 3600), (P2Attr.ENCAPSULATION, 2),
+                (P2Attr.AUTH_ALG, 2), (P2Attr.KEY_LENGTH, peer_bits))
     choice = select_phase2((prop,), Phase2Policy(encryption=(("aes", ours),)), check,
                            (Encap.TRANSPORT,))
     assert (choice is not None) == accepted
@@ -125,6 +126,7 @@ def test_phase2_key_length_under_proposal_check(check, peer_bits, ours, accepted
 
 
 def test_unspecified_encapsulation_is_transport_as_racoon():
-    choice = select_phase2((_esp((P2Attr.AUTH_ALG, 2)),), Phase2Policy(), "strict",
+    # no life attributes either: RFC 2407 §4.5's 28800 s default, shorter under obey only
+    choice = select_phase2((_esp((P2Attr.AUTH_ALG, 2)),), Phase2Policy(), "obey",
                            (Encap.TRANSPORT,))
     assert choice is not None and choice.suite.mode == "transport"
