@@ -122,14 +122,17 @@ class HostPair:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
 
+    def kill_all(self, ns: str) -> None:
+        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+
     def destroy(self) -> None:
         for proc in self._procs:
             with contextlib.suppress(Exception):
                 self.stop(proc, timeout=5)
         for ns in reversed(self._created):
-            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+            self.kill_all(ns)
             sh("ip", "netns", "del", ns, check=False)
         self._created.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -169,7 +172,7 @@ class Charon:
     """Debian's charon under its starter, with ipsec.conf/ipsec.secrets/strongswan.conf of our
     own bind-mounted in a private mount namespace and a tmpfs on /run (pid file, stroke socket)."""
 
-    def __init__(self, pair: HostPair, conn: str, psk: str) -> None:
+    def __init__(self, pair: HostPair, conn: str, psk: str, secrets_line: str = "") -> None:
         self.pair = pair
         self.dir = pair.tmp / "charon"
         self.dir.mkdir(exist_ok=True)
@@ -193,7 +196,7 @@ class Charon:
         )
         (self.dir / "ipsec.conf").write_text("config setup\n\n" + conn)
         secrets = self.dir / "ipsec.secrets"
-        secrets.write_text(f'{PEER_ADDR} {PYIKE_ADDR} : PSK "{psk}"\n')
+        secrets.write_text(f'{PEER_ADDR} {PYIKE_ADDR} : PSK "{psk}"\n' + secrets_line)
         secrets.chmod(0o600)
         (self.dir / "run.sh").write_text(
             "set -e\n"
@@ -229,6 +232,14 @@ class Charon:
             self.pair.stop(self.proc)
             self.proc = None
 
+    def kill(self) -> None:
+        """A peer that vanishes without a word (no DELETE): SIGKILL to every process in its
+        namespace (charon does not share the starter's process group)."""
+        self.pair.kill_all(self.pair.ns["peer"])
+        if self.proc is not None:
+            self.pair.stop(self.proc)
+            self.proc = None
+
     def child_keys(self) -> dict[str, bytes]:
         """The ESP keys charon logged (chd level 4) for its last CHILD_SA, by label:
         "encryption initiator", "integrity responder", ..."""
@@ -256,7 +267,7 @@ class Charon:
 
 
 def charon_conn(*, auto: str, ike: str = "aes128-sha1-modp2048!", esp: str = "aes128-sha1!",
-                aggressive: bool = False) -> str:
+                aggressive: bool = False, extra: str = "") -> str:
     """An ipsec.conf conn for the GRE transport policy of the seed article, IKEv1 PSK.
 
     PFS in IKEv1 is asked for by a DH group in `esp` (e.g. aes128-sha1-modp2048)."""
@@ -272,10 +283,10 @@ def charon_conn(*, auto: str, ike: str = "aes128-sha1-modp2048!", esp: str = "ae
         "  type=transport\n"
         f"  ike={ike}\n"
         f"  esp={esp}\n"
-        "  dpdaction=none\n"
         # racoon's defaults; charon's `rekey=no` would announce a life duration of 0.
         "  ikelifetime=28800s\n"
         "  lifetime=3600s\n"
         "  keyingtries=1\n"
         f"  auto={auto}\n"
+        + (extra or "  dpdaction=none\n")
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,60 @@ def test_charon_initiates_aggressive_mode_to_pyike(pair: HostPair) -> None:
     assert up is not None and up["exchange"] == "aggressive", out + charon.text()
     assert up["initiator"] is False
     assert charon.wait_for("IKE_SA gre[1] established", 5), charon.text()
+
+
+def test_fqdn_identities_with_charon(pair: HostPair) -> None:
+    """IDs other than addresses: the PSK is still found by address in main mode (racoon's rule)
+    and both sides see each other's FQDN."""
+    conn = charon_conn(auto="add", extra="  leftid=@peer.test\n  rightid=@pyike.test\n")
+    charon = Charon(pair, conn, PSK, f'@peer.test @pyike.test : PSK "{PSK}"\n')
+    charon.start()
+    events, _counters, out = pair.run_driver(
+        _spec("initiator", quick=False, my_identifier=["fqdn", "pyike.test"])
+    )
+    up = next((e for e in events if e["event"] == "Phase1Up"), None)
+    assert up is not None and "peer.test" in up["peer_identity"], out + charon.text()
+    assert charon.wait_for("198.18.0.1[peer.test]...198.18.0.2[pyike.test]", 5), charon.text()
+
+
+def test_dpd_both_ways_with_charon(pair: HostPair) -> None:
+    """RFC 3706 with charon: each side asks R-U-THERE every second and the other answers."""
+    conn = charon_conn(auto="add", extra="  dpdaction=clear\n  dpddelay=1s\n  dpdtimeout=10s\n")
+    charon = Charon(pair, conn, PSK)
+    charon.start()
+    events, counters, out = pair.run_driver(_spec("initiator", quick=False, dpd_delay=1, linger=4))
+    log = charon.text()
+    assert "Phase1Up" in _names(events), out + log
+    assert "PeerDead" not in _names(events), out
+    assert "generating INFORMATIONAL_V1 request" in log and "[ HASH N(DPD) ]" in log, log
+    parsed = [line for line in log.splitlines() if "parsed INFORMATIONAL_V1 request" in line]
+    assert any("N(DPD) ]" in line for line in parsed), log  # pyike's R-U-THERE
+    assert any("N(DPD_ACK)" in line for line in parsed), log  # pyike's acknowledgement
+    assert counters["hash_mismatch"] == 0 and counters["decrypt_failed"] == 0
+
+
+def test_dpd_declares_stopped_charon_dead(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="add"), PSK)
+    charon.start()
+    spec = _spec("initiator", quick=False, dpd_delay=1, dpd_retry=1, dpd_maxfail=2,
+                 until=["PeerDead"], timeout=30, keep_going=True)
+    driver = pair.start_driver(_write(pair, spec))
+    assert charon.wait_for("IKE_SA gre[1] established", 20), charon.text()
+    charon.kill()
+    stopped = time.monotonic()
+    out, _ = driver.communicate(timeout=60)
+    names = _names(_events(out))
+    assert "Phase1Up" in names and "PeerDead" in names, out
+    # delay 1 s, then 2 unanswered R-U-THEREs 1 s apart: dead within a few seconds.
+    assert time.monotonic() - stopped < 15
+
+
+def test_pyike_delete_reaches_charon(pair: HostPair) -> None:
+    charon = Charon(pair, charon_conn(auto="add"), PSK)
+    charon.start()
+    events, _counters, out = pair.run_driver(_spec("initiator", quick=False, flush_after=0.5))
+    assert "Phase1Down" in _names(events), out
+    assert charon.wait_for("received DELETE for IKE_SA gre[1]", 5), charon.text()
 
 
 def test_wrong_psk_fails_both_sides(pair: HostPair) -> None:

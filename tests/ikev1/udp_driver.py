@@ -28,6 +28,7 @@ from typing import Any
 
 from ikev1.engine import Engine
 from ikev1.policy import (
+    DpdSettings,
     EngineConfig,
     Identity,
     Phase1Proposal,
@@ -52,10 +53,14 @@ class Spec:
     dh_group: int = 14
     exchange_mode: list[str] = field(default_factory=lambda: ["main"])
     my_identifier: list[str] | None = None  # [kind, value]
-    quick: bool = True  # initiator: run quick mode for the GRE selectors after phase 1
+    quick: bool = True  # initiator: acquire for the GRE selectors (False: phase 1 is the goal)
     esp_encryption: list[list[Any]] = field(default_factory=lambda: [["aes", 128]])
     esp_authentication: list[str] = field(default_factory=lambda: ["hmac_sha1"])
     pfs_group: int | None = None
+    dpd_delay: int = 0  # RFC 3706 as racoon's dpd_delay; 0 disables DPD
+    dpd_retry: int = 5
+    dpd_maxfail: int = 5
+    flush_after: float | None = None  # seconds after `until` is met: engine.flush() (deletes)
     until: list[str] = field(default_factory=lambda: ["Phase1Up"])
     keep_going: bool = False
     timeout: float = 30.0
@@ -81,6 +86,7 @@ def build_config(spec: Spec) -> EngineConfig:
         proposals=(proposal,),
         exchange_mode=tuple(spec.exchange_mode),
         my_identifier=my_id,
+        dpd=DpdSettings(delay=spec.dpd_delay, retry=spec.dpd_retry, maxfail=spec.dpd_maxfail),
     )
     sainfo = Phase2Policy(
         local_id=gre_selector(spec.local),
@@ -141,21 +147,32 @@ def run(spec: Spec, out=sys.stdout) -> int:
             engine.initiate(spec.peer, start)
     seen: set[str] = set()
     failed = False
+    flush_at: float | None = None
     while True:
         now = time.monotonic()
+        if flush_at is not None and now >= flush_at:
+            print(json.dumps({"action": "flush"}), file=out, flush=True)
+            engine.flush(now)
+            flush_at = None
         _send_all(engine, sock, stats)
         while (event := engine.next_event()) is not None:
             name = type(event).__name__
             seen.add(name)
-            failed |= name == "NegotiationFailed" and not spec.keep_going
+            # Without `quick` only phase 1 matters: the acquire's own quick mode may fail.
+            fatal = name == "NegotiationFailed" and (spec.quick or event.phase == 1)
+            failed |= fatal and not spec.keep_going
             print(event_json(event), file=out, flush=True)
         done = failed or set(spec.until) <= seen
-        if done and deadline > now + spec.linger:
+        if done and spec.flush_after is not None and not failed:
+            flush_at, spec.flush_after = now + spec.flush_after, None
+            deadline = max(deadline, flush_at + spec.linger)
+        elif done and flush_at is None and deadline > now + spec.linger:
             deadline = now + spec.linger  # linger so the last flights still go out
         if now >= deadline:
             break
         timer = engine.get_timer()
-        wait = deadline - now if timer is None else min(deadline, timer) - now
+        wake = deadline if flush_at is None else min(deadline, flush_at)
+        wait = wake - now if timer is None else min(wake, timer) - now
         readable, _, _ = select.select([sock], [], [], max(wait, 0.0))
         now = time.monotonic()
         if readable:
