@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+# racoon numbers an established ISAKMP-SA 9 in this table (ipsec-tools' PHASE1ST_ESTABLISHED)
+RACOON_STATES = {"established": 9}
+
 HEADER = (f"{'Source':<45} {'Destination':<45} {'Cookies':<33} {'ST':>2} S  V E "
           f"{'Created':<19} Phase2")
 
@@ -31,7 +34,7 @@ def format_isakmp(rows: list[dict[str, Any]]) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) \
             if isinstance(created, int | float) else str(created or "")
         exch = {"main": "M", "aggressive": "A"}.get(str(r["exchange"]), str(r["exchange"])[:1])
-        state = r["state"] if isinstance(r["state"], int) else str(r["state"])[:2]
+        state = RACOON_STATES.get(r["state"], str(r["state"])[:2])
         side = "I" if r["side"] == "initiator" else "R"
         lines.append(f"{r['local']:<45} {r['peer']:<45} {r['icookie'] + ':' + r['rcookie']:<33} "
                      f"{state!s:>2} {side} 10 {exch} {stamp:<19} {r['phase2']:>6}")

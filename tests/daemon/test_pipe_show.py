@@ -19,7 +19,7 @@ def test_pipe_keeps_message_boundaries_and_objects():
 
 def test_isakmp_table_row():
     entry = {"src": "198.18.0.1", "src_port": 500, "dst": "198.18.0.2", "dst_port": 500,
-             "icookie": "a3e1b8ebf4926cc6", "rcookie": "0cc6ac95c4f8141e", "state": 9,
+             "icookie": "a3e1b8ebf4926cc6", "rcookie": "0cc6ac95c4f8141e", "state": "established",
              "side": "responder", "exchange": "main", "created": 100.0, "established": 101.0,
              "expires": None, "phase2": 1}
     rows = phase1_json([entry], mono_now=110.0, wall_now=1_000_010.0)
