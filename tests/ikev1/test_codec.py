@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.isakmp import (
     ISAKMP,
     ISAKMP_payload_Nonce,
@@ -158,3 +160,25 @@ def test_known_vendor_ids():
     assert vendor.vendor_name(bytes.fromhex("09002689dfd6b712")) == "XAUTH"
     assert vendor.vendor_name(vendor.FRAGMENTATION + b"\x80\x00\x00\x00") == "IKE FRAGMENTATION"
     assert vendor.vendor_name(b"\x00" * 16) is None
+
+
+@pytest.mark.fuzz
+@settings(max_examples=300, deadline=1000)
+@given(data=st.one_of(st.binary(max_size=300),
+                      st.builds(lambda cut, flip: _flip(_scapy_main_mode_1()[:cut], flip),
+                                st.integers(0, 120), st.integers(0, 8 * 120))))
+def test_decoder_only_ever_raises_codec_error(data):
+    try:
+        msg = decode_message(data)
+    except CodecError:
+        return
+    # whatever decodes re-encodes to a message that decodes to the same payloads
+    again = decode_message(encode_message(msg.header, list(msg.payloads)))
+    assert [type(p) for p in again.payloads] == [type(p) for p in msg.payloads]
+
+
+def _flip(data: bytes, bit: int) -> bytes:
+    buf = bytearray(data)
+    if buf:
+        buf[(bit // 8) % len(buf)] ^= 1 << (bit % 8)
+    return bytes(buf)
