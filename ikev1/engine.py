@@ -306,7 +306,7 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
         if now >= sa.soft_at and not sa.rekeying and not sa.replaced:
             sa.rekeying = True
             if sa.initiator:  # racoon: the SA's initiator renegotiates at the soft lifetime
-                self._acquire(sa.peer[0], now, sa.local_sel, sa.remote_sel, sa.spi_in)
+                self._acquire(sa.peer[0], now, *sa.ids, sa.spi_in)  # same IDs as before
 
     def _delete_p2(self, sa: Phase2SA, now: float, reason: str, *, notify_peer: bool) -> None:
         if self._p2.pop(sa.spi_in, None) is None:

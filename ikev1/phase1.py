@@ -430,7 +430,8 @@ class Phase1Mixin:
             if has_p2 and not negotiating and p1.initiator and not p1.remote.passive:
                 self._start_phase1(p1.peer[0], p1.remote, now)
         self._dpd_timers(p1, now)
-        self._keepalive_timer(p1, now)
+        if p1.icookie in self._p1:  # DPD may just have purged it
+            self._keepalive_timer(p1, now)
 
     def _drop_p1(self: Engine, p1: Phase1SA, now: float, reason: str, *, notify_peer: bool
                  ) -> None:

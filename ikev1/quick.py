@@ -371,7 +371,8 @@ class QuickMixin:
         life = suite.lifetime_s
         self._p2[qx.spi_in] = Phase2SA(p1.local, p1.peer, qx.spi_in, qx.spi_out, suite,
                                        local_sel, remote_sel, qx.initiator, now, p1.icookie,
-                                       now + SOFT_FRACTION * life, now + life)
+                                       now + SOFT_FRACTION * life, now + life,
+                                       ids=(qx.local_sel, qx.remote_sel))
         p1.phase2_count += 1
         udp = self._nat_detected(p1)
         self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode,

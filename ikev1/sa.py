@@ -134,3 +134,4 @@ class Phase2SA:
     hard_at: float
     rekeying: bool = False
     replaced: bool = False
+    ids: tuple[TrafficSelector | None, TrafficSelector | None] = (None, None)  # as acquired

@@ -263,3 +263,16 @@ def test_phase1_expires_and_force_rekeys():
     assert of_type(eb, Phase1Down)[0].reason == "expired"
     assert len(a.phase1_sas()) == 1 and a.phase1_sas()[0]["created"] == 900.0
     assert len(b.phase1_sas()) == 1 and len(a.phase2_sas()) == 1
+
+
+def test_rekey_keeps_the_original_ids_or_their_absence():
+    a, b = pair({"sainfo": {"lifetime_s": 100}}, {"sainfo": {"lifetime_s": 100}})
+    a.initiate(B, 0.0)  # no IDs: the IKE addresses
+    pump(a, b, 0.0)
+    (ua,), (ub,) = of_type(events(a), Phase2Up), of_type(events(b), Phase2Up)
+    advance(a, b, 0.0, 80.0)
+    (na,), (nb,) = of_type(events(a), Phase2Up), of_type(events(b), Phase2Up)
+    assert (na.rekey_of, nb.rekey_of) == (ua.inbound.spi, ub.inbound.spi)
+    assert na.local_selector == ua.local_selector == (f"{A}/32", 0, 0)
+    rekey_exchanges = [qx for qx in a._quick.values() if qx.rekey_of == ua.inbound.spi]
+    assert rekey_exchanges and all(qx.id_ci is None for qx in rekey_exchanges)
