@@ -24,7 +24,13 @@ from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto, notify_name
 from .events import Phase1Down, Phase1Up
 from .ids import identity_matches, identity_payload, identity_text
 from .policy import RemotePolicy
-from .proposals import Phase1Suite, parse_phase1_transform, phase1_sa, select_phase1
+from .proposals import (
+    Phase1Suite,
+    parse_phase1_transform,
+    phase1_sa,
+    psk_proposals,
+    select_phase1,
+)
 from .sa import Address, Drop, Flight, Phase1SA
 
 if TYPE_CHECKING:
@@ -54,17 +60,22 @@ class Phase1Mixin:
     # --- starting --------------------------------------------------------------------
 
     def _start_phase1(self: Engine, peer_address: str, remote: RemotePolicy, now: float
-                      ) -> Phase1SA:
+                      ) -> Phase1SA | None:
         local = (self._local_for(peer_address), self.config.isakmp_port)
         peer = (peer_address, remote.port)
+        if not psk_proposals(remote):
+            self._acquires.pop(peer_address, None)
+            self._fail(peer, 1, "no pre-shared key proposal")
+            return None
         icookie = self._new_cookie()
         mode = remote.exchange_mode[0] if remote.exchange_mode else "main"
         p1 = Phase1SA(icookie, ZERO_COOKIE, local, peer, True, mode, remote, now,
                       Flight(local, peer))
         sa = phase1_sa(remote)
         if mode == "aggressive":  # one KE in message 1: only proposals of the first group
-            group = remote.proposals[0].dh_group
-            keep = tuple(t for t, p in zip(sa.proposals[0].transforms, remote.proposals,
+            mine = psk_proposals(remote)
+            group = mine[0].dh_group
+            keep = tuple(t for t, p in zip(sa.proposals[0].transforms, mine,
                                            strict=True) if p.dh_group == group)
             sa = SaPayload((sa.proposals[0].__class__(1, Proto.ISAKMP, b"", keep),))
             p1.dh, p1.gxi = crypto.dh_group(group).generate(self._rng)

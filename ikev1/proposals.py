@@ -94,9 +94,14 @@ def _p1_transform(number: int, p: Phase1Proposal) -> Transform:
     return Transform(number, KEY_IKE, tuple(attrs))
 
 
+def psk_proposals(remote: RemotePolicy) -> tuple[Phase1Proposal, ...]:
+    """The `proposal { }` blocks pyike can do: pre-shared keys only."""
+    return tuple(p for p in remote.proposals if p.auth_method == "pre_shared_key")
+
+
 def phase1_sa(remote: RemotePolicy) -> SaPayload:
     """One ISAKMP proposal with a transform per `proposal { }` block, in config order."""
-    transforms = tuple(_p1_transform(i + 1, p) for i, p in enumerate(remote.proposals))
+    transforms = tuple(_p1_transform(i + 1, p) for i, p in enumerate(psk_proposals(remote)))
     return SaPayload((Proposal(1, Proto.ISAKMP, b"", transforms),))
 
 
@@ -147,7 +152,7 @@ def select_phase1(sa: SaPayload, remote: RemotePolicy
             suite = parse_phase1_transform(tr)
             if suite is None:
                 continue
-            for mine in remote.proposals:
+            for mine in psk_proposals(remote):
                 check = remote.proposal_check
                 if ((mine.encryption, mine.hash, mine.dh_group)
                         != (suite.encryption, suite.hash, suite.dh_group)

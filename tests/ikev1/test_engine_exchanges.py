@@ -211,3 +211,14 @@ def test_commit_bit_initiator_waits_for_connected():
     advance(a, b, 0.0, 3.0, deliver=deliver)  # QM3 resent, CONNECTED answered again
     (ua,) = of_type(events(a), Phase2Up)
     assert len(quick) == 6 and quick[3][19] & Flag.COMMIT
+
+
+def test_only_pre_shared_key_proposals_are_offered():
+    rsa = Phase1Proposal("aes", "sha1", 2, auth_method="rsasig")
+    a, _ = pair({"proposals": (rsa,)})
+    a.initiate(B, 0.0)
+    assert a.datagrams_to_send() == []
+    assert of_type(events(a), NegotiationFailed)[0].reason == "no pre-shared key proposal"
+    a, b = pair({"proposals": (rsa, Phase1Proposal("aes", "sha1", 2, lifetime_s=86400))})
+    ea, _ = _up(a, b)
+    assert of_type(ea, Phase2Up)
