@@ -276,6 +276,11 @@ class Daemon:
 
     def _install(self, e: ev.Phase2Up) -> None:
         self.counters["phase2_up"] += 1
+        if e.mode != "transport" or e.encapsulation != "none":
+            # The forwarding process seals GRE in plain ESP transport mode only.
+            log.warning("IPsec-SA with %s[%d] is %s mode, %s encapsulation: not forwarded",
+                        e.peer[0], e.peer[1], e.mode, e.encapsulation)
+            return
         kb = e.lifetime_kb or 0
         specs = tuple(SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
                              (e.local_selector, e.remote_selector))

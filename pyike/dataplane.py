@@ -56,7 +56,7 @@ class Tunnel:
     """Runtime state of one GRE tunnel; the out-policy and out-SA are cached here."""
 
     __slots__ = ("spec", "tun", "fd", "out_action", "out_sa", "cache_gen", "queue",
-                 "acquired_at", "in_require", "in_action")
+                 "acquired_at", "in_require", "in_action", "out_use")
 
     def __init__(self, spec: TunnelSpec, tun: TunDevice | None) -> None:
         self.spec = spec
@@ -68,6 +68,7 @@ class Tunnel:
         self.queue: list[bytes] = []
         self.acquired_at = -ACQUIRE_RETRY_S
         self.in_require = False
+        self.out_use = False  # level `use`: without an SA the packet goes in clear
         self.in_action: str | None = None
 
 
@@ -108,6 +109,8 @@ class DataPlane:
             s = t.spec
             out = self.state.lookup_policy("out", s.local, s.remote, IPPROTO_GRE, s.key)
             t.out_action = out.action if out is not None else None
+            t.out_use = out is not None and out.action == "ipsec" and all(
+                r.level == "use" for r in out.rules)
             inp = self.state.lookup_policy("in", s.remote, s.local, IPPROTO_GRE, s.key)
             t.in_action = inp.action if inp is not None else None
             t.in_require = inp is not None and inp.action == "ipsec" and any(
@@ -193,7 +196,12 @@ class DataPlane:
             if action == "ipsec":
                 sa = t.out_sa if t.cache_gen == self.state.generation else self._out_sa(t)
                 if sa is None:
-                    self._acquire(t, g, now)
+                    if t.out_use:  # setkey(8) `use`: negotiate, meanwhile send as is
+                        self._request_sa(t, now)
+                        self._send(self.gre_sock, g, t.spec.remote)
+                        c.gre_clear_out += 1
+                    else:
+                        self._acquire(t, g, now)
                     continue
                 self._send_esp(t, sa, g, now)
             elif action == "discard":
@@ -227,9 +235,13 @@ class DataPlane:
             c.queued += 1
         else:
             c.no_sa_dropped += 1
+        self._request_sa(t, now)
+
+    def _request_sa(self, t: Tunnel, now: float) -> None:
+        """racoon's acquire, at most once a second per tunnel."""
         if now - t.acquired_at >= ACQUIRE_RETRY_S:
             t.acquired_at = now
-            c.acquires += 1
+            self.counters.acquires += 1
             self._tell("acquire", t.spec.local, t.spec.remote)
 
     def _flush_queues(self, now: float) -> None:
@@ -267,7 +279,7 @@ class DataPlane:
             src = socket.inet_ntoa(data[12:16])
             dst = socket.inet_ntoa(data[16:20])
             t = self.by_pair.get((dst, src))
-            if nh != IPPROTO_GRE or t is None or t.in_action == "discard":
+            if nh != IPPROTO_GRE or t is None or t.in_action == "discard" or sa.src != src:
                 c.policy_dropped += 1
                 continue
             c.esp_in += 1

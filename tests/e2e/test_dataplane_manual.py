@@ -17,12 +17,14 @@ AUTH = {"ab": bytes(range(21, 41)), "ba": bytes(range(121, 141))}
 SPI = {"ab": 0x1001, "ba": 0x1002}
 
 
-def setkey_text(side: str, action: str = "ipsec esp/transport//require") -> str:
+def setkey_text(side: str, action: str = "ipsec esp/transport//require", sas: bool = True
+                ) -> str:
     me, peer = OUTER[side], OUTER["b" if side == "a" else "a"]
     lines = ["flush;", "spdflush;",
              f"spdadd {me}/32[0] {peer}/32[0] gre -P out {action};",
              f"spdadd {peer}/32[0] {me}/32[0] gre -P in {action};"]
-    for d, (src, dst) in {"ab": (OUTER["a"], OUTER["b"]), "ba": (OUTER["b"], OUTER["a"])}.items():
+    pairs = {"ab": (OUTER["a"], OUTER["b"]), "ba": (OUTER["b"], OUTER["a"])} if sas else {}
+    for d, (src, dst) in pairs.items():
         lines.append(f"add {src} {dst} esp {SPI[d]:#x} -m transport "
                      f"-E aes-cbc 0x{ENC[d].hex()} -A hmac-sha1 0x{AUTH[d].hex()};")
     return "\n".join(lines) + "\n"
@@ -58,11 +60,11 @@ class Harness:
 
 @pytest.fixture
 def manual(topo, request):
-    action = getattr(request, "param", "ipsec esp/transport//require")
+    action, sas = getattr(request, "param", ("ipsec esp/transport//require", True))
     harnesses = []
     try:
         for side in ("a", "b"):
-            harnesses.append(Harness(topo, side, setkey_text(side, action)))
+            harnesses.append(Harness(topo, side, setkey_text(side, action, sas)))
         topo.route_lans()
         yield topo, harnesses
     finally:
@@ -133,7 +135,7 @@ def test_sad_dump_reports_the_manual_keys(manual):
     assert sad[(SPI["ba"], "in")]["src"] == OUTER["b"]
 
 
-@pytest.mark.parametrize("manual", ["none"], indirect=True)
+@pytest.mark.parametrize("manual", [("none", True)], indirect=True)
 def test_policy_none_sends_plain_gre(manual, tmp_path):
     from scapy.all import GRE, ICMP, IP, rdpcap
 
@@ -150,10 +152,30 @@ def test_policy_none_sends_plain_gre(manual, tmp_path):
     assert counters["esp_out"] == 0
 
 
-@pytest.mark.parametrize("manual", ["discard"], indirect=True)
+@pytest.mark.parametrize("manual", [("discard", True)], indirect=True)
 def test_policy_discard_drops(manual):
     topo, (ha, _) = manual
     out = topo.ping(count=3, interval=0.2, deadline=3)
     assert out.returncode != 0
     counters = ha.query("counters")["counters"]
     assert counters["discarded"] >= 3 and counters["esp_out"] == counters["gre_clear_out"] == 0
+
+
+@pytest.mark.parametrize("manual", [("ipsec esp/transport//require", False)], indirect=True)
+def test_require_without_sa_acquires_queues_a_few_and_drops_the_rest(manual):
+    topo, (ha, _) = manual
+    out = topo.ping(count=20, interval=0.05, deadline=3)
+    assert out.returncode != 0
+    c = ha.query("counters")["counters"]
+    assert c["queued"] == 8 and c["no_sa_dropped"] >= 12
+    assert 1 <= c["acquires"] <= 4 and c["esp_out"] == c["gre_clear_out"] == 0
+    assert ha.query("counters")["tunnels"][0]["queued"] == 8
+
+
+@pytest.mark.parametrize("manual", [("ipsec esp/transport//use", False)], indirect=True)
+def test_use_without_sa_sends_in_clear_and_acquires(manual):
+    topo, (ha, _) = manual
+    out = topo.ping(count=3, interval=0.2)
+    assert " 0% packet loss" in out.stdout, out.stdout
+    c = ha.query("counters")["counters"]
+    assert c["gre_clear_out"] >= 3 and c["acquires"] >= 1 and c["esp_out"] == 0
