@@ -32,6 +32,11 @@ COUNTER_NAMES = (
 )
 
 
+# racoonctl's numeric phase-1 status (ipsec-tools handler.h): our last message sent, 9 = up
+RACOON_PH1_STATE = {"I_MM1": 3, "R_MM2": 3, "I_AM1": 3, "R_AM2": 3, "I_MM3": 5, "R_MM4": 5,
+                    "I_MM5": 7, "established": 9}
+
+
 class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
     def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
         self.config = config
@@ -139,7 +144,8 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
         return [{
             "src": p1.local[0], "dst": p1.peer[0], "src_port": p1.local[1],
             "dst_port": p1.peer[1], "icookie": p1.icookie.hex(), "rcookie": p1.rcookie.hex(),
-            "state": p1.state, "side": "initiator" if p1.initiator else "responder",
+            "state": p1.state, "racoon_state": RACOON_PH1_STATE.get(p1.state, 1),
+            "side": "initiator" if p1.initiator else "responder",
             "exchange": p1.exchange, "created": p1.created,
             "established": p1.established_at, "expires": p1.expires_at,
             "encryption": p1.suite.label if p1.suite else None,
