@@ -110,6 +110,10 @@ class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
 
     # --- control ------------------------------------------------------------------------
 
+    def reconfigure(self, config: EngineConfig, now: float) -> None:
+        """A reloaded configuration: new negotiations use it; live SAs keep what they agreed."""
+        self.config = config
+
     def delete_phase2(self, spi_in: int, now: float) -> None:
         sa = self._p2.get(spi_in)
         if sa is not None:
