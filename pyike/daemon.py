@@ -33,6 +33,7 @@ IPPROTO_GRE = 47
 ACQUIRE_GUARD_S = 30.0  # an acquire for a pair already being negotiated is ignored this long
 DATAPLANE_START_S = 10.0
 QUERY_TIMEOUT_S = 5.0
+PIPE_SEND_TIMEOUT_S = 5.0
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
 
@@ -88,6 +89,7 @@ class Daemon:
         self.timer: asyncio.TimerHandle | None = None
         self.admin: AdminServer | None = None
         self.stopping: asyncio.Event | None = None
+        self.exit_code = 0
         self.on_ready = lambda: None  # called once the control socket is up
         self.counters = {"ike_in": 0, "ike_out": 0, "ike_send_errors": 0, "acquires": 0,
                          "phase1_up": 0, "phase2_up": 0, "negotiation_failed": 0, "dead_peers": 0}
@@ -129,7 +131,7 @@ class Daemon:
         self._service()
         await self.stopping.wait()
         await self.shutdown()
-        return 0
+        return self.exit_code
 
     async def shutdown(self) -> None:
         log.info("pyike shutting down: deleting SAs")
@@ -333,10 +335,11 @@ class Daemon:
         if self.dp is None:
             return
         try:
-            self.dp.setblocking(True)
+            self.dp.settimeout(PIPE_SEND_TIMEOUT_S)  # a full pipe drains in microseconds
             pipe.send(self.dp, *message)
         except OSError as exc:
             log.error("forwarding process unreachable: %s", exc)
+            self.exit_code = 1
             if self.stopping is not None:
                 self.stopping.set()
         finally:
@@ -353,6 +356,7 @@ class Daemon:
                 msg = None
             if msg is None:
                 log.error("forwarding process exited")
+                self.exit_code = 1
                 asyncio.get_running_loop().remove_reader(self.dp.fileno())
                 self.dp.close()
                 self.dp = None

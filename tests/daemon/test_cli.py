@@ -65,3 +65,12 @@ def test_psk_never_printed(seed_dir):
     out = pyike_t(conf)
     secret = (seed_dir / "psk.txt").read_text().split()[-1]
     assert out.returncode == 1 and secret not in out.stdout + out.stderr
+
+
+def test_daemon_refuses_to_start_on_a_bad_file(seed_dir):
+    conf = seed_dir / "racoon.conf"
+    conf.write_text(conf.read_text().replace("exchange_mode main;", "exchange_mode sideways;"))
+    out = subprocess.run([sys.executable, "-m", "pyike", "-F", "-f", str(conf)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"{conf}:"), out.stderr

@@ -268,3 +268,20 @@ def test_reload_applies_new_sainfo_to_the_next_negotiation(up):
     wait_for(lambda: not sad(a), 10, what="SAs deleted")
     assert up.ping(count=3, interval=0.5, deadline=30).returncode == 0
     assert {e["lifetime"]["hard_s"] for e in sad(a)} == {600}
+
+
+def test_flush_then_establish_without_traffic(up):
+    a, b = up.routers["a"], up.routers["b"]
+    assert a.ctl("flush-sa").returncode == 0
+    wait_for(lambda: not spis(a) and not spis(b), 10, what="SAs flushed on both ends")
+    assert a.ctl_json("status")["phase1"] == 0
+    assert a.ctl("es", "esp", OUTER["a"], OUTER["b"]).returncode == 0
+    wait_for(lambda: len(spis(a)) == 2 and len(spis(b)) == 2, 15, what="negotiated on request")
+    assert a.ctl_json("status")["dataplane"]["acquires"] == 1  # only the bring-up's ping
+
+
+def test_daemon_exits_non_zero_when_forwarding_dies(up):
+    a = up.routers["a"]
+    os.kill(a.ctl_json("status")["forwarding_pid"], signal.SIGKILL)
+    assert a.proc.wait(10) == 1
+    assert in_ns(up.ns["a"], "ip", "link", "show", "tun0", check=False).returncode != 0
