@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import crypto
+from .aggressive import AggressiveMixin
 from .codec import HEADER_LEN, CodecError, Header, decode_header, decode_payloads, encode_payloads
 from .constants import NON_ESP_MARKER, Exchange, Flag
 from .events import Event, NegotiationFailed, SaDeleted, SaExpired
@@ -37,7 +38,7 @@ RACOON_PH1_STATE = {"I_MM1": 3, "R_MM2": 3, "I_AM1": 3, "R_AM2": 3, "I_MM3": 5, 
                     "I_MM5": 7, "established": 9}
 
 
-class Engine(Phase1Mixin, QuickMixin, InformationalMixin, NattMixin):
+class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattMixin):
     def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
         self.config = config
         self._rng = rng

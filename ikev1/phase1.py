@@ -49,7 +49,7 @@ class Fail(Exception):
         self.notify = notify
 
 
-def _one(payloads: list, cls: type, what: str):
+def required(payloads: list, cls: type, what: str):
     for pl in payloads:
         if isinstance(pl, cls):
             return pl
@@ -202,7 +202,7 @@ class Phase1Mixin:
 
     def _accept_chosen(self: Engine, p1: Phase1SA, payloads: list) -> Phase1Suite:
         """Initiator: the responder's SA must be exactly one of the transforms we offered."""
-        sa = _one(payloads, SaPayload, "SA")
+        sa = required(payloads, SaPayload, "SA")
         if len(sa.proposals) != 1 or len(sa.proposals[0].transforms) != 1:
             raise Fail("BAD-PROPOSAL-SYNTAX", Notify.BAD_PROPOSAL_SYNTAX)
         suite = parse_phase1_transform(sa.proposals[0].transforms[0])
@@ -257,7 +257,7 @@ class Phase1Mixin:
     def _r_mm3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
         assert p1.suite is not None
         payloads = self._plain_payloads(hdr, data)
-        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
+        ke, nonce = required(payloads, KePayload, "KE"), required(payloads, NoncePayload, "nonce")
         psk = self._psk(p1)
         p1.dh, p1.gxr = crypto.dh_group(p1.suite.dh_group).generate(self._rng)
         p1.nr_b = self._rng(p1.remote.nonce_size)
@@ -271,7 +271,7 @@ class Phase1Mixin:
     def _i_mm4(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
         assert p1.suite is not None
         payloads = self._plain_payloads(hdr, data)
-        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
+        ke, nonce = required(payloads, KePayload, "KE"), required(payloads, NoncePayload, "nonce")
         self._derive(p1, ke.data, nonce.data, self._psk(p1))
         self._check_natd(p1, payloads, p1.local, p1.peer)
         p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
@@ -307,8 +307,8 @@ class Phase1Mixin:
         return payloads, next_iv
 
     def _check_peer_auth(self: Engine, p1: Phase1SA, payloads: list) -> IdPayload:
-        peer_id = _one(payloads, IdPayload, "ID")
-        received = _one(payloads, HashPayload, "HASH")
+        peer_id = required(payloads, IdPayload, "ID")
+        received = required(payloads, HashPayload, "HASH")
         expected = self._auth_hash(p1, initiator=not p1.initiator, id_b=peer_id.encode_body())
         if received.data != expected:
             raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
@@ -333,59 +333,6 @@ class Phase1Mixin:
         p1.id_peer = self._check_peer_auth(p1, payloads)
         p1.iv = iv
         p1.flight.datagrams = []  # finished by receiving: duplicates are only counted
-        self._establish(p1, now, payloads)
-
-    # --- aggressive mode -------------------------------------------------------------
-
-    def _r_am1(self: Engine, p1: Phase1SA, payloads: list, reply_sa: SaPayload) -> list:
-        assert p1.suite is not None
-        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
-        p1.id_peer = _one(payloads, IdPayload, "ID")
-        p1.dh, p1.gxr = crypto.dh_group(p1.suite.dh_group).generate(self._rng)
-        p1.nr_b = self._rng(p1.remote.nonce_size)
-        self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(p1.id_peer)))
-        p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
-        auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
-        p1.state = "R_AM2"
-        return [reply_sa, KePayload(p1.gxr), NoncePayload(p1.nr_b), p1.id_local,
-                HashPayload(auth), *self._vendor_payloads(p1), *self._natd_payloads(p1)]
-
-    def _i_am2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
-        payloads = self._plain_payloads(hdr, data)
-        suite = self._accept_chosen(p1, payloads)
-        ke, nonce = _one(payloads, KePayload, "KE"), _one(payloads, NoncePayload, "nonce")
-        peer_id = _one(payloads, IdPayload, "ID")
-        if suite.dh_group != (p1.dh.group if p1.dh else None):
-            raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
-        p1.rcookie, p1.suite = hdr.rcookie, suite
-        self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(peer_id)))
-        p1.id_peer = self._check_peer_auth(p1, payloads)
-        self._note_vendor_ids(p1, payloads)
-        self._check_natd(p1, payloads, p1.local, p1.peer)
-        auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
-        if self._nat_detected(p1):  # RFC 3947 §4: aggressive mode floats with message 3
-            self._float(p1, now)
-        am3 = [HashPayload(auth), *self._natd_payloads(p1)]  # hashes of the floated ports
-        out = Header(p1.icookie, p1.rcookie, 0, Exchange.AGGRESSIVE, 0, 0)
-        self._send(p1.flight, [encode_message(out, am3)], now, expect_reply=False)
-        self._establish(p1, now, payloads)
-
-    def _r_am3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
-        iv = p1.iv
-        if hdr.flags & Flag.ENCRYPTION:  # some peers encrypt the third message
-            payloads, iv = self._decrypt_auth(p1, hdr, data)
-        else:
-            payloads = self._plain_payloads(hdr, data)
-        assert p1.id_peer is not None
-        received = _one(payloads, HashPayload, "HASH")
-        if received.data != self._auth_hash(p1, initiator=True, id_b=p1.id_peer.encode_body()):
-            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
-        wanted = p1.remote.peers_identifier
-        if p1.remote.verify_identifier and wanted and not identity_matches(p1.id_peer, wanted):
-            raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
-        self._check_natd(p1, payloads, p1.local, p1.peer)
-        p1.iv = iv
-        p1.flight.datagrams = []
         self._establish(p1, now, payloads)
 
     # --- established -----------------------------------------------------------------
