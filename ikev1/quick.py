@@ -104,6 +104,9 @@ class QuickMixin:
         qx.ni_b = self._rng(p1.remote.nonce_size)
         encap = self._encap_modes(p1)[0]
         sa = SaPayload(phase2_proposals(sainfo, qx.spi_in.to_bytes(4, "big"), encap))
+        if not sa.proposals[0].transforms:
+            self._fail(p1.peer, 2, "no supported ESP algorithm in sainfo")
+            return
         qx.proposals_sa = sa
         rest: list = [sa, NoncePayload(qx.ni_b)]
         if sainfo.pfs_group:

@@ -222,3 +222,11 @@ def test_only_pre_shared_key_proposals_are_offered():
     a, b = pair({"proposals": (rsa, Phase1Proposal("aes", "sha1", 2, lifetime_s=86400))})
     ea, _ = _up(a, b)
     assert of_type(ea, Phase2Up)
+
+
+def test_sainfo_without_supported_algorithms_fails_cleanly():
+    a, b = pair({"sainfo": {"encryption": (("blowfish", None),)}})
+    ea, _ = _up(a, b)
+    fail = of_type(ea, NegotiationFailed)[0]
+    assert (fail.phase, fail.reason) == (2, "no supported ESP algorithm in sainfo")
+    assert a.counters["internal_errors"] == 0
