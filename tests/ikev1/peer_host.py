@@ -4,6 +4,9 @@ and pyike's engine behind tests/ikev1/udp_driver.py in the other.
 
     ns "peer" 198.18.0.1  ==veth==  198.18.0.2  ns "pyike"
 
+or, for NAT traversal, one side at 198.18.1.2 behind ns "nat" (198.18.1.254 inside,
+198.18.0.254 outside, masquerading with nftables).
+
 Everything started here is stopped, and the namespaces deleted, by `HostPair.destroy()`.
 """
 
@@ -27,6 +30,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PEER_ADDR = "198.18.0.1"
 PYIKE_ADDR = "198.18.0.2"
+# With a NAT: the inside side's own address, the NAT's inside gateway and outside address.
+INSIDE_ADDR = "198.18.1.2"
+NAT_INSIDE_GW = "198.18.1.254"
+NAT_ADDR = "198.18.0.254"
 STARTER = "/usr/lib/ipsec/starter"
 
 PLUGIN_DIR = Path("/usr/lib/ipsec/plugins")
@@ -43,8 +50,10 @@ def charon_plugins() -> str:
     return CHARON_PLUGINS + (" openssl" if charon_has_openssl() else "")
 
 
-def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=check, timeout=timeout, capture_output=True, text=True)
+def sh(*args: str, check: bool = True, timeout: float = 30,
+       input_text: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, timeout=timeout, capture_output=True, text=True,
+                          input=input_text)
 
 
 def missing_tools(*extra: str) -> str | None:
@@ -61,12 +70,12 @@ _pairs = itertools.count(1)
 
 
 @contextlib.contextmanager
-def host_pair(tag: str, *tools: str) -> Iterator[HostPair]:
+def host_pair(tag: str, *tools: str, nat_inside: str | None = None) -> Iterator[HostPair]:
     """A fresh HostPair for one test (skipped when this host cannot run it), always destroyed."""
     reason = missing_tools(*tools)
     if reason:
         pytest.skip(reason)
-    hosts = HostPair(f"{tag}{next(_pairs)}")
+    hosts = HostPair(f"{tag}{next(_pairs)}", nat_inside)
     try:
         yield hosts.create()
     finally:
@@ -74,11 +83,22 @@ def host_pair(tag: str, *tools: str) -> Iterator[HostPair]:
 
 
 class HostPair:
-    """Two namespaces and a link; processes started in them are tracked and always stopped."""
+    """Two namespaces and a link (or, with `nat_inside`, a NAT namespace in between that
+    masquerades the named side); processes started in them are tracked and always stopped."""
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, nat_inside: str | None = None) -> None:
         base = f"pyc{os.getpid() % 100000}{tag}"
         self.ns = {"peer": f"{base}p", "pyike": f"{base}y"}
+        if nat_inside is not None:
+            self.ns["nat"] = f"{base}n"
+        self.nat_inside = nat_inside
+        # Own addresses, and the addresses each side is seen from by the other.
+        self.addr = {"peer": PEER_ADDR, "pyike": PYIKE_ADDR}
+        if nat_inside is not None:
+            self.addr[nat_inside] = INSIDE_ADDR
+        self.seen = dict(self.addr)
+        if nat_inside is not None:
+            self.seen[nat_inside] = NAT_ADDR
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{base}-"))
         self._created: list[str] = []
         self._procs: list[subprocess.Popen] = []
@@ -90,17 +110,35 @@ class HostPair:
             self.run_in(ns, "ip", "link", "set", "lo", "up")
             self.run_in(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
             self.run_in(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-        peer, pyike = self.ns["peer"], self.ns["pyike"]
-        sh("ip", "link", "add", "ike0", "netns", peer, "type", "veth", "peer", "name", "ike0",
-           "netns", pyike)
-        for ns, addr in ((peer, PEER_ADDR), (pyike, PYIKE_ADDR)):
-            self.run_in(ns, "ip", "addr", "add", f"{addr}/24", "dev", "ike0")
-            self.run_in(ns, "ip", "link", "set", "ike0", "up")
+        if self.nat_inside is None:
+            self._link(self.ns["peer"], "ike0", PEER_ADDR, self.ns["pyike"], "ike0", PYIKE_ADDR)
+            return self
+        inside = self.nat_inside
+        outside = "pyike" if inside == "peer" else "peer"
+        nat = self.ns["nat"]
+        self._link(self.ns[outside], "ike0", self.addr[outside], nat, "ike0", NAT_ADDR)
+        self._link(self.ns[inside], "ike0", INSIDE_ADDR, nat, "ike1", NAT_INSIDE_GW)
+        self.run_in(self.ns[inside], "ip", "route", "add", "default", "via", NAT_INSIDE_GW)
+        self.run_in(nat, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.run_in(nat, "nft", "-f", "-", input_text=(
+            "table ip pyiketest {\n"
+            "  chain post { type nat hook postrouting priority 100; "
+            'oifname "ike0" masquerade; }\n'
+            "}\n"))
         return self
 
-    def run_in(self, ns: str, *args: str, check: bool = True,
-               timeout: float = 30) -> subprocess.CompletedProcess:
-        return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
+    def _link(self, ns_a: str, if_a: str, addr_a: str, ns_b: str, if_b: str,
+              addr_b: str) -> None:
+        sh("ip", "link", "add", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
+           "netns", ns_b)
+        for ns, ifname, addr in ((ns_a, if_a, addr_a), (ns_b, if_b, addr_b)):
+            self.run_in(ns, "ip", "addr", "add", f"{addr}/24", "dev", ifname)
+            self.run_in(ns, "ip", "link", "set", ifname, "up")
+
+    def run_in(self, ns: str, *args: str, check: bool = True, timeout: float = 30,
+               input_text: str | None = None) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout,
+                  input_text=input_text)
 
     def spawn(self, ns: str, *args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=stdout,
@@ -173,6 +211,7 @@ class Charon:
     own bind-mounted in a private mount namespace and a tmpfs on /run (pid file, stroke socket)."""
 
     def __init__(self, pair: HostPair, conn: str, psk: str, secrets_line: str = "") -> None:
+        """`conn` from charon_conn(); the secret is for the two addresses charon knows."""
         self.pair = pair
         self.dir = pair.tmp / "charon"
         self.dir.mkdir(exist_ok=True)
@@ -196,7 +235,10 @@ class Charon:
         )
         (self.dir / "ipsec.conf").write_text("config setup\n\n" + conn)
         secrets = self.dir / "ipsec.secrets"
-        secrets.write_text(f'{PEER_ADDR} {PYIKE_ADDR} : PSK "{psk}"\n' + secrets_line)
+        ids = f"{pair.addr['peer']} {pair.seen['pyike']}"
+        if pair.nat_inside == "pyike":
+            ids = ""  # pyike's ID carries its inside address: any ID may use this PSK
+        secrets.write_text(f'{ids} : PSK "{psk}"\n' + secrets_line)
         secrets.chmod(0o600)
         (self.dir / "run.sh").write_text(
             "set -e\n"
@@ -267,7 +309,8 @@ class Charon:
 
 
 def charon_conn(*, auto: str, ike: str = "aes128-sha1-modp2048!", esp: str = "aes128-sha1!",
-                aggressive: bool = False, extra: str = "") -> str:
+                aggressive: bool = False, extra: str = "", left: str = PEER_ADDR,
+                right: str = PYIKE_ADDR) -> str:
     """An ipsec.conf conn for the GRE transport policy of the seed article, IKEv1 PSK.
 
     PFS in IKEv1 is asked for by a DH group in `esp` (e.g. aes128-sha1-modp2048)."""
@@ -276,8 +319,8 @@ def charon_conn(*, auto: str, ike: str = "aes128-sha1-modp2048!", esp: str = "ae
         "  keyexchange=ikev1\n"
         f"  aggressive={'yes' if aggressive else 'no'}\n"
         "  authby=secret\n"
-        f"  left={PEER_ADDR}\n"
-        f"  right={PYIKE_ADDR}\n"
+        f"  left={left}\n"
+        f"  right={right}\n"
         "  leftprotoport=gre\n"
         "  rightprotoport=gre\n"
         "  type=transport\n"

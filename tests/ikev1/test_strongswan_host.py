@@ -17,6 +17,7 @@ import pytest
 from ikev1.codec import decode_header
 from ikev1.constants import Exchange
 from tests.ikev1.peer_host import (
+    NAT_ADDR,
     PEER_ADDR,
     PYIKE_ADDR,
     Charon,
@@ -312,6 +313,61 @@ def test_driver_sends_only_inside_the_test_network() -> None:
 
     sock = FakeSocket()
     stats = {"sent": 0, "refused_destination": 0}
-    _send_all(FakeEngine(), sock, stats)  # type: ignore[arg-type]
+    _send_all(FakeEngine(), {500: sock}, stats)  # type: ignore[arg-type,dict-item]
     assert sock.sent == [(b"a", ("198.18.0.1", 500))]
     assert stats == {"sent": 1, "refused_destination": 2}
+
+
+@pytest.fixture
+def nat_peer():
+    """charon behind a masquerading NAT."""
+    with host_pair("n", "nft", nat_inside="peer") as hosts:
+        yield hosts
+
+
+@pytest.fixture
+def nat_pyike():
+    """pyike behind a masquerading NAT."""
+    with host_pair("m", "nft", nat_inside="pyike") as hosts:
+        yield hosts
+
+
+def test_natt_charon_behind_nat(nat_peer: HostPair) -> None:
+    """RFC 3947 with charon as the NATed initiator: NAT-D shows the NAT, both float to 4500,
+    and quick mode (transport, UDP-encapsulated, NAT-OA) reaches charon's SA installation."""
+    pair = nat_peer
+    conn = charon_conn(auto="start", left=pair.addr["peer"], right=pair.seen["pyike"])
+    charon = Charon(pair, conn, PSK)
+    spec = _spec("responder", natt="on", local=pair.addr["pyike"], peer=pair.seen["peer"],
+                 peer_selector=pair.addr["peer"], until=["Phase1Up"], linger=4)
+    driver = pair.start_driver(_write(pair, spec))
+    charon.start()
+    out, _ = driver.communicate(timeout=60)
+    log = charon.text()
+    up = next((e for e in _events(out) if e["event"] == "Phase1Up"), None)
+    assert up is not None, out + log
+    assert up["local"] == [pair.addr["pyike"], 4500] and up["peer"] == [pair.seen["peer"], 4500]
+    assert "local host is behind NAT" in log, log
+    assert "IKE_SA gre[1] established" in log, log
+    assert "[ HASH SA No ID ID NAT-OA NAT-OA ]" in log, log
+    assert "parsed QUICK_MODE response" in log, out + log
+
+
+def test_natt_pyike_behind_nat(nat_pyike: HostPair) -> None:
+    """pyike as the NATed initiator: it detects the NAT, floats to 4500, and sends quick mode
+    with NAT-OA payloads that charon parses."""
+    pair = nat_pyike
+    conn = charon_conn(auto="add", left=pair.addr["peer"], right=pair.seen["pyike"],
+                       extra="  rightid=%any\n  dpdaction=none\n")
+    charon = Charon(pair, conn, PSK)
+    charon.start()
+    events, _counters, out = pair.run_driver(_spec(
+        "initiator", natt="on", local=pair.addr["pyike"], peer=pair.seen["peer"],
+        until=["Phase1Up"], linger=3))
+    log = charon.text()
+    up = next((e for e in events if e["event"] == "Phase1Up"), None)
+    assert up is not None, out + log
+    assert up["local"] == [pair.addr["pyike"], 4500] and up["peer"] == [pair.seen["peer"], 4500]
+    assert "remote host is behind NAT" in log, log
+    assert f"received packet: from {NAT_ADDR}[4500]" in log, log
+    assert "parsed QUICK_MODE request" in log and "NAT-OA NAT-OA ]" in log, log

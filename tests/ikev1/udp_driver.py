@@ -4,7 +4,7 @@ Run inside a network namespace as a subprocess:
 
     python -m tests.ikev1.udp_driver SPEC.json
 
-SPEC is a JSON object (see `Spec`). The driver binds UDP port 500 on the local address, feeds
+SPEC is a JSON object (see `Spec`). The driver binds UDP 500 and 4500 on the local address, feeds
 every datagram to the engine, sends what the engine wants sent, honours its timer and prints
 each event as one JSON line on stdout. It stops when every event named in `until` was seen, on
 NegotiationFailed (unless `keep_going`), or after `timeout` seconds; then it lingers `linger`
@@ -66,6 +66,9 @@ class Spec:
     timeout: float = 30.0
     linger: float = 1.0
     port: int = 500
+    natt: str = "off"  # racoon's nat_traversal: "on" | "off" | "force"
+    peer_selector: str | None = None  # the peer's GRE selector address (default: `peer`)
+    natt_port: int = 4500
 
 
 def gre_selector(address: str) -> TrafficSelector:
@@ -87,10 +90,11 @@ def build_config(spec: Spec) -> EngineConfig:
         exchange_mode=tuple(spec.exchange_mode),
         my_identifier=my_id,
         dpd=DpdSettings(delay=spec.dpd_delay, retry=spec.dpd_retry, maxfail=spec.dpd_maxfail),
+        nat_traversal=spec.natt,
     )
     sainfo = Phase2Policy(
         local_id=gre_selector(spec.local),
-        remote_id=gre_selector(spec.peer),
+        remote_id=gre_selector(spec.peer_selector or spec.peer),
         encryption=tuple((name, bits) for name, bits in spec.esp_encryption),
         authentication=tuple(spec.esp_authentication),
         pfs_group=spec.pfs_group,
@@ -101,6 +105,7 @@ def build_config(spec: Spec) -> EngineConfig:
         sainfos=(sainfo,),
         psk={key: spec.psk.encode() for key in (spec.peer, *spec.psk_ids)},
         isakmp_port=spec.port,
+        natt_port=spec.natt_port,
     )
 
 
@@ -120,29 +125,33 @@ def event_json(event: object) -> str:
     return json.dumps({"event": type(event).__name__, **fields})
 
 
-def _send_all(engine: Engine, sock: socket.socket, stats: dict[str, int]) -> None:
-    for data, _local, peer in engine.datagrams_to_send():
-        if ipaddress.ip_address(peer[0]) not in TEST_NET:
+def _send_all(engine: Engine, socks: dict[int, socket.socket], stats: dict[str, int]) -> None:
+    """Send each datagram from the socket of its local port (500, or 4500 after a float)."""
+    for data, local, peer in engine.datagrams_to_send():
+        if ipaddress.ip_address(peer[0]) not in TEST_NET or local[1] not in socks:
             stats["refused_destination"] += 1
             continue
-        sock.sendto(data, peer)
+        socks[local[1]].sendto(data, peer)
         stats["sent"] += 1
 
 
 def run(spec: Spec, out=sys.stdout) -> int:
     engine = Engine(build_config(spec))
     stats = {"sent": 0, "received": 0, "refused_destination": 0}
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((spec.local, spec.port))
-    local = (spec.local, spec.port)
+    socks: dict[int, socket.socket] = {}
+    for port in (spec.port, spec.natt_port):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((spec.local, port))
+        socks[port] = sock
     print(json.dumps({"ready": True}), file=out, flush=True)
 
     start = time.monotonic()
     deadline = start + spec.timeout
     if spec.role == "initiator":
         if spec.quick:
-            engine.initiate(spec.peer, start, gre_selector(spec.local), gre_selector(spec.peer))
+            engine.initiate(spec.peer, start, gre_selector(spec.local),
+                            gre_selector(spec.peer_selector or spec.peer))
         else:
             engine.initiate(spec.peer, start)
     seen: set[str] = set()
@@ -154,7 +163,7 @@ def run(spec: Spec, out=sys.stdout) -> int:
             print(json.dumps({"action": "flush"}), file=out, flush=True)
             engine.flush(now)
             flush_at = None
-        _send_all(engine, sock, stats)
+        _send_all(engine, socks, stats)
         while (event := engine.next_event()) is not None:
             name = type(event).__name__
             seen.add(name)
@@ -173,16 +182,17 @@ def run(spec: Spec, out=sys.stdout) -> int:
         timer = engine.get_timer()
         wake = deadline if flush_at is None else min(deadline, flush_at)
         wait = wake - now if timer is None else min(wake, timer) - now
-        readable, _, _ = select.select([sock], [], [], max(wait, 0.0))
+        readable, _, _ = select.select(list(socks.values()), [], [], max(wait, 0.0))
         now = time.monotonic()
-        if readable:
+        for sock in readable:
             data, peer = sock.recvfrom(65535)
             stats["received"] += 1
-            engine.receive_datagram(data, local, peer, now)
+            engine.receive_datagram(data, sock.getsockname(), peer, now)
         timer = engine.get_timer()
         if timer is not None and timer <= now:
             engine.handle_timer(now)
-    sock.close()
+    for sock in socks.values():
+        sock.close()
     print(json.dumps({"counters": {**engine.counters, **stats}}), file=out, flush=True)
     return 0 if set(spec.until) <= seen else 1
 
