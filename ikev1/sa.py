@@ -78,6 +78,7 @@ class Phase1SA:
     nat_local: bool = False  # we are behind a NAT
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
+    seen_msgids: set[int] = field(default_factory=set)  # quick modes the peer began
 
     @property
     def established(self) -> bool:

@@ -276,3 +276,15 @@ def test_rekey_keeps_the_original_ids_or_their_absence():
     assert na.local_selector == ua.local_selector == (f"{A}/32", 0, 0)
     rekey_exchanges = [qx for qx in a._quick.values() if qx.rekey_of == ua.inbound.spi]
     assert rekey_exchanges and all(qx.id_ci is None for qx in rekey_exchanges)
+
+
+def test_replayed_quick_mode_after_it_was_forgotten_makes_nothing():
+    a, b = pair()
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    wire = pump(a, b, 0.0)
+    events(a), events(b)
+    qm1 = [d for d, src, _ in wire if src == A and d[18] == 32][0]
+    advance(a, b, 0.0, 100.0)  # the finished exchange is forgotten
+    b.receive_datagram(qm1, (B, 500), (A, 500), 100.0)
+    assert b.datagrams_to_send() == [] and b.counters["duplicates"] == 1
+    assert len(b.phase2_sas()) == 1
