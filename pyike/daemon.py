@@ -432,11 +432,7 @@ class Daemon:
         if tunnel_specs(new) != self.tunnels:
             log.warning("gre blocks changed: they take effect on restart")
         self.config = new
-        reconfigure = getattr(self.engine, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(new.engine, time.monotonic())
-        else:  # the engine reads its configuration per negotiation; live SAs keep theirs
-            self.engine.config = new.engine
+        self.engine.reconfigure(new.engine, time.monotonic())  # live SAs keep their terms
         self._to_dataplane("setkey", setkey_files(new))
         self._prune_unmatched(new)
         log.info("configuration reloaded from %s", self.config_path)

@@ -34,7 +34,7 @@ def format_isakmp(rows: list[dict[str, Any]]) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) \
             if isinstance(created, int | float) else str(created or "")
         exch = {"main": "M", "aggressive": "A"}.get(str(r["exchange"]), str(r["exchange"])[:1])
-        state = RACOON_STATES.get(r["state"], str(r["state"])[:2])
+        state = r.get("racoon_state") or RACOON_STATES.get(r["state"], str(r["state"])[:2])
         side = "I" if r["side"] == "initiator" else "R"
         lines.append(f"{r['local']:<45} {r['peer']:<45} {r['icookie'] + ':' + r['rcookie']:<33} "
                      f"{state!s:>2} {side} 10 {exch} {stamp:<19} {r['phase2']:>6}")

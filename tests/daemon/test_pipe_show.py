@@ -19,7 +19,8 @@ def test_pipe_keeps_message_boundaries_and_objects():
 
 def test_isakmp_table_row():
     entry = {"src": "198.18.0.1", "src_port": 500, "dst": "198.18.0.2", "dst_port": 500,
-             "icookie": "a3e1b8ebf4926cc6", "rcookie": "0cc6ac95c4f8141e", "state": "established",
+             "icookie": "a3e1b8ebf4926cc6", "rcookie": "0cc6ac95c4f8141e",
+             "state": "established", "racoon_state": 9,
              "side": "responder", "exchange": "main", "created": 100.0, "established": 101.0,
              "expires": None, "phase2": 1}
     rows = phase1_json([entry], mono_now=110.0, wall_now=1_000_010.0)
@@ -31,3 +32,6 @@ def test_isakmp_table_row():
     assert fields[:3] == ["198.18.0.1.500", "198.18.0.2.500",
                           "a3e1b8ebf4926cc6:0cc6ac95c4f8141e"]
     assert fields[3:7] == ["9", "R", "10", "M"] and fields[-1] == "1"
+    entry.update(state="I_MM3", racoon_state=7, side="initiator")
+    fields = format_isakmp(phase1_json([entry], 110.0, 1_000_010.0)).splitlines()[1].split()
+    assert fields[3:5] == ["7", "I"]
