@@ -147,6 +147,12 @@ _MODP_PRIMES: dict[int, tuple[str, ...]] = {
     ),
 }
 
+# OpenSSL knows the RFC 3526 primes by name; the two RFC 2409 ones it re-validates (a full
+# primality test, tens of milliseconds) on every key it loads. For these, g^xy is computed with
+# integer arithmetic after the same range check (OpenSSL makes no other check on the peer's
+# value either; with safe primes and one-time exponents that is enough).
+_UNNAMED_MODP = frozenset({1, 2})
+
 # Private exponent length in bits: twice the group strength, the larger "exponent size" column of
 # RFC 3526 §8 (groups 1 and 2 get 256 bits, above twice their strength).
 _MODP_EXPONENT_BITS = {1: 256, 2: 256, 5: 240, 14: 320, 15: 420, 16: 480, 17: 540, 18: 620}
@@ -199,7 +205,7 @@ class DHPrivate:
     """Our half of one exchange: opaque to callers, kept by the engine until g^xy is computed."""
 
     group: int
-    key: object  # a cryptography DH or EC private key
+    key: object  # a cryptography DH or EC private key; the exponent (int) for MODP 1 and 2
     public: bytes
 
 
@@ -221,8 +227,10 @@ class ModpGroup:
         x = int.from_bytes(rng(nbytes), "big") >> (8 * nbytes - self._exponent_bits)
         x |= 1 << (self._exponent_bits - 1)  # full-length exponent, never 0 or 1
         y = pow(2, x, self.prime)
-        with _ffdh():
-            key = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(y, self._numbers)).private_key()
+        key: object = x
+        if self.number not in _UNNAMED_MODP:
+            with _ffdh():
+                key = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(y, self._numbers)).private_key()
         public = y.to_bytes(self.public_length, "big")
         return DHPrivate(self.number, key, public), public
 
@@ -243,6 +251,8 @@ class ModpGroup:
         """g^xy padded with leading zeros to the prime's length (RFC 2409 §5)."""
         _check_owner(self.number, private)
         y = self.check_public(peer_public)
+        if isinstance(private.key, int):
+            return pow(y, private.key, self.prime).to_bytes(self.secret_length, "big")
         try:
             with _ffdh():
                 peer = dh.DHPublicNumbers(y, self._numbers).public_key()
