@@ -8,6 +8,8 @@ import warnings
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ikev1 import crypto
 
@@ -253,3 +255,21 @@ def test_ecp_secret_keeps_leading_zero_bytes() -> None:
         if found >= 2:
             break
     assert found >= 2
+
+
+@pytest.mark.parametrize("number", [2, 14, 19, 21])
+def test_arbitrary_peer_values_yield_a_secret_or_dh_error(number: int) -> None:
+    group = crypto.dh_group(number)
+    mine, _ = group.generate(os.urandom)
+
+    @given(st.one_of(st.binary(max_size=2 * group.public_length),
+                     st.binary(min_size=group.public_length, max_size=group.public_length)))
+    @settings(max_examples=60, deadline=None)
+    def check(peer: bytes) -> None:
+        try:
+            secret = group.shared_secret(mine, peer)
+        except crypto.DHError:
+            return
+        assert len(secret) == group.secret_length
+
+    check()
