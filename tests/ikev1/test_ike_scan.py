@@ -25,7 +25,7 @@ def pair():
         yield hosts
 
 
-def _responder(pair: HostPair, modes: list[str]) -> subprocess.Popen:
+def _responder(pair: HostPair, modes: list[str], **proposal) -> subprocess.Popen:
     spec = {
         "local": PYIKE_ADDR,
         "peer": PEER_ADDR,
@@ -36,6 +36,7 @@ def _responder(pair: HostPair, modes: list[str]) -> subprocess.Popen:
         "dh_group": 14,
         "until": ["never"],
         "timeout": 10,
+        **proposal,
     }
     path = pair.tmp / "responder.json"
     path.write_text(json.dumps(spec))
@@ -59,6 +60,17 @@ def test_main_mode_answer(pair: HostPair) -> None:
     assert "Enc=AES" in out and "KeyLength=128" in out and "Hash=SHA1" in out, out
     assert "Group=14:modp2048" in out and "Auth=PSK" in out, out
     assert "Dead Peer Detection" in out, out  # pyike announces DPD (RFC 3706)
+
+
+def test_main_mode_default_transforms_meet_a_3des_proposal(pair: HostPair) -> None:
+    """ike-scan's default offer (DES/3DES x MD5/SHA1 x MODP 768/1024, PSK) against a classic
+    racoon phase 1 (3des, sha1, modp1024): pyike picks that one transform out of eight."""
+    driver = _responder(pair, ["main"], encryption="3des", key_length=None, hash="sha1",
+                        dh_group=2)
+    out = _ike_scan(pair, "-M")
+    pair.stop(driver)
+    assert f"{PYIKE_ADDR}\tMain Mode Handshake returned" in out, out
+    assert "Enc=3DES Hash=SHA1 Auth=PSK Group=2:modp1024" in out, out
 
 
 def test_main_mode_no_proposal_chosen(pair: HostPair) -> None:
