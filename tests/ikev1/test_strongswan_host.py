@@ -1,8 +1,8 @@
 """pyike's engine against Debian's strongSwan charon (IKEv1, PSK) in network namespaces.
 
-This kernel has no XFRM, so charon cannot install ESP SAs: main mode must complete in both
-roles; quick mode is checked up to the wire (charon's log shows the quick-mode exchange and, at
-most, its own failure to install the SAs).
+Main mode must complete in both roles. Where the kernel has no XFRM (this project's build
+hosts) charon cannot install ESP SAs, so quick mode is checked up to the wire: charon's log shows
+the exchange, the keys it derived (compared with pyike's) and its failure to install them.
 """
 
 from __future__ import annotations
@@ -251,12 +251,12 @@ def test_wrong_psk_fails_both_sides(pair: HostPair) -> None:
 )
 def test_quick_mode_with_charon_responder(pair: HostPair, esp: str, spec_extra: dict) -> None:
     """pyike initiates phase 1 and quick mode for the GRE selectors; charon answers, verifies
-    HASH(3), derives the same KEYMAT (compared with the keys charon logs) and then fails to
-    install the SAs in this kernel, so it deletes them again."""
+    HASH(3) and derives the same KEYMAT (compared with the keys charon logs). Without XFRM in
+    this kernel charon then fails to install the SAs and deletes them again."""
     charon = Charon(pair, charon_conn(auto="add", esp=esp), PSK)
     charon.start()
     events, _counters, out = pair.run_driver(
-        _spec("initiator", quick=True, until=["Phase2Up", "SaDeleted"], timeout=20,
+        _spec("initiator", quick=True, until=["Phase2Up", "SaDeleted"], timeout=12,
               keep_going=True, **spec_extra)
     )
     log = charon.text()
@@ -279,9 +279,12 @@ def test_quick_mode_with_charon_responder(pair: HostPair, esp: str, spec_extra: 
         for d in ("inbound", "outbound")
     }
     assert ours == theirs, (ours, theirs)
-    # charon could not install them and deletes its half: pyike removes the pair.
     deleted = [e for e in events if e["event"] == "SaDeleted"]
-    assert deleted and deleted[0]["spi_in"] == up["inbound"]["spi"], out
+    if "unable to install inbound and outbound IPsec SA" in log:
+        # No XFRM here: charon deletes its half again and pyike removes the pair.
+        assert deleted and deleted[0]["spi_in"] == up["inbound"]["spi"], out
+    else:  # a kernel with ESP: charon keeps the SA pair
+        assert "CHILD_SA gre{1} established" in log and not deleted, out + log
 
 
 def test_quick_mode_with_charon_initiator_reaches_the_wire(pair: HostPair) -> None:
