@@ -2,13 +2,15 @@
 
 Vector sources (numbers copied as data; the tests are our own):
 - NIST CAVS IKEv1 sample vectors as embedded in NSS's gtests
-  (nss/gtests/common/testvectors/ike-sha1-vectors.h and ike-sha256-vectors.h, "these vectors
-  are from this NIST samples"): SKEYID for a pre-shared key, SKEYID_d/a/e from SKEYID and g^xy.
+  (nss/gtests/common/testvectors/ike-sha1-vectors.h, ike-sha256-vectors.h and
+  ike-sha384-vectors.h, "these vectors are from this NIST samples"): SKEYID for a pre-shared
+  key, SKEYID_d/a/e from SKEYID and g^xy.
 - NSS's own App. B vectors from the same files ("self-generated" there, an independent
   implementation): the phase-1 key expansion and the quick-mode KEYMAT style expansion.
-- A complete PSK main-mode exchange (AES-128, SHA-1, MODP 1024) recorded against a real peer in
-  RUB-NDS/IPsec-StateMachineExtractor, IKEv1HandshakeSessionSecretsTest.java: SKEYID and
-  children, the encryption key, the phase-1 IV, HASH_R, and a phase-2 IV for a message ID.
+- Two complete PSK main-mode exchanges (AES-128, SHA-1, MODP 1024) published in the IKE test
+  code of RUB-NDS/IPsec-StateMachineExtractor (IKEv1HandshakeSessionSecretsTest.java): cookies,
+  nonces, DH values, SA body and ID, with SKEYID and its children, the encryption key, the
+  phase-1 IV, HASH_R, and a phase-2 IV for a message ID.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ CAVS_PSK_SKEYID = [
         "f1aff4f425a94f18",
         "558a99b299773d267cf7c8ef073bf3b7af362c206c75a538403c5ef884d4cace",
     ),
+    (
+        "sha384",
+        "9e",
+        "d6596b7e5b398534",
+        "136fbdfa8d0ceb8e",
+        "b54fa27cb4251051e44a659d73591845691d11f1874bf4e4088e5df6462d28e5"
+        "7a3a2af3ab4f9b746a8f5766f8785f2b",
+    ),
 ]
 
 # (hash, SKEYID, g^xy, CKY-I, CKY-R, SKEYID_d, SKEYID_a, SKEYID_e)
@@ -64,6 +74,20 @@ CAVS_SKEYID_CHILDREN = [
         "a4f7ca7de913814813e3312099e7c943bd293483f387532330237f1b20957310",
         "1d4b705746c43b0a6fcbb8db33983c0f24ff6f8b6543e3779fed227c6067f004",
         "03e6f16cd9ce9f64b5cdc5b34cca7163483ba5389a30afebef3d14640b0a815e",
+    ),
+    (
+        "sha384",
+        "6e4514610bf82d0ab7bf0260096f6146a153c712071abb633ced813c572156c7"
+        "83e36874a65a64690ca701d40d56ea18",
+        "1724dbd893523764bfef8c6fa927856fccfb77ae254358cce29c2769a32915c1",
+        "1c8aba986a00af0f",
+        "b049d9672f73c920",
+        "b083234e9ed7745911f93eb31faa66fcf88906266830eb17ef166d295cb1f86a"
+        "3543b8b8efa5df918533df537e9c809c",
+        "938295a374aceb4147a8024c9a007dd313403fd8fd7070dbd0cfbe1ccd308dbf"
+        "bb7b9e9c64049e4df44ff551016cb7b5",
+        "8595b249dc1fa8599729f87eb6b9dd13bfbfdfd4f9ebd78929bab6ecc402539a"
+        "d32cb6e7ef4ba6a0f53da14e4df07ed4",
     ),
 ]
 
@@ -137,7 +161,7 @@ def test_keymat_expansion(hash_name: str, key: str, expected: str, length: int) 
     assert crypto.keymat_expand(hash_name, h(key), b"\x00", length) == h(expected)[:length]
 
 
-# --- A complete recorded PSK main mode (RUB-NDS IPsec-StateMachineExtractor) ------------------
+# --- Complete PSK main modes (RUB-NDS IPsec-StateMachineExtractor) ----------------------------
 
 SA_OFFER_B = "00000001000000010000002c01010001000000240101000080010007800e0080800200028004000280030001800b0001800c7080"  # noqa: E501
 ID_R_B = "010000000a00030a"  # ID_IPV4_ADDR 10.0.3.10
