@@ -200,13 +200,16 @@ def _ffdh() -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class DHPrivate:
     """Our half of one exchange: opaque to callers, kept by the engine until g^xy is computed."""
 
     group: int
     key: object  # a cryptography DH or EC private key; the exponent (int) for MODP 1 and 2
     public: bytes
+
+    def __repr__(self) -> str:  # never the private value, even in a debug log
+        return f"DHPrivate(group={self.group})"
 
 
 class ModpGroup:

@@ -163,6 +163,12 @@ def test_modp_generate_is_deterministic_in_rng() -> None:
     assert group.generate(seeded)[1] == group.generate(seeded)[1]
 
 
+@pytest.mark.parametrize("number", [2, 14, 19])
+def test_private_value_stays_out_of_repr(number: int) -> None:
+    private, _ = crypto.dh_group(number).generate(os.urandom)
+    assert repr(private) == str(private) == f"DHPrivate(group={number})"
+
+
 # A group-2 key pair whose shared secret has a leading zero byte, from
 # RUB-NDS/IPsec-StateMachineExtractor IKEv1HandshakeSessionSecretsTest.testComputeDHSecret.
 LEADING_ZERO_PRIVATE = h(
