@@ -81,10 +81,13 @@ def test_main_mode_no_proposal_chosen(pair: HostPair) -> None:
     assert "NO-PROPOSAL-CHOSEN" in out, out
 
 
-def test_aggressive_mode_answer_and_psk_crack(pair: HostPair, tmp_path: Path) -> None:
-    driver = _responder(pair, ["aggressive", "main"])
+@pytest.mark.parametrize("hash_name,trans", [("sha1", AES128_SHA1_PSK_G14),
+                                             ("md5", "7/128,1,1,14")])
+def test_aggressive_mode_answer_and_psk_crack(pair: HostPair, tmp_path: Path, hash_name: str,
+                                              trans: str) -> None:
+    driver = _responder(pair, ["aggressive", "main"], hash=hash_name)
     crack_params = tmp_path / "psk-params"
-    out = _ike_scan(pair, "-A", f"--trans={AES128_SHA1_PSK_G14}", "--dhgroup=14",
+    out = _ike_scan(pair, "-A", f"--trans={trans}", "--dhgroup=14",
                     f"--id={PEER_ID}", f"--pskcrack={crack_params}")
     pair.stop(driver)
     assert f"{PYIKE_ADDR}\tAggressive Mode Handshake returned" in out, out
