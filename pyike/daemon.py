@@ -35,6 +35,7 @@ DATAPLANE_START_S = 10.0
 QUERY_TIMEOUT_S = 5.0
 PIPE_SEND_TIMEOUT_S = 5.0
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: what starts IKE on the NAT-T port
 
 
 def tunnel_specs(config) -> list[TunnelSpec]:
@@ -100,7 +101,8 @@ class Daemon:
         """Fork the forwarding process (before any event loop exists) and wait for it."""
         from pyike.dataplane import start as start_dataplane
 
-        self.dp_pid, self.dp = start_dataplane(self.tunnels, setkey_files(self.config))
+        self.dp_pid, self.dp = start_dataplane(self.tunnels, setkey_files(self.config),
+                                               natt_port=self.config.engine.natt_port)
         self.dp.settimeout(DATAPLANE_START_S)
         msg = pipe.recv(self.dp)
         if not msg or msg[0] != "ready":
@@ -195,6 +197,8 @@ class Daemon:
             for level, kind, cdata in anc:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= 12:
                     local = (socket.inet_ntoa(cdata[8:12]), port)  # ipi_addr: the destination
+            if port == self.config.engine.natt_port and data[:4] != NON_ESP_MARKER:
+                continue  # ESP in UDP or a NAT keepalive: the forwarding process has its copy
             self.counters["ike_in"] += 1
             try:
                 self.engine.receive_datagram(data, local, (peer[0], peer[1]), time.monotonic())
@@ -278,19 +282,21 @@ class Daemon:
 
     def _install(self, e: ev.Phase2Up) -> None:
         self.counters["phase2_up"] += 1
-        if e.mode != "transport" or e.encapsulation != "none":
-            # The forwarding process seals GRE in plain ESP transport mode only.
-            log.warning("IPsec-SA with %s[%d] is %s mode, %s encapsulation: not forwarded",
-                        e.peer[0], e.peer[1], e.mode, e.encapsulation)
+        if e.mode != "transport":  # GRE rides in transport mode; a tunnel-mode SA is not ours
+            log.warning("IPsec-SA with %s[%d] is %s mode: not forwarded", e.peer[0], e.peer[1],
+                        e.mode)
             return
+        encap = e.encap_ports if e.encapsulation == "udp" else None
         kb = e.lifetime_kb or 0
         specs = tuple(SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
-                             (e.local_selector, e.remote_selector))
+                             (e.local_selector, e.remote_selector), encap)
                       for keys, direction in ((e.inbound, "in"), (e.outbound, "out")))
         self._to_dataplane("install", specs)  # one message: forwarding never sees half a pair
+        ports = {e.inbound.spi: encap[::-1], e.outbound.spi: encap} if encap else {}
         for keys in (e.inbound, e.outbound):
-            log.info("IPsec-SA established: ESP/%s %s[0]->%s[0] spi=%d(0x%08x)",
-                     e.mode.capitalize(), keys.src, keys.dst, keys.spi, keys.spi)
+            sport, dport = ports.get(keys.spi, (0, 0))
+            log.info("IPsec-SA established: ESP/%s %s[%d]->%s[%d] spi=%d(0x%08x)",
+                     e.mode.capitalize(), keys.src, sport, keys.dst, dport, keys.spi, keys.spi)
         self.pairs[e.inbound.spi] = e
         self.out_to_in[e.outbound.spi] = e.inbound.spi
         self._clear_acquire(e.peer[0])

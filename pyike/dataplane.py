@@ -30,6 +30,9 @@ log = logging.getLogger("pyike.dataplane")
 
 IPPROTO_ESP = 50  # RFC 4303 §2 (IANA protocol number)
 IPPROTO_GRE = 47  # RFC 2784
+IPPROTO_UDP = 17
+NATT_PORT = 4500  # RFC 3948 §2: ESP in UDP shares the port IKE floated to
+NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: IKE on port 4500, not ESP
 QUEUE_WHILE_ACQUIRING = 8  # packets kept while an SA is negotiated (racoon/kernel keep one)
 ACQUIRE_RETRY_S = 1.0  # the kernel repeats an acquire no more often than this
 BATCH = 64  # packets read per readiness event before looking at the other descriptors
@@ -56,7 +59,7 @@ class Tunnel:
     """Runtime state of one GRE tunnel; the out-policy and out-SA are cached here."""
 
     __slots__ = ("spec", "tun", "fd", "out_action", "out_sa", "cache_gen", "queue",
-                 "acquired_at", "in_require", "in_action", "out_use")
+                 "acquired_at", "in_require", "in_action", "out_use", "out_udp")
 
     def __init__(self, spec: TunnelSpec, tun: TunDevice | None) -> None:
         self.spec = spec
@@ -69,6 +72,7 @@ class Tunnel:
         self.acquired_at = -ACQUIRE_RETRY_S
         self.in_require = False
         self.out_use = False  # level `use`: without an SA the packet goes in clear
+        self.out_udp: bytes | None = None  # UDP ports when the out SA is UDP-encapsulated
         self.in_action: str | None = None
 
 
@@ -76,7 +80,7 @@ class DataPlane:
     """The forwarding loop. `run()` returns when told to stop or when the IKE process is gone."""
 
     def __init__(self, ctl: socket.socket, tunnels: list[TunnelSpec], setkey_files: list,
-                 *, create_tun: bool = True) -> None:
+                 *, create_tun: bool = True, natt_port: int = NATT_PORT) -> None:
         self.ctl = ctl
         self.state = SadState()
         self.counters = Counters()
@@ -92,6 +96,8 @@ class DataPlane:
             self.by_pair[(spec.local, spec.remote)] = t
         self.esp_sock = _raw_socket(IPPROTO_ESP)
         self.gre_sock = _raw_socket(IPPROTO_GRE)
+        self.udp_sock = _raw_socket(IPPROTO_UDP)
+        self.natt_port = natt_port
         self.apply_setkey(setkey_files, time.monotonic())
         self._running = True
 
@@ -174,6 +180,7 @@ class DataPlane:
     def _out_sa(self, t: Tunnel):
         if t.cache_gen != self.state.generation:
             t.out_sa = self.state.outbound(t.spec.local, t.spec.remote)
+            t.out_udp = self.state.udp_ports_of(t.out_sa)
             t.cache_gen = self.state.generation
         return t.out_sa
 
@@ -216,7 +223,12 @@ class DataPlane:
             self.counters.seal_dropped += 1
             t.cache_gen = -1  # the SA may have died (hard lifetime, sequence exhausted)
             return
-        if self._send(self.esp_sock, out, t.spec.remote):
+        if t.out_udp is not None:  # RFC 3948 §2.1: UDP checksum zero over IPv4
+            out = t.out_udp + (8 + len(out)).to_bytes(2, "big") + b"\x00\x00" + out
+            sock = self.udp_sock
+        else:
+            sock = self.esp_sock
+        if self._send(sock, out, t.spec.remote):
             self.counters.esp_out += 1
             self.counters.esp_out_bytes += len(g)
 
@@ -253,49 +265,60 @@ class DataPlane:
                     for g in queued:
                         self._send_esp(t, sa, g, now)
 
-    def _from_esp(self, now: float) -> None:
-        c = self.counters
-        sock = self.esp_sock
-        inbound = self.state.inbound
+    def _received(self, sock: socket.socket, min_len: int, count_short: bool = True):
+        """Up to a batch of IPv4 packets from a raw socket (IP header included)."""
         for _ in range(BATCH):
             try:
                 data = sock.recv(65535)
             except (BlockingIOError, InterruptedError):
                 return
-            if len(data) < 28 or data[0] >> 4 != 4:
-                c.malformed += 1
+            if len(data) < min_len or data[0] >> 4 != 4:
+                if count_short:
+                    self.counters.malformed += 1
                 continue
+            yield data
+
+    def _from_esp(self, now: float) -> None:
+        for data in self._received(self.esp_sock, 28):
+            self._esp_in(data, (data[0] & 15) * 4, now)
+
+    def _from_udp(self, now: float) -> None:
+        """ESP in UDP (RFC 3948): a raw UDP socket sees a copy of every local UDP datagram;
+        those to the NAT-T port that do not start with the non-ESP marker are ESP."""
+        port = self.natt_port
+        for data in self._received(self.udp_sock, 28, count_short=False):
             ihl = (data[0] & 15) * 4
-            spi = int.from_bytes(data[ihl:ihl + 4], "big")
-            sa = inbound(spi)
-            if sa is None:
-                c.unknown_spi += 1
+            if int.from_bytes(data[ihl + 2:ihl + 4], "big") != port:
                 continue
-            res = sa.open(memoryview(data)[ihl:], now)
-            if type(res) is not tuple:
-                c.open_dropped += 1
-                continue
-            nh, payload = res
-            src = socket.inet_ntoa(data[12:16])
-            dst = socket.inet_ntoa(data[16:20])
-            t = self.by_pair.get((dst, src))
-            if nh != IPPROTO_GRE or t is None or t.in_action == "discard" or sa.src != src:
-                c.policy_dropped += 1
-                continue
-            c.esp_in += 1
-            c.esp_in_bytes += len(payload)
-            self._to_tun(t, payload)
+            esp = ihl + 8
+            if len(data) - esp < 8 or data[esp:esp + 4] == NON_ESP_MARKER:
+                continue  # IKE, or a one-octet keepalive: the IKE process has its copy
+            self._esp_in(data, esp, now)
+
+    def _esp_in(self, data: bytes, offset: int, now: float) -> None:
+        """One ESP packet at `offset` of an IPv4 packet: open, check, decapsulate, deliver."""
+        c = self.counters
+        sa = self.state.inbound(int.from_bytes(data[offset:offset + 4], "big"))
+        if sa is None:
+            c.unknown_spi += 1
+            return
+        res = sa.open(memoryview(data)[offset:], now)
+        if type(res) is not tuple:
+            c.open_dropped += 1
+            return
+        nh, payload = res
+        src = socket.inet_ntoa(data[12:16])
+        t = self.by_pair.get((socket.inet_ntoa(data[16:20]), src))
+        if nh != IPPROTO_GRE or t is None or t.in_action == "discard" or sa.src != src:
+            c.policy_dropped += 1
+            return
+        c.esp_in += 1
+        c.esp_in_bytes += len(payload)
+        self._to_tun(t, payload)
 
     def _from_gre(self) -> None:
         c = self.counters
-        for _ in range(BATCH):
-            try:
-                data = self.gre_sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            if len(data) < 24 or data[0] >> 4 != 4:
-                c.malformed += 1
-                continue
+        for data in self._received(self.gre_sock, 24):
             ihl = (data[0] & 15) * 4
             src = socket.inet_ntoa(data[12:16])
             dst = socket.inet_ntoa(data[16:20])
@@ -334,6 +357,7 @@ class DataPlane:
         sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         sel.register(self.esp_sock, selectors.EVENT_READ, "esp")
         sel.register(self.gre_sock, selectors.EVENT_READ, "gre")
+        sel.register(self.udp_sock, selectors.EVENT_READ, "udp")
         for t in self.tunnels:
             if t.fd >= 0:
                 os.set_blocking(t.fd, False)
@@ -349,6 +373,8 @@ class DataPlane:
                         self._from_esp(now)
                     elif what == "gre":
                         self._from_gre()
+                    elif what == "udp":
+                        self._from_udp(now)
                     elif what == "ctl":
                         self._handle_ctl(now)
                     else:
@@ -364,7 +390,7 @@ class DataPlane:
         for t in self.tunnels:
             if t.tun is not None:
                 t.tun.close()
-        for sock in (self.esp_sock, self.gre_sock):
+        for sock in (self.esp_sock, self.gre_sock, self.udp_sock):
             sock.close()
 
 
@@ -376,7 +402,8 @@ def _raw_socket(proto: int) -> socket.socket:
     return sock
 
 
-def start(tunnels: list[TunnelSpec], setkey_files: list) -> tuple[int, socket.socket]:
+def start(tunnels: list[TunnelSpec], setkey_files: list, *, natt_port: int = NATT_PORT
+          ) -> tuple[int, socket.socket]:
     """Fork the forwarding process; returns its pid and our end of the pipe.
 
     Forking (rather than spawning) keeps the configuration objects without re-parsing; the
@@ -393,7 +420,7 @@ def start(tunnels: list[TunnelSpec], setkey_files: list) -> tuple[int, socket.so
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            DataPlane(theirs, tunnels, setkey_files).run()
+            DataPlane(theirs, tunnels, setkey_files, natt_port=natt_port).run()
         except BaseException as exc:  # report, then leave without running the parent's cleanup
             code = 1
             try:

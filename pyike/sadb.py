@@ -6,15 +6,15 @@ Negotiated SAs survive a setkey reload; manual SAs (`add` lines) are replaced by
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
-
-from spd.db import SPD
 
 import gre
 from esp import dump as esp_dump
 from esp.sa import EspSA, Lifetime
 from esp.sad import SAD
 from spd import dump as spd_dump
+from spd.db import SPD
 
 if TYPE_CHECKING:
     from pyike.dataplane import SaSpec
@@ -53,6 +53,7 @@ class SadState:
         self.spd = SPD()
         self.sad = SAD()
         self.manual: list[EspSA] = []
+        self.udp_ports: dict[int, bytes] = {}  # id(outbound SA) -> UDP source+destination port
         self.generation = 0
         self.gre_encap = gre.encap
         self.gre_decap = gre.decap
@@ -79,16 +80,24 @@ class SadState:
         sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
                    direction=spec.direction,
                    lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
+        if spec.encap is not None and spec.direction == "out":
+            self.udp_ports[id(sa)] = struct.pack("!HH", *spec.encap)
         self.add(sa, manual=False)
+
+    def udp_ports_of(self, sa: EspSA | None) -> bytes | None:
+        """The UDP ports of a UDP-encapsulated outbound SA (RFC 3948), None for plain ESP."""
+        return None if sa is None else self.udp_ports.get(id(sa))
 
     def remove(self, spi: int, direction: str | None = None) -> None:
         for sa in self.sad.remove(spi, direction):
+            self.udp_ports.pop(id(sa), None)
             if sa in self.manual:
                 self.manual.remove(sa)
         self.generation += 1
 
     def flush(self) -> None:
         self.sad.flush()
+        self.udp_ports.clear()
         self.manual.clear()
         self.generation += 1
 
@@ -108,6 +117,7 @@ class SadState:
             out.append((sa.spi, sa.direction, kind))
             if kind == "hard":
                 self.sad.remove(sa)
+                self.udp_ports.pop(id(sa), None)
                 self.generation += 1
         return out
 

@@ -30,3 +30,4 @@ class SaSpec:
     lifetime_bytes: int = 0
     peer: tuple[str, int] | None = None
     selectors: tuple = field(default=())
+    encap: tuple[int, int] | None = None  # (our port, peer's port): ESP in UDP, RFC 3948

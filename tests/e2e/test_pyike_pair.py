@@ -285,3 +285,39 @@ def test_daemon_exits_non_zero_when_forwarding_dies(up):
     os.kill(a.ctl_json("status")["forwarding_pid"], signal.SIGKILL)
     assert a.proc.wait(10) == 1
     assert in_ns(up.ns["a"], "ip", "link", "show", "tun0", check=False).returncode != 0
+
+
+def test_nat_traversal_force_carries_esp_in_udp_4500(topo, tmp_path):
+    """`nat_traversal force`: IKE floats to 4500 and ESP rides in UDP (RFC 3948) there."""
+    from scapy.all import GRE, ICMP, IP, UDP, Raw, raw, rdpcap
+    from scapy.layers.ipsec import ESP, SecurityAssociation
+
+    def natt(side: str, text: str) -> str:
+        text = text.replace("rekey on;", "rekey on;\n        nat_traversal force;")
+        listen = f"isakmp {OUTER[side]} [500];"
+        return text.replace(listen, f"{listen}\n        isakmp_natt {OUTER[side]} [4500];")
+
+    pcap = tmp_path / "wan.pcap"
+    with capture(topo.ns["a"], "wan0", pcap):
+        bring_up(topo, natt)
+        out = topo.ping(count=5, interval=0.2)
+        assert " 0% packet loss" in out.stdout
+    packets = [p for p in rdpcap(str(pcap)) if IP in p]
+    assert {p[IP].proto for p in packets} == {17}, "ESP outside UDP, or something in clear"
+    keys = {e["spi"]: e for e in sad(topo.routers["a"])}
+    opened = 0
+    for p in packets:
+        payload = bytes(p[UDP].payload)
+        if p[UDP].dport != 4500 or p[UDP].sport != 4500 or len(payload) < 8 \
+                or payload[:4] == b"\0\0\0\0":
+            continue
+        e = keys[int.from_bytes(payload[:4], "big")]
+        sa = SecurityAssociation(ESP, spi=e["spi"], crypt_algo=SCAPY_ENC[e["enc"]["alg"]],
+                                 crypt_key=bytes.fromhex(e["enc"]["key"]),
+                                 auth_algo=SCAPY_AUTH[e["auth"]["alg"]],
+                                 auth_key=bytes.fromhex(e["auth"]["key"]))
+        clear = sa.decrypt(IP(raw(IP(src=p[IP].src, dst=p[IP].dst, proto=50) / Raw(payload))))
+        assert clear.proto == 47 and ICMP in clear[GRE].payload
+        opened += 1
+    assert opened >= 10
+    assert "[4500]->" in log_of(topo.routers["a"])
