@@ -48,7 +48,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.fixture(scope="module")
 def peer_vm(request: pytest.FixtureRequest) -> Iterator[PeerVm]:
     peer_cls: type[peers.Peer] = request.module.PEER
-    image = initramfs.build(peer_cls.image)
+    image = initramfs.build(peer_cls.image_spec())
     with boot_vm(image, peer_cls.name[:6]) as vm:
         peers.configure_gre(vm)
         yield vm

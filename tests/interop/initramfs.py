@@ -88,7 +88,8 @@ class ImageSpec:
     # (guest path, content) pairs written into the image.
     files: tuple[tuple[str, str], ...] = ()
     nss_db: str | None = None  # create an empty NSS database here (libreswan)
-    extra_inputs: tuple[str, ...] = field(default_factory=tuple)
+    # (host path, guest path) pairs copied in, e.g. a racoon build from PYIKE_RACOON_PREFIX.
+    host_files: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
 # dash is the guest's /bin/sh: Debian's busybox shell runs its own applets before PATH, so its
@@ -324,10 +325,13 @@ def build(spec: ImageSpec) -> BootImage:
     ]
     packages = [*BASE_PACKAGES, *spec.packages, *library_pkgs]
     debs_used = [debs.fetch(p).name for p in packages]
-    digest = hashlib.sha256(
+    h = hashlib.sha256(
         repr((debs_used, kver, spec, GUEST_MODULES, INIT_SCRIPT, CMDLOOP_SCRIPT)).encode()
         + Path(__file__).read_bytes()
-    ).hexdigest()[:16]
+    )
+    for src, _rel in spec.host_files:
+        h.update(Path(src).read_bytes())
+    digest = h.hexdigest()[:16]
     out = debs.CACHE_ROOT / "images" / f"{spec.name}-{digest}.cpio.gz"
     vmlinuz = kernel_tree / "boot" / f"vmlinuz-{kver}"
     if out.exists():
@@ -339,6 +343,9 @@ def build(spec: ImageSpec) -> BootImage:
     _skeleton(tree)
     for pkg in packages:
         _merge_tree(debs.unpack(pkg), tree)
+    for src, rel in spec.host_files:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, tree / rel)
     _install_busybox(tree)
     _copy_libraries(tree)
     _install_modules(tree, kernel_tree, kver)

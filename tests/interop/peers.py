@@ -29,6 +29,19 @@ def seed_psk() -> str:
     raise ValueError("no key in the seed psk.txt")
 
 
+def seed_text(side: str, name: str, vm: PeerVm, *, dh_group: int, dpd_delay: int,
+              lifetime_s: int) -> str:
+    """One of the seed example's files for router `side` ("a" is pyike, "b" the guest), with
+    the VM's addresses and the scenario's DH group, DPD delay and phase 2 lifetime."""
+    text = (SEED / side / name).read_text()
+    text = text.replace("198.18.0.1", str(vm.host_addr)).replace("198.18.0.2", str(vm.guest_addr))
+    text = re.sub(r"dh_group \d+;", f"dh_group {dh_group};", text)
+    text = re.sub(r"pfs_group \d+;", f"pfs_group {dh_group};", text)
+    text = re.sub(r"dpd_delay \d+;", f"dpd_delay {dpd_delay};", text)
+    # sainfo's lifetime (the phase 2 one) is the one given in seconds in the seed file.
+    return re.sub(r"lifetime time \d+ seconds;", f"lifetime time {lifetime_s} seconds;", text)
+
+
 def configure_gre(vm: PeerVm) -> None:
     """`ip tunnel add tun0 mode gre local B remote A` and the inner point-to-point addresses."""
     if "tun0" in vm.check("ip -o link show"):
@@ -93,6 +106,10 @@ class Peer:
     name = "peer"
     image: initramfs.ImageSpec
     dh_group = 2  # MODP1024 (RFC 2409 §6.2); a peer that refuses it overrides this
+
+    @classmethod
+    def image_spec(cls) -> initramfs.ImageSpec:
+        return cls.image
 
     def __init__(self, vm: PeerVm) -> None:
         self.vm = vm
@@ -275,11 +292,70 @@ conn {self.conn}
         return self.vm.run("tail -n 80 /var/log/pluto.log", timeout=10)[1]
 
 
+RACOON_BINARIES = ("sbin/racoon", "sbin/setkey", "bin/racoonctl")
+
+
 def racoon_prefix() -> Path | None:
     """The install prefix named by PYIKE_RACOON_PREFIX, when it holds racoon, setkey, racoonctl."""
     prefix = os.environ.get("PYIKE_RACOON_PREFIX")
     if not prefix:
         return None
     p = Path(prefix)
-    needed = (p / "sbin/racoon", p / "sbin/setkey", p / "bin/racoonctl")
-    return p if all(f.exists() for f in needed) else None
+    return p if all((p / f).exists() for f in RACOON_BINARIES) else None
+
+
+class RacoonPeer(Peer):
+    """racoon from ipsec-tools (not packaged by Debian: only when PYIKE_RACOON_PREFIX names an
+    install), configured with the seed article's own setkey.conf, racoon.conf and psk.txt for
+    router B, less the two statements that only pyike has (`setkey` and `gre`)."""
+
+    name = "racoon"
+    sock = "/run/racoon.sock"
+
+    @classmethod
+    def image_spec(cls) -> initramfs.ImageSpec:
+        prefix = racoon_prefix()
+        if prefix is None:
+            raise VmError("PYIKE_RACOON_PREFIX does not name a racoon install")
+        return initramfs.ImageSpec(
+            name="racoon",
+            host_files=tuple((str(prefix / f), f"usr/{f}") for f in RACOON_BINARIES),
+            empty_dirs=("etc/racoon", "var/racoon"),
+        )
+
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+        def text(name: str) -> str:
+            return seed_text("b", name, self.vm, dh_group=self.dh_group, dpd_delay=dpd_delay,
+                             lifetime_s=lifetime_s)
+
+        conf = text("racoon.conf")
+        conf = re.sub(r"(?m)^setkey .*$", "", conf)
+        conf = re.sub(r'(?ms)^gre "[^"]*" \{.*?^\}', "", conf)
+        conf = conf.replace('"psk.txt"', '"/etc/racoon/psk.txt"')
+        conf = conf.replace("/run/pyike/pyike.sock", self.sock)
+        conf = conf.replace("/run/pyike/pyike.pid", "/run/racoon.pid")
+        self.vm.write_file("/etc/racoon/racoon.conf", conf)
+        self.vm.write_file("/etc/racoon/setkey.conf", text("setkey.conf"))
+        self.vm.write_file("/etc/racoon/psk.txt", text("psk.txt"), 0o600)
+
+    def start(self) -> None:
+        self.vm.check("setkey -f /etc/racoon/setkey.conf && rm -f /var/log/racoon.log"
+                      " && racoon -f /etc/racoon/racoon.conf -l /var/log/racoon.log", timeout=20)
+        self.wait_ready(f"racoonctl -s {self.sock} show-sa isakmp", r"Destination")
+
+    def kill(self) -> None:
+        self.vm.run(f"killall -9 racoon; rm -f {self.sock} /run/racoon.pid; setkey -F")
+
+    def delete_sas(self) -> None:
+        a, b = self.vm.host_addr, self.vm.guest_addr
+        self.vm.check(f"racoonctl -s {self.sock} delete-sa isakmp inet {b} {a}", timeout=20)
+
+    def stop(self) -> None:
+        self.vm.run("killall racoon", timeout=10)
+
+    def status(self) -> str:
+        return self.vm.run(f"racoonctl -s {self.sock} show-sa isakmp; setkey -D; setkey -DP",
+                           timeout=10)[1]
+
+    def log(self) -> str:
+        return self.vm.run("tail -n 80 /var/log/racoon.log", timeout=10)[1]

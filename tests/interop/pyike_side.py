@@ -4,7 +4,7 @@ changes (DH group, DPD delay, phase 2 lifetime)."""
 from __future__ import annotations
 
 import contextlib
-import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -13,19 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.e2e.netns import Router
-from tests.interop.peers import SEED
+from tests.interop.peers import seed_text
 from tests.interop.vm import PeerVm
-
-
-def _seed_edit(text: str, vm: PeerVm, workdir: Path, *, dh_group: int, dpd_delay: int,
-               lifetime_s: int) -> str:
-    text = text.replace("/etc/pyike/", f"{workdir}/").replace("/run/pyike/", f"{workdir}/")
-    text = text.replace("198.18.0.1", str(vm.host_addr)).replace("198.18.0.2", str(vm.guest_addr))
-    text = re.sub(r"dh_group \d+;", f"dh_group {dh_group};", text)
-    text = re.sub(r"pfs_group \d+;", f"pfs_group {dh_group};", text)
-    text = re.sub(r"dpd_delay \d+;", f"dpd_delay {dpd_delay};", text)
-    # sainfo's lifetime (the phase 2 one) is the one given in seconds in the seed file.
-    return re.sub(r"lifetime time \d+ seconds;", f"lifetime time {lifetime_s} seconds;", text)
 
 
 class Pyike(Router):
@@ -38,8 +27,9 @@ class Pyike(Router):
     def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("racoon.conf", "setkey.conf", "psk.txt"):
-            text = _seed_edit((SEED / "a" / name).read_text(), self.vm, self.workdir,
-                              dh_group=dh_group, dpd_delay=dpd_delay, lifetime_s=lifetime_s)
+            text = seed_text("a", name, self.vm, dh_group=dh_group, dpd_delay=dpd_delay,
+                             lifetime_s=lifetime_s)
+            text = text.replace("/run/pyike/", f"{self.workdir}/")  # the rest is relative
             (self.workdir / name).write_text(text)
         (self.workdir / "psk.txt").chmod(0o600)
 
@@ -79,6 +69,4 @@ def pyike_beside(vm: PeerVm) -> Iterator[Pyike]:
         yield p
     finally:
         p.stop(signal.SIGKILL, timeout=5)
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)

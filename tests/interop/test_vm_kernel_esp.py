@@ -15,12 +15,14 @@ from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import GRE
 
 from tests.interop import initramfs
+from tests.interop.peers import INNER_PEER as INNER_GUEST
+from tests.interop.peers import INNER_PYIKE as INNER_HOST
+from tests.interop.peers import configure_gre
 from tests.interop.vm import PeerVm, boot_vm
 
 IPPROTO_ESP = 50
 SPI_TO_GUEST = 0x0A0B0C01
 SPI_FROM_GUEST = 0x0A0B0C02
-INNER_HOST, INNER_GUEST = "10.1.1.1", "10.1.1.2"
 KEYS = {  # four independent random keys per run: AES-128 and HMAC-SHA1 (RFC 3602, RFC 2404)
     SPI_TO_GUEST: (os.urandom(16), os.urandom(20)),
     SPI_FROM_GUEST: (os.urandom(16), os.urandom(20)),
@@ -43,11 +45,8 @@ def _scapy_sa(spi: int, enc: bytes | None = None, auth: bytes | None = None) -> 
 
 def _configure_guest(vm: PeerVm) -> None:
     a, b = vm.host_addr, vm.guest_addr
-    lines = [
-        f"ip tunnel add tun0 mode gre local {b} remote {a} ttl 64",
-        f"ip addr add {INNER_GUEST} peer {INNER_HOST}/32 dev tun0",
-        "ip link set tun0 up",
-    ]
+    configure_gre(vm)
+    lines = []
     for spi, (src, dst) in ((SPI_TO_GUEST, (a, b)), (SPI_FROM_GUEST, (b, a))):
         enc_key, auth_key = KEYS[spi]
         lines.append(
@@ -125,7 +124,7 @@ def test_guest_kernel_speaks_gre_in_esp_transport(vm: PeerVm) -> None:
 
 def test_guest_kernel_sends_esp_for_its_own_gre(vm: PeerVm) -> None:
     """A ping from the guest's GRE inner address leaves the guest as ESP that scapy opens."""
-    if "tun0" not in vm.check("ip link show"):
+    if not vm.check("ip xfrm state"):
         _configure_guest(vm)
     sock = vm.ns.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_ESP)
     try:
