@@ -29,6 +29,8 @@ PYTHON = sys.executable
 OUTER = {"a": "198.18.0.1", "b": "198.18.0.2"}
 INNER = {"a": "10.1.1.1", "b": "10.1.1.2"}
 LAN = {"a": ("10.0.1.1", "10.0.1.2", "10.0.1.0/24"), "b": ("10.0.2.1", "10.0.2.2", "10.0.2.0/24")}
+NATTED_A = "198.18.1.1"  # router a's own outer address when it sits behind the NAT
+NAT_INSIDE = "198.18.1.254"
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
@@ -117,12 +119,17 @@ class Router:
 class Topology:
     """The four namespaces, their links and addresses, and a working directory per router."""
 
-    def __init__(self, prefix: str | None = None) -> None:
+    def __init__(self, prefix: str | None = None, *, nat: bool = False) -> None:
+        """With `nat`, router a sits behind a masquerading NAT namespace: a's own outer address
+        is NATTED_A and the NAT shows it to b as OUTER["a"]."""
         self.prefix = prefix or f"pk{os.getpid() % 100000}"
+        self.nat = nat
         self.ns = {
             "a": f"{self.prefix}ra", "b": f"{self.prefix}rb",
             "la": f"{self.prefix}la", "lb": f"{self.prefix}lb",
         }
+        if nat:
+            self.ns["nat"] = f"{self.prefix}nt"
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.routers = {s: Router(s, self.ns[s], self.tmp / s) for s in ("a", "b")}
         self.created: list[str] = []
@@ -138,10 +145,14 @@ class Topology:
             in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
             in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
         a, b, la, lb = self.ns["a"], self.ns["b"], self.ns["la"], self.ns["lb"]
-        sh("ip", "link", "add", "wan0", "netns", a, "type", "veth", "peer", "name", "wan0",
-           "netns", b)
-        for side, ns in (("a", a), ("b", b)):
-            in_ns(ns, "ip", "addr", "add", f"{OUTER[side]}/24", "dev", "wan0")
+        if self.nat:
+            self._create_nat()
+        else:
+            sh("ip", "link", "add", "wan0", "netns", a, "type", "veth", "peer", "name", "wan0",
+               "netns", b)
+            in_ns(a, "ip", "addr", "add", f"{OUTER['a']}/24", "dev", "wan0")
+        in_ns(b, "ip", "addr", "add", f"{OUTER['b']}/24", "dev", "wan0")
+        for ns in (a, b):
             in_ns(ns, "ip", "link", "set", "wan0", "up")
             in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for side, rns, lns in (("a", a, la), ("b", b, lb)):
@@ -154,6 +165,25 @@ class Topology:
             in_ns(lns, "ip", "link", "set", "eth0", "up")
             in_ns(lns, "ip", "route", "add", "default", "via", gw)
         return self
+
+    def _create_nat(self) -> None:
+        """a (NATTED_A) -- inside0 [NAT, masquerading to OUTER["a"]] wan0 -- b."""
+        a, b, n = self.ns["a"], self.ns["b"], self.ns["nat"]
+        sh("ip", "link", "add", "wan0", "netns", a, "type", "veth", "peer", "name", "inside0",
+           "netns", n)
+        sh("ip", "link", "add", "wan0", "netns", n, "type", "veth", "peer", "name", "wan0",
+           "netns", b)
+        in_ns(a, "ip", "addr", "add", f"{NATTED_A}/24", "dev", "wan0")
+        in_ns(a, "ip", "link", "set", "wan0", "up")
+        in_ns(a, "ip", "route", "add", "default", "via", NAT_INSIDE)
+        in_ns(n, "ip", "addr", "add", f"{NAT_INSIDE}/24", "dev", "inside0")
+        in_ns(n, "ip", "addr", "add", f"{OUTER['a']}/24", "dev", "wan0")
+        for dev in ("inside0", "wan0"):
+            in_ns(n, "ip", "link", "set", dev, "up")
+        in_ns(n, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        in_ns(n, "nft", "-f", "-", input=(
+            "table ip pyikenat {\n chain post { type nat hook postrouting priority 100;"
+            ' oifname "wan0" masquerade; }\n}\n'))
 
     def destroy(self) -> None:
         for r in self.routers.values():
