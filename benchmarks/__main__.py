@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         from benchmarks.summary import markdown
 
-        command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
+        # What was measured, not where files went: names, rounds, smoke.
+        command = " ".join(["python -m benchmarks", *args.names, f"--rounds {args.rounds}",
+                            *(["--smoke"] if args.smoke else [])])
         args.markdown.write_text(markdown(results, command))
     if args.json:
         print(json.dumps(results, indent=2, default=str))

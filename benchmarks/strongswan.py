@@ -116,8 +116,8 @@ conn hs
     right = %any
     leftprotoport = gre
     rightprotoport = gre
-    ike = aes128-sha1-modp2048!
-    esp = aes128-sha1-modp2048!
+    ike = aes128-sha1-modp2048,aes128-sha1-modp1024!
+    esp = aes128-sha1-modp2048,aes128-sha1-modp1024!
     ikelifetime = 8h
     keylife = 1h
     rekey = no

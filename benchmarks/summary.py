@@ -65,8 +65,9 @@ def handshake(result: dict) -> list[str]:
     ]
     for test in result["tests"]:
         mode, level = test.split("@")
-        name = (f"main mode, {level} initiators" if mode == "main"
-                else f"main + quick mode with PFS, {level} initiators")
+        who = "1 initiator" if level == "1" else f"{level} initiators"
+        name = {"main": f"main mode, {who}", "quick": f"main + quick mode with PFS, {who}"}.get(
+            mode, f"main mode with MODP-1024 (the article's group 2), {who}")
         rates, cpu = result["rates"][test], result["per_cpu_s"][test]
         ratios = result["ratios"].get(test, {})
         out.append(_row([

@@ -106,7 +106,8 @@ def test_memory_smoke_through_cli(tmp_path):
     assert (tmp_path / "memory_per_pair.png").exists()
     md = (tmp_path / "perf.md").read_text()
     assert "only the ratios, taken within one run, are comparable" in md
-    assert "python -m benchmarks memory --smoke" in md
+    assert "`python -m benchmarks memory --rounds 3 --smoke`" in md
+    assert str(tmp_path) not in md
     per_pair = f"{mem['points'][1]['bytes_per_pair'] / 1024:.1f}"
     assert f"| 10 | {mem['points'][1]['rss_bytes'] / 2**20:.1f} | {per_pair} |" in md
     assert "throughput: not run." in md
@@ -153,7 +154,7 @@ def test_handshake_smoke(tmp_path, netns_clean):
     from benchmarks import handshake
 
     result = handshake.run(rounds=1, smoke=True, out_dir=tmp_path)
-    assert result["tests"] == ["main@1", "main@4", "quick@1", "quick@4"]
+    assert result["tests"] == ["main@1", "main@4", "quick@1", "quick@4", "main-modp1024@1"]
     responders = result["responders"]
     assert responders["pyike"]["available"], responders["pyike"]["error"]
     if _have_strongswan():
