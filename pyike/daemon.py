@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -25,7 +26,7 @@ from pyike import pipe
 from pyike.admin import AdminServer
 from pyike.hooks import run_hook
 from pyike.specs import SaSpec, TunnelSpec
-from pyike.tun import inner_mtu, outer_mtu_towards
+from pyike.tun import host_addresses, inner_mtu, outer_mtu_towards
 
 log = logging.getLogger("pyike")
 
@@ -55,18 +56,25 @@ def setkey_files(config) -> list:
     return [sf for _path, sf in getattr(config, "setkey", ())]
 
 
+def engine_config(config, tunnels: list[TunnelSpec]):
+    """The engine's configuration; without `listen` addresses the engine is told ours (the GRE
+    tunnels' local ends first), as racoon takes them from the interfaces."""
+    engine = config.engine
+    if engine.local_addresses:
+        return engine
+    known = [t.local for t in tunnels] + host_addresses()
+    return dataclasses.replace(engine, local_addresses=tuple(dict.fromkeys(known)))
+
+
 def _listen_addresses(config) -> list[tuple[str, int]]:
-    """(address, port) pairs to bind for IKE; racoon listens on every address when none given."""
-    out = []
-    for item in tuple(getattr(config, "listen_isakmp", ()) or ()) + tuple(
-            getattr(config, "listen_natt", ()) or ()):
-        if isinstance(item, tuple):
-            out.append((str(item[0]), int(item[1])))
-        else:
-            out.append((str(item), 500))
+    """(address, port) pairs to bind for IKE. Without `isakmp` lines racoon listens on every
+    address, on the NAT-T port too when a remote may use NAT traversal."""
+    out = [(str(a), int(p)) for a, p in tuple(config.listen_isakmp) + tuple(config.listen_natt)]
     if not out:
         engine = config.engine
         out = [("0.0.0.0", engine.isakmp_port)]
+        if any(r.nat_traversal != "off" for r in engine.remotes):
+            out.append(("0.0.0.0", engine.natt_port))
     return out
 
 
@@ -76,9 +84,9 @@ class Daemon:
 
         self.config = config
         self.config_path = config_path
-        self.engine = Engine(config.engine)
-        self.started_wall = time.time()
         self.tunnels = tunnel_specs(config)
+        self.engine = Engine(engine_config(config, self.tunnels))
+        self.started_wall = time.time()
         self.dp_pid = 0
         self.dp: socket.socket | None = None
         self.socks: dict[tuple[str, int], socket.socket] = {}
@@ -438,7 +446,8 @@ class Daemon:
         if tunnel_specs(new) != self.tunnels:
             log.warning("gre blocks changed: they take effect on restart")
         self.config = new
-        self.engine.reconfigure(new.engine, time.monotonic())  # live SAs keep their terms
+        # live SAs keep the terms they agreed
+        self.engine.reconfigure(engine_config(new, self.tunnels), time.monotonic())
         self._to_dataplane("setkey", setkey_files(new))
         self._prune_unmatched(new)
         log.info("configuration reloaded from %s", self.config_path)

@@ -48,6 +48,20 @@ def outer_mtu_towards(remote: str) -> int:
         return DEFAULT_OUTER_MTU
 
 
+def host_addresses() -> list[str]:
+    """This namespace's global unicast addresses (no loopback, no link-local)."""
+    out = []
+    try:
+        with IPRoute() as ipr:
+            for msg in ipr.get_addr():
+                addr = ipaddress.ip_address(msg.get_attr("IFA_ADDRESS"))
+                if not (addr.is_loopback or addr.is_link_local):
+                    out.append(str(addr))
+    except Exception as exc:  # no netlink: the caller falls back on what it knows
+        log.debug("cannot list addresses: %s", exc)
+    return out
+
+
 class TunDevice:
     """One point-to-point TUN device carrying raw IP packets (no packet-information header)."""
 

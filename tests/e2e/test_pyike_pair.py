@@ -321,3 +321,21 @@ def test_nat_traversal_force_carries_esp_in_udp_4500(topo, tmp_path):
         opened += 1
     assert opened >= 10
     assert "[4500]->" in log_of(topo.routers["a"])
+
+
+def test_without_listen_addresses_binds_every_address_and_natt(topo):
+    """No `isakmp` lines: the wildcard sockets answer from the address the peer used."""
+    def wildcard(side: str, text: str) -> str:
+        text = text.replace(f"isakmp {OUTER[side]} [500];", "")
+        return text.replace("rekey on;", "rekey on;\n        nat_traversal force;")
+
+    bring_up(topo, wildcard)
+    a = topo.routers["a"]
+    listening = in_ns(topo.ns["a"], "ss", "-uln").stdout
+    assert "0.0.0.0:500 " in listening and "0.0.0.0:4500 " in listening
+    assert "[4500]->" in log_of(a)
+    assert up_count(a) == 1
+
+
+def up_count(router) -> int:
+    return router.ctl_json("status")["phase2"]
