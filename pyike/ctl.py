@@ -18,8 +18,23 @@ VERBS = ("show-sa", "ss", "delete-sa", "ds", "establish-sa", "es", "flush-sa", "
          "status", "spd", "sad")
 
 
+EPILOG = """verbs:
+  show-sa|ss isakmp|esp|ipsec        ISAKMP-SAs (racoonctl's table) or IPsec SAs (setkey -D)
+  delete-sa|ds isakmp [SRC] DST      delete a phase-1 SA (the peer is told)
+  delete-sa|ds esp SRC DST           delete the ESP SA pairs between two addresses
+  establish-sa|es isakmp|esp [SRC] DST   negotiate now
+  flush-sa [isakmp|esp|ipsec]        delete every SA
+  reload-config                      reload racoon.conf and the SPD (as SIGHUP)
+  status                             processes, tunnels, counters
+  spd                                the SPD in setkey -DP layout
+  sad                                the SAD in setkey -D layout, keys included
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyikectl", description="control a running pyike")
+    p = argparse.ArgumentParser(
+        prog="pyikectl", description="control a running pyike",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("-s", dest="sock", default=DEFAULT_SOCKET, help="control socket path")
     p.add_argument("--json", action="store_true", help="print the reply's data as JSON")
     p.add_argument("verb", choices=VERBS)
