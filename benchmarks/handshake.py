@@ -87,19 +87,7 @@ remote anonymous {{
     passive on;
     initial_contact off;
     lifetime time 8 hours;
-    proposal {{
-        encryption_algorithm aes;
-        hash_algorithm sha1;
-        authentication_method pre_shared_key;
-        dh_group 14;
-    }}
-    proposal {{
-        encryption_algorithm aes;
-        hash_algorithm sha1;
-        authentication_method pre_shared_key;
-        dh_group 2;
-    }}
-}}
+{proposals}}}
 sainfo anonymous {{
     pfs_group 14;
     encryption_algorithm aes;
@@ -129,7 +117,9 @@ class PyikeResponder(Responder):
                             "esp/transport//require;")
         (self.dir / "setkey.conf").write_text("\n".join(policies) + "\n")
         conf = self.dir / "racoon.conf"
-        conf.write_text(_PYIKE_RESPONDER_CONF.format(dir=self.dir, address=RESPONDER))
+        conf.write_text(_PYIKE_RESPONDER_CONF.format(
+            dir=self.dir, address=RESPONDER,
+            proposals=setups.racoon_proposal(14) + setups.racoon_proposal(2)))
         self.proc = procs.spawn([*setups.pyike_command(), "-F", "-f", str(conf)],
                                 netns=self.right, log=str(self.dir / "pyike.log"),
                                 env=setups.python_env())

@@ -184,13 +184,7 @@ remote {remote} {{
     my_identifier address {local};
     peers_identifier address {remote};
     lifetime time 24 hours;
-    proposal {{
-        encryption_algorithm aes;
-        hash_algorithm sha1;
-        authentication_method pre_shared_key;
-        dh_group 2;
-    }}
-}}
+{proposals}}}
 sainfo anonymous {{
     pfs_group 2;
     encryption_algorithm aes;
@@ -199,6 +193,16 @@ sainfo anonymous {{
     compression_algorithm deflate;
 }}
 """
+
+
+
+def racoon_proposal(dh_group: int) -> str:
+    """One racoon `proposal { }` block: AES, SHA-1, pre-shared key, the given DH group."""
+    return (
+        "    proposal {\n        encryption_algorithm aes;\n        hash_algorithm sha1;\n"
+        f"        authentication_method pre_shared_key;\n        dh_group {dh_group};\n    }}\n"
+    )
+
 
 _SETKEY_CONF = """\
 flush;
@@ -226,6 +230,7 @@ def write_pyike_files(workdir: Path, side: str, local: str, remote: str, address
     conf = workdir / f"racoon-{side}.conf"
     conf.write_text(_RACOON_CONF.format(
         dir=workdir, side=side, local=local, remote=remote, address=address, peer=peer,
+        proposals=racoon_proposal(2),
     ))
     return conf
 
