@@ -176,7 +176,16 @@ def _fast_dpd(side: str, text: str) -> str:
 
 
 def test_dpd_declares_a_killed_peer_dead_and_purges(topo):
-    bring_up(topo, _fast_dpd)
+    hook_out = topo.tmp / "dead.out"
+    hook = topo.tmp / "dead.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1 $REMOTE_ADDR" >> {hook_out}\n')
+    hook.chmod(0o700)
+
+    def fast_dpd_with_hook(side: str, text: str) -> str:
+        return _fast_dpd(side, text).replace(
+            "rekey on;", f'rekey on;\n        script "{hook}" phase1_dead;')
+
+    bring_up(topo, fast_dpd_with_hook)
     a, b = topo.routers["a"], topo.routers["b"]
     assert spis(a)
     b.stop(signal.SIGKILL)
@@ -186,6 +195,8 @@ def test_dpd_declares_a_killed_peer_dead_and_purges(topo):
     assert time.monotonic() - t0 < 15
     wait_for(lambda: not spis(a), 5, what="SAs purged")
     assert a.ctl_json("status")["phase1"] == 0
+    wait_for(lambda: hook_out.exists(), 5, what="phase1_dead hook")
+    assert hook_out.read_text().split() == ["phase1_dead", OUTER["b"]]
 
 
 def test_restarted_peer_initial_contact_and_traffic_within_30s(topo):
@@ -278,6 +289,9 @@ def test_flush_then_establish_without_traffic(up):
     assert a.ctl("es", "esp", OUTER["a"], OUTER["b"]).returncode == 0
     wait_for(lambda: len(spis(a)) == 2 and len(spis(b)) == 2, 15, what="negotiated on request")
     assert a.ctl_json("status")["dataplane"]["acquires"] == 1  # only the bring-up's ping
+    assert a.ctl("ds", "isakmp", OUTER["b"]).returncode == 0
+    wait_for(lambda: a.ctl_json("status")["phase1"] == 0, 10, what="ISAKMP-SA deleted")
+    assert len(a.ctl_json("ss", "esp")) == 2  # as with racoon, the IPsec SAs outlive it
 
 
 def test_daemon_exits_non_zero_when_forwarding_dies(up):
