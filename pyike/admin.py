@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import json
 import logging
 import os
+import pwd
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,9 +26,12 @@ Handler = Callable[[str, list[str], bool], Awaitable[dict[str, Any]]]
 
 
 class AdminServer:
-    def __init__(self, path: str, mode: int, handler: Handler) -> None:
+    def __init__(self, path: str, mode: int, handler: Handler, *, owner: str | None = None,
+                 group: str | None = None) -> None:
         self.path = path
         self.mode = mode
+        self.owner = owner
+        self.group = group
         self.handler = handler
         self._server: asyncio.base_events.Server | None = None
 
@@ -43,6 +48,8 @@ class AdminServer:
         finally:
             os.umask(old)
         os.chmod(self.path, self.mode)
+        if self.owner is not None or self.group is not None:  # racoon's `adminsock P O G M`
+            os.chown(self.path, _uid(self.owner), _gid(self.group))
 
     async def close(self) -> None:
         if self._server is not None:
@@ -84,6 +91,18 @@ class AdminServer:
         except Exception as exc:  # a failing verb must not take the daemon down
             log.exception("admin verb %s failed", verb)
             return {"ok": False, "error": f"{verb}: {exc}"}
+
+
+def _uid(owner: str | None) -> int:
+    if owner is None:
+        return -1
+    return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+
+
+def _gid(group: str | None) -> int:
+    if group is None:
+        return -1
+    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
 
 
 async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:

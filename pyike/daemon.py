@@ -130,8 +130,9 @@ class Daemon:
         loop.add_reader(self.dp.fileno(), self._from_dataplane)
         path = self.config.adminsock  # None: `adminsock disabled`
         if path:
-            self.admin = AdminServer(path, getattr(self.config, "adminsock_mode", None) or 0o600,
-                                     self.handle_admin)
+            cfg = self.config
+            self.admin = AdminServer(path, cfg.adminsock_mode, self.handle_admin,
+                                     owner=cfg.adminsock_owner, group=cfg.adminsock_group)
             await self.admin.start()
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)

@@ -93,3 +93,23 @@ def test_pyikectl_text_json_and_exit_codes(server, capsys):
 def test_pyikectl_without_daemon(tmp_path, capsys):
     assert ctl.main(["-s", str(tmp_path / "none.sock"), "status"]) == 2
     assert "none.sock" in capsys.readouterr().err
+
+
+def test_owner_and_group_as_racoons_adminsock(tmp_path):
+    import grp
+
+    async def handler(verb, args, want_json):
+        return {"ok": True}
+
+    async def run():
+        server = AdminServer(str(tmp_path / "s.sock"), 0o660, handler, owner="0",
+                             group=grp.getgrgid(1).gr_name)
+        await server.start()
+        st = os.stat(server.path)
+        await server.close()
+        return st
+
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    st = asyncio.run(run())
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 1, 0o660)
