@@ -104,9 +104,10 @@ class DataPlane:
     # --- control -----------------------------------------------------------------------------
 
     def apply_setkey(self, setkey_files: list, now: float) -> None:
+        """New SPD and hand-keyed SAs; if anything in the files is refused, nothing changes."""
+        manual = manual_sas_of(setkey_files, {t.spec.local for t in self.tunnels}, now)
         self.state.load_setkey(setkey_files, now)
-        locals_ = {t.spec.local for t in self.tunnels}
-        for sa in manual_sas_of(setkey_files, locals_, now):
+        for sa in manual:
             self.state.add(sa)
         self._refresh_policies()
 
@@ -136,7 +137,13 @@ class DataPlane:
             if msg is None:  # the IKE process is gone: forwarding without it would be unkeyed
                 self._running = False
                 return
-            self._control(msg, now)
+            try:
+                self._control(msg, now)
+            except Exception as exc:  # a refused SA or setkey file must not stop forwarding
+                log.error("forwarding process: %s refused: %s", msg[0], exc)
+                self._tell("error", f"{msg[0]}: {type(exc).__name__}: {exc}")
+                if msg[0] == "query":
+                    self._tell("reply", msg[1], None)
 
     def _control(self, msg: tuple, now: float) -> None:
         verb = msg[0]

@@ -60,6 +60,7 @@ class SadState:
         self.gre_packet_type = gre.GrePacket
 
     def load_setkey(self, setkey_files: list, now: float) -> None:
+        """All or nothing: a file the SPD refuses leaves the old SPD and SAs in place."""
         spd = SPD()
         for sk in setkey_files:
             spd.apply(sk)
