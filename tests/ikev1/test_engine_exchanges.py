@@ -230,3 +230,20 @@ def test_sainfo_without_supported_algorithms_fails_cleanly():
     fail = of_type(ea, NegotiationFailed)[0]
     assert (fail.phase, fail.reason) == (2, "no supported ESP algorithm in sainfo")
     assert a.counters["internal_errors"] == 0
+
+
+def test_ipv6_peers():
+    a6, b6 = "2001:db8::1", "2001:db8::2"
+    a = Engine(make_config(a6, b6), rng=seeded(21))
+    b = Engine(make_config(b6, a6), rng=seeded(22))
+    a.initiate(b6, 0.0)
+    engines = {a6: a, b6: b}
+    for _ in range(20):
+        out = [(d, lo, pe) for eng in (a, b) for d, lo, pe in eng.datagrams_to_send()]
+        if not out:
+            break
+        for dgram, local, peer in out:
+            engines[peer[0]].receive_datagram(dgram, peer, local, 0.0)
+    (ua,), (ub,) = of_type(events(a), Phase2Up), of_type(events(b), Phase2Up)
+    assert_mirrored(ua, ub)
+    assert ua.local_selector == (f"{a6}/128", 0, 0) and ua.outbound.dst == b6
