@@ -367,9 +367,11 @@ class QuickMixin:
         outbound = keys(qx.spi_out, p1.local[0], p1.peer[0])
         qx.gxy = None
         rekey_of = qx.rekey_of
-        if rekey_of is None:
+        if rekey_of is None and not qx.initiator:
+            # the peer renews a pair it began; a pair we began is a collision, not a rekey
             rekey_of = next((sa.spi_in for sa in self._p2.values()
                              if sa.peer[0] == p1.peer[0] and not sa.replaced
+                             and not sa.initiator
                              and (sa.local_sel, sa.remote_sel) == (local_sel, remote_sel)), None)
         old = self._p2.get(rekey_of) if rekey_of is not None else None
         if old is not None:

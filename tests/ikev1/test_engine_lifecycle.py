@@ -288,3 +288,17 @@ def test_replayed_quick_mode_after_it_was_forgotten_makes_nothing():
     b.receive_datagram(qm1, (B, 500), (A, 500), 100.0)
     assert b.datagrams_to_send() == [] and b.counters["duplicates"] == 1
     assert len(b.phase2_sas()) == 1
+
+
+def test_simultaneous_acquires_on_both_sides_never_leave_a_gap():
+    a, b = pair({"sainfo": {"lifetime_s": 100}}, {"sainfo": {"lifetime_s": 100}})
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    b.initiate(A, 0.0, gre_selector(B), gre_selector(A))
+    pump(a, b, 0.0)
+    assert len(of_type(events(a), Phase2Up)) == 2  # one pair each way: a collision
+    events(b)
+    now = 0.0
+    while now < 400.0:  # every 10 s both sides still hold a live pair, and none ever expires
+        now = advance(a, b, now, now + 10.0)
+        assert a.phase2_sas() and b.phase2_sas()
+    assert not of_type(events(a), SaExpired) and not of_type(events(b), SaExpired)
