@@ -302,3 +302,20 @@ def test_simultaneous_acquires_on_both_sides_never_leave_a_gap():
         now = advance(a, b, now, now + 10.0)
         assert a.phase2_sas() and b.phase2_sas()
     assert not of_type(events(a), SaExpired) and not of_type(events(b), SaExpired)
+
+
+def test_byte_lifetimes_reported_by_the_data_plane():
+    a, b = pair()
+    ua, ub = _up(a, b)
+    a.sa_soft_expired(ua.inbound.spi, 5.0)  # soft: the initiator renegotiates at once
+    pump(a, b, 5.0)
+    (new,) = of_type(events(a), Phase2Up)
+    assert new.rekey_of == ua.inbound.spi
+    events(b)
+    b.sa_hard_expired(ub.inbound.spi, 6.0)  # already replaced and deleted: nothing
+    assert events(b) == []
+    b.sa_hard_expired(of_type([new], Phase2Up)[0].outbound.spi, 7.0)
+    pump(a, b, 7.0)
+    (exp,) = of_type(events(b), SaExpired)
+    assert exp.spi_in == new.outbound.spi
+    assert of_type(events(a), SaDeleted)[0].spi_in == new.inbound.spi  # told by b's delete
