@@ -280,7 +280,10 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         assert p1.keys is not None and p1.suite is not None
         first, body = encode_payloads(payloads)
         block = crypto.block_size(p1.suite.encryption)
-        padded = crypto.pad(body, block, self._rng if self.config.pad_randomize else None)
+        extra = 0
+        if self.config.pad_randomize_length:  # racoon `randomize_length`, up to maximum_length
+            extra = self._rng(1)[0] % (max(self.config.pad_max_length, block) // block)
+        padded = crypto.pad(body, block, self._rng if self.config.pad_randomize else None, extra)
         ct = crypto.encrypt(p1.suite.encryption, p1.keys.enc_key, iv, padded)
         hdr = Header(header.icookie, header.rcookie, first, header.exchange,
                      header.flags | Flag.ENCRYPTION, header.message_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ikev1.constants import Exchange, Flag
@@ -247,3 +249,11 @@ def test_ipv6_peers():
     (ua,), (ub,) = of_type(events(a), Phase2Up), of_type(events(b), Phase2Up)
     assert_mirrored(ua, ub)
     assert ua.local_selector == (f"{a6}/128", 0, 0) and ua.outbound.dst == b6
+
+
+def test_random_padding_lengths_still_interoperate():
+    a, b = pair()
+    a.config = dataclasses.replace(a.config, pad_randomize=True, pad_randomize_length=True,
+                                   pad_max_length=64)
+    ea, eb = _up(a, b)
+    assert_mirrored(of_type(ea, Phase2Up)[0], of_type(eb, Phase2Up)[0])
