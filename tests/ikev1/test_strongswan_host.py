@@ -375,3 +375,21 @@ def test_natt_pyike_behind_nat(nat_pyike: HostPair) -> None:
     assert "remote host is behind NAT" in log, log
     assert f"received packet: from {NAT_ADDR}[4500]" in log, log
     assert "parsed QUICK_MODE request" in log and "NAT-OA NAT-OA ]" in log, log
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "charon answers a NATed transport-mode quick mode with the NAT's address in IDci; the "
+    "engine rejects IDs that differ from the ones it sent (as upstream racoon does; Apple's "
+    "racoon accepts them when a NAT was detected)"))
+def test_natt_quick_mode_pyike_behind_nat_initiator(nat_pyike: HostPair) -> None:
+    pair = nat_pyike
+    conn = charon_conn(auto="add", left=pair.addr["peer"], right=pair.seen["pyike"],
+                       extra="  rightid=%any\n  dpdaction=none\n")
+    charon = Charon(pair, conn, PSK)
+    charon.start()
+    events, _counters, out = pair.run_driver(_spec(
+        "initiator", natt="on", local=pair.addr["pyike"], peer=pair.seen["peer"],
+        until=["Phase2Up"], timeout=10))
+    up = next((e for e in events if e["event"] == "Phase2Up"), None)
+    assert up is not None, out + charon.text()
+    assert up["encapsulation"] == "udp"
