@@ -378,7 +378,7 @@ def test_natt_pyike_behind_nat(nat_pyike: HostPair) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "charon answers a NATed transport-mode quick mode with the NAT's address in IDci; the "
+    "charon answers a NATed transport-mode quick mode with IDs rewritten for the NAT; the "
     "engine rejects IDs that differ from the ones it sent (as upstream racoon does; Apple's "
     "racoon accepts them when a NAT was detected)"))
 def test_natt_quick_mode_pyike_behind_nat_initiator(nat_pyike: HostPair) -> None:
