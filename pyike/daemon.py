@@ -66,6 +66,16 @@ def engine_config(config, tunnels: list[TunnelSpec]):
     return dataclasses.replace(engine, local_addresses=tuple(dict.fromkeys(known)))
 
 
+def _spd_of(config):
+    """The SPD the configuration's setkey files make (raises what the SPD refuses)."""
+    from spd.db import SPD
+
+    spd = SPD()
+    for sf in setkey_files(config):
+        spd.apply(sf)
+    return spd
+
+
 def _listen_addresses(config) -> list[tuple[str, int]]:
     """(address, port) pairs to bind for IKE. Without `isakmp` lines racoon listens on every
     address, on the NAT-T port too when a remote may use NAT traversal."""
@@ -158,25 +168,29 @@ class Daemon:
         log.info("pyike stopped")
 
     def _stop_dataplane(self) -> None:
-        if self.dp is None:
+        if self.dp is None:  # it went on its own
+            self._reap_dataplane()
             return
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):
             loop.remove_reader(self.dp.fileno())
         with contextlib.suppress(OSError):
             pipe.send(self.dp, "stop")
+        self.dp.close()
+        self.dp = None
+        self._reap_dataplane()
+
+    def _reap_dataplane(self) -> None:
+        """Wait (bounded) for the forwarding process, which removes the TUN devices as it goes."""
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            pid, _ = os.waitpid(self.dp_pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.02)
-        else:
+        with contextlib.suppress(ChildProcessError):
+            while time.monotonic() < deadline:
+                if os.waitpid(self.dp_pid, os.WNOHANG)[0]:
+                    return
+                time.sleep(0.02)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.dp_pid, signal.SIGKILL)
             os.waitpid(self.dp_pid, 0)
-        self.dp.close()
-        self.dp = None
 
     # --- IKE sockets ---------------------------------------------------------------------------
 
@@ -439,6 +453,7 @@ class Daemon:
 
         try:
             new = config_mod.load(self.config_path)
+            spd = _spd_of(new)
         except Exception as exc:
             errors = [str(e) for e in getattr(exc, "errors", [exc])]
             for line in errors:
@@ -450,18 +465,13 @@ class Daemon:
         # live SAs keep the terms they agreed
         self.engine.reconfigure(engine_config(new, self.tunnels), time.monotonic())
         self._to_dataplane("setkey", setkey_files(new))
-        self._prune_unmatched(new)
+        self._prune_unmatched(spd)
         log.info("configuration reloaded from %s", self.config_path)
         self._service()
         return []
 
-    def _prune_unmatched(self, new) -> None:
+    def _prune_unmatched(self, spd) -> None:
         """Delete negotiated SAs that no `out` ipsec policy of the new SPD covers any more."""
-        from spd.db import SPD
-
-        spd = SPD()
-        for sf in setkey_files(new):
-            spd.apply(sf)
         now = time.monotonic()
         for spi_in, pair in list(self.pairs.items()):
             p = spd.lookup("out", pair.outbound.src, pair.outbound.dst, IPPROTO_GRE, 0, 0, None)

@@ -353,3 +353,19 @@ def test_without_listen_addresses_binds_every_address_and_natt(topo):
 
 def up_count(router) -> int:
     return router.ctl_json("status")["phase2"]
+
+
+def test_reload_of_a_broken_file_is_refused_and_nothing_changes(up):
+    a = up.routers["a"]
+    before = spis(a)
+    good = a.conf.read_text()
+    a.conf.write_text(good.replace("exchange_mode main;", "exchange_mode sideways;"))
+    out = a.ctl("reload-config")
+    assert out.returncode == 1 and f"{a.conf}:" in out.stderr
+    setkey = a.workdir / "setkey.conf"
+    a.conf.write_text(good)
+    setkey.write_text(setkey.read_text() + "spddelete 10.9.9.1/32 10.9.9.2/32 any -P out;\n")
+    out = a.ctl("reload-config")
+    assert out.returncode == 1 and "setkey.conf" in out.stderr
+    assert spis(a) == before and len(a.ctl_json("spd")) == 2
+    assert up.ping(count=3, interval=0.2).returncode == 0
