@@ -38,6 +38,16 @@ RACOON_PH1_STATE = {"I_MM1": 3, "R_MM2": 3, "I_AM1": 3, "R_AM2": 3, "I_MM3": 5, 
                     "I_MM5": 7, "established": 9}
 
 
+def _where(exc: BaseException) -> str:
+    """The exception's type and innermost function and line: enough to find a bug, no data."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    return f"{type(exc).__name__} in {tb.tb_frame.f_code.co_name}:{tb.tb_lineno}"
+
+
 class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattMixin):
     def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
         self.config = config
@@ -51,6 +61,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[Event] = deque()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self.last_internal_error: str | None = None  # for the shell to log once; no data in it
 
     # --- the I/O shell's calls ----------------------------------------------------------
 
@@ -72,8 +83,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             self.counters["malformed"] += 1
         except crypto.CryptoError:
             self.counters["crypto_errors"] += 1
-        except Exception:  # noqa: BLE001 - a bug must not take the daemon down; it is counted
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the daemon down
             self.counters["internal_errors"] += 1
+            self.last_internal_error = _where(exc)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         out, self._out = self._out, []

@@ -257,3 +257,16 @@ def test_random_padding_lengths_still_interoperate():
                                    pad_max_length=64)
     ea, eb = _up(a, b)
     assert_mirrored(of_type(ea, Phase2Up)[0], of_type(eb, Phase2Up)[0])
+
+
+def test_an_internal_error_is_counted_and_named_not_raised():
+    a, b = pair()
+
+    def broken(*args):
+        raise KeyError("boom")
+
+    b._respond_phase1 = broken
+    a.initiate(B, 0.0)
+    pump(a, b, 0.0)
+    assert b.counters["internal_errors"] == 1
+    assert b.last_internal_error == "KeyError in broken:" + str(broken.__code__.co_firstlineno + 1)
