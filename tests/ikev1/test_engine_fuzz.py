@@ -72,3 +72,52 @@ def test_garbage_never_raises_nor_changes_established_sas(data, to_a, port):
                                                  Phase2Up))]
     assert _snapshot(eng) == BEFORE[here]
     assert eng.counters["internal_errors"] == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1), loss=st.floats(0.0, 0.35),
+       dup=st.floats(0.0, 0.3), swap=st.booleans())
+def test_lossy_wire_ends_with_mirrored_keys_or_a_clean_failure(seed, loss, dup, swap):
+    """Any pattern of loss, duplication and reordering: both sides agree, or a side gives up."""
+    import random
+
+    from ikev1.events import NegotiationFailed
+    from ikev1.policy import RetransmitTimer
+
+    rnd = random.Random(seed)
+    timer = {"timer": RetransmitTimer(counter=4, interval=1.0)}
+    a, b = pair(timer, timer)
+    engines = {A: a, B: b}
+
+    def wire(now):
+        batch = [(d, lo, pe) for eng in (a, b) for d, lo, pe in eng.datagrams_to_send()]
+        if swap:
+            rnd.shuffle(batch)
+        for dgram, local, peer in batch:
+            copies = 0 if rnd.random() < loss else 1 + (rnd.random() < dup)
+            for _ in range(copies):
+                engines[peer[0]].receive_datagram(dgram, peer, local, now)
+        return bool(batch)
+
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    now = 0.0
+    for _ in range(200):
+        while wire(now):
+            pass
+        nxt = [t for t in (a.get_timer(), b.get_timer()) if t is not None and t <= 15.0]
+        if not nxt:
+            break
+        now = min(nxt)
+        a.handle_timer(now)
+        b.handle_timer(now)
+    ea, eb = events(a), events(b)
+    ua, ub = [e for e in ea if isinstance(e, Phase2Up)], [e for e in eb if isinstance(e, Phase2Up)]
+    assert a.counters["internal_errors"] == b.counters["internal_errors"] == 0
+    for up in ua:  # every pair a installed is one b installed with the same keys, mirrored
+        match = [u for u in ub if u.inbound.spi == up.outbound.spi]
+        if match:
+            assert match[0].inbound == up.outbound and match[0].outbound == up.inbound
+        else:  # only when b never got quick mode 3 before giving up
+            assert any(isinstance(e, NegotiationFailed) for e in eb)
+    if not ua:
+        assert any(isinstance(e, NegotiationFailed) for e in ea)
