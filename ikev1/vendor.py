@@ -27,6 +27,7 @@ XAUTH = _md5(b"draft-ietf-ipsra-isakmp-xauth-06.txt")[:8]
 CISCO_UNITY = _md5(b"CISCO-UNITY")[:14] + b"\x01\x00"  # version 1.0 in the last two bytes
 KAME_RACOON = _md5(b"KAME/racoon")
 STRONGSWAN_PREFIX = bytes.fromhex("882fe56d6fd20dbc2251613b2ebe5beb")
+LIBRESWAN_PREFIX = b"OE"  # Openswan/Libreswan IDs are "OE" and an encoded version string
 
 # name -> (value, compare only the value's length as a prefix)
 KNOWN: dict[str, tuple[bytes, bool]] = {
@@ -38,6 +39,7 @@ KNOWN: dict[str, tuple[bytes, bool]] = {
     "Cisco Unity": (CISCO_UNITY[:14], True),
     "KAME/racoon": (KAME_RACOON, False),
     "strongSwan": (STRONGSWAN_PREFIX, True),
+    "Openswan/Libreswan": (LIBRESWAN_PREFIX, True),
 }
 
 

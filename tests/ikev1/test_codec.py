@@ -159,6 +159,7 @@ def test_known_vendor_ids():
     assert vendor.vendor_name(bytes.fromhex("12f5f28c457168a9702d9fe274cc0100")) == "Cisco Unity"
     assert vendor.vendor_name(bytes.fromhex("09002689dfd6b712")) == "XAUTH"
     assert vendor.vendor_name(vendor.FRAGMENTATION + b"\x80\x00\x00\x00") == "IKE FRAGMENTATION"
+    assert vendor.vendor_name(b"OEN" + bytes(9)) == "Openswan/Libreswan"
     assert vendor.vendor_name(b"\x00" * 16) is None
 
 
