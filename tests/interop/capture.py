@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,10 +11,11 @@ from tests.interop.vm import PeerVm
 
 
 class Capture:
-    def __init__(self, vm: PeerVm) -> None:
+    """The pcap is written into `directory`, which the caller owns and removes."""
+
+    def __init__(self, vm: PeerVm, directory: Path) -> None:
         self.vm = vm
-        self._dir = Path(tempfile.mkdtemp(prefix="pyike-cap-"))
-        self.path = self._dir / "tap.pcap"
+        self.path = directory / "tap.pcap"
         self._proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Capture:
@@ -48,8 +47,3 @@ class Capture:
     def __exit__(self, *exc) -> None:
         time.sleep(0.2)  # let the last packets reach the file
         self._stop()
-
-    def remove(self) -> None:
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-            self._dir.rmdir()

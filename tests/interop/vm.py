@@ -45,6 +45,15 @@ def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.
     return proc
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: qemu gets SIGKILL if the test process dies (PR_SET_PDEATHSIG),
+    so a crashed test run leaves no VM behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, 9)
+
+
 class Namespace:
     """A network namespace named uniquely for this process, removed on close."""
 
@@ -128,7 +137,7 @@ class PeerVm:
         ]
         qemu_log = open(self.workdir / "qemu.log", "wb")  # noqa: SIM115 - kept for the process
         self._proc = self.ns.popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         qemu_log.close()
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         self._connect(deadline)
@@ -229,10 +238,6 @@ class PeerVm:
             f"mkdir -p $(dirname {q}) && printf '%s' '{b64}' | base64 -d > {q}"
             f" && chmod {mode:o} {q}"
         )
-
-    def spawn(self, cmd: str, log: str) -> None:
-        """Start a long-running guest process detached from the command channel."""
-        self.check(f"setsid sh -c {shlex.quote(cmd)} > {shlex.quote(log)} 2>&1 < /dev/null &")
 
     # -- diagnostics ------------------------------------------------------------------------
     def console_tail(self, lines: int = 60) -> str:
