@@ -86,14 +86,16 @@ class DataPlane:
         self.counters = Counters()
         self.tunnels: list[Tunnel] = []
         self.by_fd: dict[int, Tunnel] = {}
-        self.by_pair: dict[tuple[str, str], Tunnel] = {}  # (local, remote)
+        self.by_pair: dict[tuple[str, str], Tunnel] = {}  # (local, remote): the first tunnel
+        self.by_key: dict[tuple[str, str, int | None], Tunnel] = {}  # ... and its GRE key
         for spec in tunnels:
             tun = TunDevice(spec.name, spec.address, spec.peer, spec.mtu) if create_tun else None
             t = Tunnel(spec, tun)
             self.tunnels.append(t)
             if tun is not None:
                 self.by_fd[t.fd] = t
-            self.by_pair[(spec.local, spec.remote)] = t
+            self.by_pair.setdefault((spec.local, spec.remote), t)
+            self.by_key[(spec.local, spec.remote, spec.key)] = t
         self.esp_sock = _raw_socket(IPPROTO_ESP)
         self.gre_sock = _raw_socket(IPPROTO_GRE)
         self.udp_sock = _raw_socket(IPPROTO_UDP)
@@ -316,34 +318,42 @@ class DataPlane:
         nh, payload = res
         src = socket.inet_ntoa(data[12:16])
         t = self.by_pair.get((socket.inet_ntoa(data[16:20]), src))
-        if nh != IPPROTO_GRE or t is None or t.in_action == "discard" or sa.src != src:
+        if nh != IPPROTO_GRE or t is None or sa.src != src:
             c.policy_dropped += 1
             return
         c.esp_in += 1
         c.esp_in_bytes += len(payload)
-        self._to_tun(t, payload)
+        self._to_tun(t, payload, False)
 
     def _from_gre(self) -> None:
-        c = self.counters
         for data in self._received(self.gre_sock, 24):
             ihl = (data[0] & 15) * 4
             src = socket.inet_ntoa(data[12:16])
             dst = socket.inet_ntoa(data[16:20])
             t = self.by_pair.get((dst, src))
-            if t is None:
-                continue  # not one of our tunnels: none of our business
-            if t.in_require or t.in_action == "discard":
-                c.gre_clear_dropped += 1
-                continue
-            c.gre_clear_in += 1
-            self._to_tun(t, memoryview(data)[ihl:])
+            if t is not None:  # else not one of our tunnels: none of our business
+                self._to_tun(t, memoryview(data)[ihl:], True)
 
-    def _to_tun(self, t: Tunnel, gre_packet) -> None:
+    def _to_tun(self, t: Tunnel, gre_packet, clear: bool) -> None:
+        """Decapsulate, pick the tunnel by GRE key, apply its `in` policy, write to its TUN."""
         c = self.counters
         pkt = self.state.gre_decap(bytes(gre_packet))
-        if type(pkt) is not self.state.gre_packet_type or pkt.key != t.spec.key:
+        if type(pkt) is not self.state.gre_packet_type:
             c.malformed += 1
             return
+        if pkt.key != t.spec.key:
+            t = self.by_key.get((t.spec.local, t.spec.remote, pkt.key))
+            if t is None:
+                c.malformed += 1
+                return
+        if t.in_action == "discard" or (clear and t.in_require):
+            if clear:
+                c.gre_clear_dropped += 1
+            else:
+                c.policy_dropped += 1
+            return
+        if clear:
+            c.gre_clear_in += 1
         if t.fd < 0:
             return
         try:

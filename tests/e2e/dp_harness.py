@@ -1,6 +1,7 @@
 """Run pyike's forwarding process alone, keyed by hand from a setkey.conf (`add ... esp` lines).
 
-    python -m tests.e2e.dp_harness --setkey FILE NAME LOCAL REMOTE ADDRESS PEER [MTU]
+    python -m tests.e2e.dp_harness --setkey FILE [--key K]
+        [--extra NAME,LOCAL,REMOTE,ADDRESS,PEER,MTU,KEY]... NAME LOCAL REMOTE ADDRESS PEER [MTU]
 
 Prints `ready`, then answers `counters`, `sad_json` or `spd_json` lines on stdin with one JSON
 line each. SIGTERM or EOF on stdin stops it (and the TUN device goes with it).
@@ -23,13 +24,19 @@ from spd.parse import parse_setkey
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--setkey", required=True)
+    p.add_argument("--key", type=int, default=None, help="GRE key of the first tunnel")
+    p.add_argument("--extra", action="append", default=[], help="another tunnel, comma-separated")
     p.add_argument("tunnel", nargs="+")
     opts = p.parse_args()
     name, local, remote, address, peer, *rest = opts.tunnel
-    spec = TunnelSpec(name, local, remote, address, peer, int(rest[0]) if rest else 1400)
+    specs = [TunnelSpec(name, local, remote, address, peer, int(rest[0]) if rest else 1400,
+                        opts.key)]
+    for extra in opts.extra:
+        n, lo, re, ad, pe, mtu, key = extra.split(",")
+        specs.append(TunnelSpec(n, lo, re, ad, pe, int(mtu), int(key)))
     with open(opts.setkey) as f:
         setkey = parse_setkey(f.read(), opts.setkey)
-    pid, sock = start([spec], [setkey])
+    pid, sock = start(specs, [setkey])
     if pipe.recv(sock) != ("ready",):
         print("forwarding process failed", flush=True)
         return 1

@@ -31,13 +31,13 @@ def setkey_text(side: str, action: str = "ipsec esp/transport//require", sas: bo
 
 
 class Harness:
-    def __init__(self, topo, side: str, setkey: str) -> None:
+    def __init__(self, topo, side: str, setkey: str, extra: tuple[str, ...] = ()) -> None:
         other = "b" if side == "a" else "a"
         path = topo.tmp / f"setkey-{side}.conf"
         path.write_text(setkey)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", topo.ns[side], PYTHON, "-m", "tests.e2e.dp_harness",
-             "--setkey", str(path), "tun0", OUTER[side], OUTER[other], INNER[side],
+             "--setkey", str(path), *extra, "tun0", OUTER[side], OUTER[other], INNER[side],
              INNER[other]], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
@@ -179,3 +179,29 @@ def test_use_without_sa_sends_in_clear_and_acquires(manual):
     assert " 0% packet loss" in out.stdout, out.stdout
     c = ha.query("counters")["counters"]
     assert c["gre_clear_out"] >= 3 and c["acquires"] >= 1 and c["esp_out"] == 0
+
+
+def test_gre_keys_pick_the_tunnel(topo):
+    """Two tunnels between the same routers, told apart by their GRE keys (RFC 2890)."""
+    harnesses = []
+    try:
+        for side, other in (("a", "b"), ("b", "a")):
+            me, peer = ("10.1.2.1", "10.1.2.2") if side == "a" else ("10.1.2.2", "10.1.2.1")
+            extra = ("--key", "1", "--extra",
+                     f"tun1,{OUTER[side]},{OUTER[other]},{me},{peer},1400,2")
+            harnesses.append(Harness(topo, side, setkey_text(side), extra))
+        topo.route_lans()  # makes sure tun0 exists on both; then the LANs go through tun1
+        for side, other in (("a", "b"), ("b", "a")):
+            in_ns(topo.ns[side], "ip", "route", "replace", LAN[other][2], "dev", "tun1")
+        out = topo.ping(count=5, interval=0.2)
+        assert " 0% packet loss" in out.stdout, out.stdout
+
+        def rx_packets(side: str, dev: str) -> int:
+            stats = json.loads(in_ns(topo.ns[side], "ip", "-j", "-s", "link", "show", dev).stdout)
+            return stats[0]["stats64"]["rx"]["packets"]
+
+        for side in ("a", "b"):
+            assert rx_packets(side, "tun1") >= 5 and rx_packets(side, "tun0") == 0
+    finally:
+        for h in harnesses:
+            h.stop()
