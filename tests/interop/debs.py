@@ -63,7 +63,8 @@ def library_packages_missing_on_host(packages: list[str]) -> list[str]:
     return [
         name
         for name in depends_closure(packages)
-        if name.startswith("lib") and name not in packages and not host_has_package(name)
+        if name.startswith("lib") and not name.endswith("-perl")
+        and name not in packages and not host_has_package(name)
     ]
 
 
