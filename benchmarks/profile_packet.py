@@ -12,6 +12,8 @@ a veth to a reflector in a second namespace that sends them straight back, so th
 stages see real packets from the peer address (the inbound SA shares the outbound SA's keys).
 Each stage is timed per packet with time.perf_counter_ns; the timer's own cost is subtracted.
 The loop caches the SPD and SA lookup per tunnel; both the cached and the full lookup are shown.
+The send stage includes what the kernel does in the sender's context: routing, the veth, and
+delivery to the peer namespace's socket.
 """
 
 from __future__ import annotations
@@ -228,7 +230,8 @@ def summarize(samples: dict, rounds: int, packets: int, out_dir: Path) -> dict:
         f"{packets} packets; median; share of the direction's total)",
         ["stage", *[f"{s} B" for s in sizes]], rows,
     ))
-    print("  spd_lookup_full is what a cache miss costs; the loop pays spd_lookup_cached.")
+    print("  spd_lookup_full is what a cache miss costs; the loop pays spd_lookup_cached.\n"
+          "  send includes the kernel's delivery across the veth, in the sender's context.")
     plots = []
     series = {stage: [report.summary(samples.get(s, {}).get(stage, []))
                       for s in sizes] for stage in OUT_STAGES + IN_STAGES

@@ -134,6 +134,8 @@ def summarize(results: dict, cpu: dict, info: dict, tests: list[str], rounds: in
             print(f"  {key}: not measured ({meta['error']})")
         elif key == "strongswan":
             print(f"  {key}: {meta['note']}")
+    if any(t.startswith("udp") for t in tests):
+        print("  UDP: unlimited sender; it shares the two cores with the forwarding processes.")
     plots = []
     keys = [k for k in info if info[k]["available"]]
     if "tcp" in figures and keys:
