@@ -20,9 +20,11 @@ import socket
 
 import gre
 from pyike.dataplane import BATCH, IPPROTO_GRE
-from pyike.tun import GRE_HEADER, IPV4_HEADER, TunDevice
+from pyike.tun import TunDevice, inner_mtu
 
-RELAY_MTU = 1500 - IPV4_HEADER - GRE_HEADER  # RFC 2784: outer IPv4 + 4-byte GRE header
+# pyike's own TUN MTU on a 1500-byte link, though GRE alone would allow 1476: the same TCP
+# segment sizes as pyike, so the comparison is per packet, not per MTU.
+RELAY_MTU = inner_mtu(1500)
 
 
 class Relay:
