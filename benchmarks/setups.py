@@ -134,7 +134,8 @@ class RelaySetup(TunnelSetup):
 class StrongswanSetup(TunnelSetup):
     key = "strongswan"
     label = "strongSwan libipsec"
-    note = "charon kernel-libipsec: ESP tunnel mode in UDP 4500 (encapsulation differs)"
+    note = ("charon kernel-libipsec: ESP tunnel mode in UDP 4500 (encapsulation differs; "
+            "TUN MTU 1400, its default)")
 
     def __init__(self) -> None:
         super().__init__()
