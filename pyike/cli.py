@@ -77,6 +77,7 @@ def _detach() -> int | None:
     os.setsid()
     if os.fork():
         os._exit(0)
+    os.chdir("/")  # hold no directory busy; every path we keep is absolute
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -93,6 +94,9 @@ def _write_pidfile(path: str) -> None:
 
 
 def run(opts: argparse.Namespace) -> int:
+    opts.conf = os.path.abspath(opts.conf)  # reloads happen after the daemon left its cwd
+    if opts.logfile:
+        opts.logfile = os.path.abspath(opts.logfile)
     cfg = _load(opts.conf)
     if cfg is None:
         return 1

@@ -98,3 +98,20 @@ def test_bring_up_helper_is_shared(topo):
     bring_up(topo)
     for r in topo.routers.values():
         assert r.stop(signal.SIGTERM) == 0
+
+
+def test_detached_daemon_reloads_a_relative_configuration_path(topo):
+    topo.write_configs()
+    a = topo.routers["a"]
+    started = subprocess.run(["ip", "netns", "exec", topo.ns["a"], PYTHON, "-m", "pyike", "-f",
+                              "racoon.conf", "-l", "pyike.log"], cwd=a.workdir,
+                             capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert started.returncode == 0, started.stderr
+    pid = int((a.workdir / "pyike.pid").read_text())
+    try:
+        assert a.ctl("reload-config").returncode == 0
+        assert "configuration reloaded" in a.log.read_text()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not _alive(pid), 10, what="daemon gone")
