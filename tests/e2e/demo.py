@@ -42,6 +42,7 @@ def main() -> int:
         a_conf = topo.routers["a"].conf
         step(f"router a's {a_conf.name} and setkey.conf (router b's mirror them)")
         print(a_conf.read_text().rstrip())
+        print("\n# --- setkey.conf")
         print((a_conf.parent / "setkey.conf").read_text().rstrip())
         for side, r in topo.routers.items():
             step(f"pyike -F -f {r.conf} in router {side}")
