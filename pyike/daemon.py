@@ -282,16 +282,25 @@ class Daemon:
                      e.peer[0], e.peer[1], e.icookie.hex(), e.rcookie.hex())
             self._hook("phase1_up", e.local, e.peer, e.peer_identity)
         elif isinstance(e, ev.Phase1Down):
-            log.info("ISAKMP-SA deleted %s[%d] spi:%s:%s (%s)", e.peer[0], e.peer[1],
+            engine = self.config.engine
+            port = e.peer[1] if e.peer[1] == engine.isakmp_port else engine.natt_port
+            log.info("ISAKMP-SA %s %s[%d]-%s[%d] spi:%s:%s (%s)",
+                     "expired" if e.reason == "expired" else "deleted",
+                     self._local_for(e.peer[0]) or "?", port, e.peer[0], e.peer[1],
                      e.icookie.hex(), e.rcookie.hex(), e.reason)
             self._hook("phase1_down", None, e.peer, "")
         elif isinstance(e, ev.Phase2Up):
             self._install(e)
         elif isinstance(e, ev.SaExpired | ev.SaDeleted):
+            pair = self.pairs.get(e.spi_in)
             self._uninstall(e.spi_in, e.spi_out)
-            what = "expired" if isinstance(e, ev.SaExpired) else f"deleted ({e.reason})"
-            log.info("IPsec-SA %s: ESP spi_in=%d(0x%08x) spi_out=%d(0x%08x)", what, e.spi_in,
-                     e.spi_in, e.spi_out, e.spi_out)
+            what = "expired" if isinstance(e, ev.SaExpired) else "deleted"
+            why = "" if isinstance(e, ev.SaExpired) else f" ({e.reason})"
+            if pair is None:
+                log.info("IPsec-SA %s: ESP spi=%d(0x%08x)%s", what, e.spi_in, e.spi_in, why)
+            for keys in (pair.inbound, pair.outbound) if pair else ():
+                log.info("IPsec-SA %s: ESP/%s %s[0]->%s[0] spi=%d(0x%08x)%s", what,
+                         pair.mode.capitalize(), keys.src, keys.dst, keys.spi, keys.spi, why)
         elif isinstance(e, ev.PeerDead):
             self.counters["dead_peers"] += 1
             log.warning("DPD: remote %s[%d] seems to be dead", e.peer[0], e.peer[1])
