@@ -223,6 +223,9 @@ class Daemon:
             if port == self.config.engine.natt_port and data[:4] != NON_ESP_MARKER:
                 continue  # ESP in UDP or a NAT keepalive: the forwarding process has its copy
             self.counters["ike_in"] += 1
+            if log.isEnabledFor(logging.DEBUG):  # racoon's debug log shows each datagram
+                log.debug("%d bytes message received from %s[%d] to %s[%d]", len(data), peer[0],
+                          peer[1], local[0], local[1])
             try:
                 self.engine.receive_datagram(data, local, (peer[0], peer[1]), time.monotonic())
             except Exception:  # the engine should never raise; one bad datagram must not stop us
@@ -242,6 +245,9 @@ class Daemon:
                 sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)],
                               0, (peer[0], peer[1]))
             self.counters["ike_out"] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%d bytes from %s[%d] to %s[%d]", len(data), local[0], local[1],
+                          peer[0], peer[1])
         except OSError as exc:
             self.counters["ike_send_errors"] += 1
             log.debug("sending to %s[%d] failed: %s", peer[0], peer[1], exc)
