@@ -30,6 +30,7 @@ from .proposals import (
     phase1_sa,
     psk_proposals,
     select_phase1,
+    shorter_lifetime,
 )
 from .sa import Address, Drop, Flight, Phase1SA
 
@@ -213,7 +214,7 @@ class Phase1Mixin:
         if suite is None or not match:
             raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         return Phase1Suite(suite.encryption, suite.key_bits, suite.hash, suite.dh_group,
-                           min(suite.lifetime_s, match[0].lifetime_s))
+                           shorter_lifetime(suite.lifetime_s, match[0].lifetime_s))
 
     def _i_mm2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
         payloads = self._plain_payloads(hdr, data)

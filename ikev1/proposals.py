@@ -43,9 +43,11 @@ def default_bits(enc: str, bits: int | None) -> int | None:
     return (bits or 128) if enc == "aes" else None
 
 
-def _life_pairs(attributes: tuple[tuple[int, AttrValue], ...], type_attr: int, dur_attr: int
-                ) -> tuple[int, int | None]:
-    seconds, kbytes, pending = DEFAULT_LIFETIME_S, None, None
+def _life_pairs(attributes: tuple[tuple[int, AttrValue], ...], type_attr: int, dur_attr: int,
+                default: int = DEFAULT_LIFETIME_S) -> tuple[int, int | None]:
+    """(seconds, kilobytes) of life type/duration pairs; seconds 0 is "no limit of the peer's"
+    (see shorter_lifetime), and a kilobyte duration of 0 no byte limit at all."""
+    seconds, kbytes, pending = default, None, None
     for kind, value in attributes:
         if kind == type_attr:
             pending = attribute_int(value)
@@ -53,9 +55,21 @@ def _life_pairs(attributes: tuple[tuple[int, AttrValue], ...], type_attr: int, d
             if pending == LIFE_SECONDS:
                 seconds = attribute_int(value)
             elif pending == LIFE_KILOBYTES:
-                kbytes = attribute_int(value)
+                kbytes = attribute_int(value) or None
             pending = None
     return seconds, kbytes
+
+
+def shorter_lifetime(peer: int, ours: int) -> int:
+    """The shorter of two lifetimes in seconds, where 0 sets no limit.
+
+    strongSwan announces a life duration of 0 for a connection that never rekeys; taken as
+    0 seconds it would expire the SA at once. racoon refuses such a transform ("invalid life
+    duration", ipsec-tools ipsec_doi.c); pyike accepts it and keeps its own lifetime.
+    """
+    if not peer or not ours:
+        return peer or ours
+    return min(peer, ours)
 
 
 def _key_bits(enc: str, value: AttrValue | None) -> int | None:
@@ -126,6 +140,8 @@ def parse_phase1_transform(tr: Transform) -> Phase1Suite | None:
 
 def _lifetime_ok(check: str, peer: int, ours: int) -> int | None:
     """The lifetime to use under proposal_check, or None to reject (racoon.conf(5))."""
+    if peer == 0:
+        return ours  # the peer sets no limit (shorter_lifetime)
     if check == "obey":
         return peer
     if check == "exact":
@@ -290,4 +306,5 @@ def responder_lifetime_attrs(seconds: int) -> tuple[tuple[int, AttrValue], ...]:
 
 
 def parse_lifetime_attrs(attrs: tuple[tuple[int, AttrValue], ...]) -> tuple[int, int | None]:
-    return _life_pairs(attrs, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION)
+    """RESPONDER-LIFETIME data: (seconds, kilobytes); seconds 0 when it names none."""
+    return _life_pairs(attrs, P2Attr.LIFE_TYPE, P2Attr.LIFE_DURATION, default=0)

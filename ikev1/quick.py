@@ -40,6 +40,7 @@ from .proposals import (
     phase2_proposals,
     responder_lifetime_attrs,
     select_phase2,
+    shorter_lifetime,
 )
 from .sa import Drop, Flight, Phase1SA, Phase2SA, QuickExchange
 
@@ -299,11 +300,12 @@ class QuickMixin:
         ids = [pl for pl in payloads if isinstance(pl, IdPayload)]
         if ids and (qx.id_ci is None or ids != [qx.id_ci, qx.id_cr]):
             raise QuickFail("INVALID-ID-INFORMATION")
-        lifetime = min(suite.lifetime_s, ours.lifetime_s)
+        lifetime = shorter_lifetime(suite.lifetime_s, ours.lifetime_s)
         for pl in payloads:
             if isinstance(pl, NotifyPayload) and pl.msg_type == Notify.RESPONDER_LIFETIME:
                 seconds, _ = parse_lifetime_attrs(decode_attributes(pl.data))
-                lifetime = min(lifetime, seconds)  # RFC 2407 §4.6.3.1: honour the responder's
+                # RFC 2407 §4.6.3.1: honour the responder's
+                lifetime = shorter_lifetime(seconds, lifetime)
         return Phase2Suite(suite.encryption, suite.key_bits, suite.authentication,
                            suite.pfs_group, lifetime, suite.lifetime_kb or ours.lifetime_kb,
                            suite.encap)
