@@ -55,8 +55,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         self._p1: dict[bytes, Phase1SA] = {}  # by initiator cookie
         self._p2: dict[int, Phase2SA] = {}  # by inbound SPI
         self._quick: dict[tuple[bytes, int], QuickExchange] = {}
+        # acquires waiting for phase 1, by peer: (local, remote, rekey_of, queued at)
         self._acquires: dict[str, list[tuple[TrafficSelector | None, TrafficSelector | None,
-                                             int | None]]] = {}
+                                             int | None, float]]] = {}
         self._contacted: set[str] = set()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[Event] = deque()
@@ -99,6 +100,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
+        self._acquire_timers(now)
         for p1 in list(self._p1.values()):
             self._p1_timers(p1, now)
         for qx in list(self._quick.values()):
@@ -345,6 +347,10 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         self._emit(NegotiationFailed(peer, phase, reason))
 
     def _deadlines(self):
+        wait = self.config.timer.phase1_timeout
+        if wait > 0:
+            for pending in self._acquires.values():
+                yield min(since for *_, since in pending) + wait if pending else None
         for p1 in self._p1.values():
             yield p1.flight.resend_at
             yield p1.expires_at
@@ -355,6 +361,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         for qx in self._quick.values():
             yield qx.flight.resend_at
             yield qx.forget_at
+            if qx.forget_at is None and self.config.timer.phase2_timeout > 0:
+                yield qx.created + self.config.timer.phase2_timeout
         for sa in self._p2.values():
             yield sa.hard_at
             if not sa.rekeying and not sa.replaced:

@@ -360,7 +360,7 @@ class Phase1Mixin:
         if p1.initiator and p1.remote.initial_contact and p1.peer[0] not in self._contacted:
             self._send_info(p1, [NotifyPayload(Notify.INITIAL_CONTACT, Proto.ISAKMP, p1.spi)])
         self._contacted.add(p1.peer[0])
-        for local_sel, remote_sel, rekey_of in self._acquires.pop(p1.peer[0], []):
+        for local_sel, remote_sel, rekey_of, _since in self._acquires.pop(p1.peer[0], []):
             self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
 
     def _rekeys(self: Engine, p1: Phase1SA) -> bool:

@@ -45,13 +45,18 @@ class DpdSettings:
 
 @dataclass(frozen=True)
 class RetransmitTimer:
-    """racoon's `timer { counter; interval; persend; phase1; phase2; }`."""
+    """racoon's `timer { counter; interval; persend; phase1; phase2; }`.
+
+    phase1: how long an acquire waits for its ISAKMP SA before it is dropped (racoon's
+    retry_checkph1); phase2: the longest a quick mode may take from its start (racoon's
+    wait_ph2complete). 0 turns either off. Defaults are ipsec-tools 0.8's localconf.h.
+    """
 
     counter: int = 5  # resends before giving up
     interval: float = 10.0  # seconds between resends
     persend: int = 1  # copies sent per (re)send
-    phase1_timeout: float = 15.0
-    phase2_timeout: float = 10.0
+    phase1_timeout: float = 30.0
+    phase2_timeout: float = 30.0
     natt_keepalive: float = 20.0
 
 

@@ -73,8 +73,8 @@ class QuickMixin:
             self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
             return
         pending = self._acquires.setdefault(peer_address, [])
-        if not any((ls, rs) == (local_sel, remote_sel) for ls, rs, _ in pending):
-            pending.append((local_sel, remote_sel, rekey_of))
+        if not any((ls, rs) == (local_sel, remote_sel) for ls, rs, *_ in pending):
+            pending.append((local_sel, remote_sel, rekey_of, now))
         negotiating = any(p.peer[0] == peer_address and not p.established
                           for p in self._p1.values())
         if not negotiating:
@@ -400,10 +400,42 @@ class QuickMixin:
         if qx.forget_at is not None and now >= qx.forget_at:
             del self._quick[key]
             return
-        if self._flight_due(qx.flight, now):
+        # racoon `timer { phase2 }` (wait_ph2complete): the longest a quick mode may take,
+        # counted from its start on either side, whatever resends are left
+        limit = self.config.timer.phase2_timeout
+        over = qx.forget_at is None and limit > 0 and now >= qx.created + limit
+        if over:
+            self.counters["timeouts"] += 1
+        if over or self._flight_due(qx.flight, now):
             del self._quick[key]
             self._fail(qx.p1.peer, 2, "timeout")
-            if qx.rekey_of is not None and qx.rekey_of in self._p2:
-                self._p2[qx.rekey_of].rekeying = False  # try again before the hard expiry
-                self._p2[qx.rekey_of].soft_at = now + self.config.timer.interval
+            self._retry_rekey(qx.rekey_of, now)
+
+    def _acquire_timers(self: Engine, now: float) -> None:
+        """racoon `timer { phase1 }` (retry_checkph1): how long an acquire waits for phase 1.
+
+        The acquire is dropped; the phase-1 exchange itself goes on under its own resends.
+        """
+        limit = self.config.timer.phase1_timeout
+        if limit <= 0:
+            return
+        for peer_address, pending in list(self._acquires.items()):
+            late = [entry for entry in pending if now >= entry[3] + limit]
+            if not late:
+                continue
+            self._acquires[peer_address] = [e for e in pending if e not in late]
+            if not self._acquires[peer_address]:
+                del self._acquires[peer_address]
+            remote = self._remote_for(peer_address)
+            port = remote.port if remote else self.config.isakmp_port
+            for *_, rekey_of, _since in late:
+                self._fail((peer_address, port), 2, "timeout waiting for phase 1")
+                self._retry_rekey(rekey_of, now)
+
+    def _retry_rekey(self: Engine, rekey_of: int | None, now: float) -> None:
+        """A failed renewal: the old pair tries again before its hard expiry."""
+        old = self._p2.get(rekey_of) if rekey_of is not None else None
+        if old is not None:
+            old.rekeying = False
+            old.soft_at = now + self.config.timer.interval
 
