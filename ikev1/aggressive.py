@@ -6,6 +6,7 @@ HDR, HASH_I. The pre-shared key can be found by the initiator's identifier (raco
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from . import crypto
@@ -69,7 +70,8 @@ class AggressiveMixin:
             payloads = self._plain_payloads(hdr, data)
         assert p1.id_peer is not None
         received = required(payloads, HashPayload, "HASH")
-        if received.data != self._auth_hash(p1, initiator=True, id_b=p1.id_peer.encode_body()):
+        expected = self._auth_hash(p1, initiator=True, id_b=p1.id_peer.encode_body())
+        if not hmac.compare_digest(received.data, expected):
             raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
         wanted = p1.remote.peers_identifier
         if p1.remote.verify_identifier and wanted and not identity_matches(p1.id_peer, wanted):

@@ -29,7 +29,7 @@ Rng = Callable[[int], bytes]
 COUNTER_NAMES = (
     "received", "sent", "malformed", "decrypt_failed", "hash_mismatch", "unknown_sa",
     "unexpected", "duplicates", "resends", "timeouts", "crypto_errors", "internal_errors",
-    "notifies_received", "keepalives",
+    "notifies_received", "keepalives", "half_open_refused",
 )
 
 
@@ -246,9 +246,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
                 return mid
 
     def _send(self, flight: Flight, datagrams: list[bytes], now: float, *,
-              expect_reply: bool) -> None:
+              expect_reply: bool, quiet: bool = False) -> None:
         """Send a flight (persend copies each) and arm its resend timer if a reply is due."""
-        flight.datagrams = datagrams
+        flight.datagrams, flight.quiet = datagrams, quiet
         timer = self.config.timer
         flight.resends_left = timer.counter if expect_reply else 0
         flight.resend_at = now + timer.interval if expect_reply else None
@@ -275,8 +275,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             return True
         flight.resends_left -= 1
         flight.resend_at = now + self.config.timer.interval
-        self.counters["resends"] += 1
-        self._transmit(flight)
+        if not flight.quiet:
+            self.counters["resends"] += 1
+            self._transmit(flight)
         return False
 
     def _is_duplicate(self, flight: Flight, data: bytes) -> bool:

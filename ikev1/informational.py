@@ -70,6 +70,9 @@ class InformationalMixin:
         tail = chain_after_first(plain, len(payloads))
         self._check_hash(p1, payloads,
                          crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, hdr.message_id, tail))
+        if hdr.message_id in p1.seen_msgids:
+            raise Drop("duplicates")  # a replay: never a second ACK or INITIAL-CONTACT purge
+        p1.seen_msgids.add(hdr.message_id)
         self.counters["notifies_received"] += 1
         for pl in payloads[1:]:
             if isinstance(pl, NotifyPayload):
@@ -106,20 +109,23 @@ class InformationalMixin:
             self._quick_error(p1, pl)
 
     def _quick_error(self: Engine, p1: Phase1SA, pl: NotifyPayload) -> None:
-        """A peer's error about our quick mode: matched by our SPI, else every pending one."""
+        """A peer's error about our quick mode: the one with that SPI when it names an ESP SPI
+        (one we do not know ends nothing), else every pending one (racoon names the ISAKMP SA,
+        strongSwan sends SPI 0 when it read none)."""
         pending = [(key, qx) for key, qx in self._quick.items()
                    if qx.p1 is p1 and qx.initiator and qx.state == "I_QM1"]
-        spi = int.from_bytes(pl.spi, "big") if len(pl.spi) == 4 else None
-        matched = [(key, qx) for key, qx in pending if qx.spi_in == spi]
-        for key, _qx in matched or pending:
+        spi = int.from_bytes(pl.spi, "big") if len(pl.spi) == 4 else 0
+        if pl.protocol == Proto.ESP and spi:  # SPI 0 is none (RFC 4303 §2.1)
+            pending = [(key, qx) for key, qx in pending if qx.spi_in == spi]
+        for key, _qx in pending:
             del self._quick[key]
             self._fail(p1.peer, 2, notify_name(pl.msg_type))
 
     def _on_delete(self: Engine, p1: Phase1SA, pl: DeletePayload, now: float) -> None:
         if pl.protocol == Proto.ISAKMP:
             for spi in pl.spis:
-                target = self._p1.get(spi[:8])
-                if target is not None and target.peer[0] == p1.peer[0] and len(spi) == 16:
+                target = self._p1.get(spi[:8])  # RFC 2408 §3.15: both cookies name it
+                if target is not None and target.peer[0] == p1.peer[0] and target.spi == spi:
                     self._drop_p1(target, now, "peer-deleted", notify_peer=False)
         elif pl.protocol == Proto.ESP:
             for spi in pl.spis:

@@ -5,6 +5,7 @@ RFC 2409 §5 (exchanges, SKEYID, HASH_I/HASH_R), §5.4 (PSK), App. B (encryption
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from . import crypto, vendor
@@ -36,6 +37,8 @@ from .sa import Address, Drop, Flight, Phase1SA
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+MAX_HALF_OPEN = 512  # responder ISAKMP SAs not yet authenticated: what spoofed MM1s may hold
 
 ZERO_COOKIE = bytes(8)
 _EXCHANGE = {"main": Exchange.MAIN, "aggressive": Exchange.AGGRESSIVE}
@@ -168,6 +171,9 @@ class Phase1Mixin:
         mode = "main" if hdr.exchange == Exchange.MAIN else "aggressive"
         if remote is None or mode not in remote.exchange_mode:
             raise Drop("unknown_sa")  # racoon: no remote block for this peer and mode
+        half_open = sum(1 for p in self._p1.values() if not p.initiator and not p.established)
+        if half_open >= MAX_HALF_OPEN:
+            raise Drop("half_open_refused")  # the source address may be forged: hold no more
         payloads = self._plain_payloads(hdr, data)
         sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
         if sa is None:
@@ -197,7 +203,10 @@ class Phase1Mixin:
         self._p1[p1.icookie] = p1
         p1.flight.last_in = data
         reply = Header(p1.icookie, p1.rcookie, 0, hdr.exchange, 0, 0)
-        self._send(p1.flight, [encode_message(reply, out)], now, expect_reply=True)
+        # Main mode 2 goes again only when message 1 does: one datagram per datagram from an
+        # unproven address. Aggressive mode 2 keeps its resends: they recover a lost message 3.
+        self._send(p1.flight, [encode_message(reply, out)], now, expect_reply=True,
+                   quiet=mode == "main")
 
     # --- main mode -------------------------------------------------------------------
 
@@ -311,7 +320,7 @@ class Phase1Mixin:
         peer_id = required(payloads, IdPayload, "ID")
         received = required(payloads, HashPayload, "HASH")
         expected = self._auth_hash(p1, initiator=not p1.initiator, id_b=peer_id.encode_body())
-        if received.data != expected:
+        if not hmac.compare_digest(received.data, expected):
             raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
         wanted = p1.remote.peers_identifier
         if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):

@@ -7,6 +7,7 @@ responder then sends HASH, N(CONNECTED) and the initiator waits for it.
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from . import crypto
@@ -163,7 +164,7 @@ class QuickMixin:
                     ) -> None:
         if not payloads or not isinstance(payloads[0], HashPayload):
             raise Drop("malformed")
-        if payloads[0].data != expected_for:
+        if not hmac.compare_digest(payloads[0].data, expected_for):
             raise Drop("hash_mismatch")
 
     def _r_qm1(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:

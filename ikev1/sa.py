@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from .codec import IdPayload, SaPayload
@@ -22,7 +23,10 @@ class Drop(Exception):
 
 @dataclass(eq=False)
 class Flight:
-    """What we last sent in one exchange, for resends, and what we last got, for duplicates."""
+    """What we last sent in one exchange, for resends, and what we last got, for duplicates.
+
+    A quiet flight is sent again only when the peer repeats itself; its timer just ends it.
+    """
 
     local: Address
     peer: Address
@@ -30,6 +34,28 @@ class Flight:
     resend_at: float | None = None
     resends_left: int = 0
     last_in: bytes | None = None
+    quiet: bool = False
+
+
+class MessageIds:
+    """Message IDs the peer used on one ISAKMP SA, the latest `keep` of them (RFC 2408 §3.1:
+    each phase-2 or informational exchange has its own); a repeat is a replay."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._set: set[int] = set()
+        self._order: deque[int] = deque()
+        self._keep = keep
+
+    def __contains__(self, msgid: int) -> bool:
+        return msgid in self._set
+
+    def add(self, msgid: int) -> None:
+        if msgid in self._set:
+            return
+        self._set.add(msgid)
+        self._order.append(msgid)
+        if len(self._order) > self._keep:
+            self._set.discard(self._order.popleft())
 
 
 @dataclass(eq=False)
@@ -78,7 +104,7 @@ class Phase1SA:
     nat_local: bool = False  # we are behind a NAT
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
-    seen_msgids: set[int] = field(default_factory=set)  # quick modes the peer began
+    seen_msgids: MessageIds = field(default_factory=MessageIds)  # quick modes, informationals
 
     @property
     def established(self) -> bool:

@@ -1,0 +1,120 @@
+"""What forged, replayed or unexpected messages can make the engine do: no more than one
+datagram per datagram from an unproven address, bounded state, no purge by a replay."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ikev1.codec import DeletePayload, NotifyPayload
+from ikev1.constants import Notify, Proto
+from ikev1.events import NegotiationFailed, Phase1Down, Phase2Up, SaDeleted
+from ikev1.phase1 import MAX_HALF_OPEN
+from ikev1.policy import Phase1Proposal, TrafficSelector
+
+from .harness import A, B, advance, events, gre_selector, of_type, pair, pump
+
+INFORMATIONAL = 5  # RFC 2408 §3.1 exchange type, header byte 18
+
+
+def _up(a, b, now=0.0):
+    a.initiate(B, now, gre_selector(A), gre_selector(B))
+    wire = pump(a, b, now)
+    assert of_type(events(a), Phase2Up) and of_type(events(b), Phase2Up)
+    return wire
+
+
+def _any(address: str) -> TrafficSelector:
+    return TrafficSelector(ipaddress.ip_network(f"{address}/32"), 0, 0)
+
+
+def test_a_replayed_dpd_probe_gets_no_second_answer():
+    a, b = pair()
+    _up(a, b)
+    a.handle_timer(20.0)  # dpd_delay 20: the first R-U-THERE
+    (probe, local, peer), = a.datagrams_to_send()
+    b.receive_datagram(probe, peer, local, 20.0)
+    assert len(b.datagrams_to_send()) == 1  # the ACK
+    b.receive_datagram(probe, peer, local, 21.0)
+    assert b.datagrams_to_send() == [] and b.counters["duplicates"] == 1
+
+
+def test_a_replayed_initial_contact_cannot_purge_newer_sas():
+    props = (Phase1Proposal("aes", "sha1", 2, lifetime_s=1000),)
+    a, b = pair({"proposals": props, "remote": {"lifetime_s": 1000, "rekey": "force"},
+                 "sainfo": {"lifetime_s": 5000}},
+                {"proposals": props, "sainfo": {"lifetime_s": 5000}})
+    wire = _up(a, b)
+    (contact,) = [d for d, src, _ in wire if src == A and d[18] == INFORMATIONAL]
+    advance(a, b, 0.0, 950.0)  # a renews phase 1 at 900; both ISAKMP SAs live until 1000
+    a.initiate(B, 950.0, _any(A), _any(B))  # a second pair, made under the new ISAKMP SA
+    pump(a, b, 950.0)
+    events(a), events(b)
+    assert len(b.phase1_sas()) == 2 and len(b.phase2_sas()) == 2
+    b.receive_datagram(contact, (B, 500), (A, 500), 960.0)
+    assert not of_type(events(b), SaDeleted) and not of_type(events(b), Phase1Down)
+    assert len(b.phase1_sas()) == 2 and len(b.phase2_sas()) == 2
+
+
+def test_an_error_about_an_spi_we_do_not_know_ends_no_quick_mode():
+    a, b = pair()
+    _up(a, b)
+    a.initiate(B, 1.0, _any(A), _any(B))
+    a.datagrams_to_send()  # its first message is lost
+    (qx,) = [qx for qx in a._quick.values() if qx.state == "I_QM1"]
+    p1 = b._newest_p1(A)
+    other = ((qx.spi_in ^ 1) or 1).to_bytes(4, "big")
+    b._send_info(p1, [NotifyPayload(Notify.INVALID_SPI, Proto.ESP, other)])
+    pump(a, b, 1.0)
+    assert not of_type(events(a), NegotiationFailed) and qx in a._quick.values()
+    mine = qx.spi_in.to_bytes(4, "big")
+    b._send_info(p1, [NotifyPayload(Notify.NO_PROPOSAL_CHOSEN, Proto.ESP, mine)])
+    pump(a, b, 1.0)
+    (fail,) = of_type(events(a), NegotiationFailed)
+    assert (fail.phase, fail.reason) == (2, "NO-PROPOSAL-CHOSEN")
+
+
+def test_an_isakmp_delete_must_name_both_cookies():
+    a, b = pair()
+    _up(a, b)
+    p1 = b._newest_p1(A)
+    b._send_info(p1, [DeletePayload(Proto.ISAKMP, (p1.icookie + bytes(8),))])
+    pump(a, b, 1.0)
+    assert len(a.phase1_sas()) == 1 and not of_type(events(a), Phase1Down)
+    b._send_info(p1, [DeletePayload(Proto.ISAKMP, (p1.spi,))])
+    pump(a, b, 1.0)
+    assert a.phase1_sas() == [] and of_type(events(a), Phase1Down)[0].reason == "peer-deleted"
+
+
+def test_main_mode_responder_answers_each_first_message_once():
+    a, b = pair()
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    ((mm1, local, peer),) = a.datagrams_to_send()
+    b.receive_datagram(mm1, peer, local, 0.0)
+    assert len(b.datagrams_to_send()) == 1
+    b.receive_datagram(mm1, peer, local, 5.0)  # the initiator's resend gets the reply again
+    assert len(b.datagrams_to_send()) == 1
+    sent = []
+    for t in range(6, 70):
+        b.handle_timer(float(t))
+        sent += b.datagrams_to_send()
+    assert sent == []  # nothing unprompted towards an address that may be forged
+    assert b.phase1_sas() == [] and b.get_timer() is None  # the state ends with the timer
+    assert b.counters["resends"] == 0 and b.counters["timeouts"] == 1
+
+
+def test_half_open_responder_state_is_bounded_and_counted():
+    a, b = pair()
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    ((mm1, local, peer),) = a.datagrams_to_send()
+    for i in range(MAX_HALF_OPEN + 10):
+        b.receive_datagram((i + 1).to_bytes(8, "big") + mm1[8:], peer, local, 0.0)
+    assert len(b.phase1_sas()) == MAX_HALF_OPEN
+    assert b.counters["half_open_refused"] == 10
+    assert len(b.datagrams_to_send()) == MAX_HALF_OPEN
+    never = lambda *x: False  # noqa: E731
+    advance(a, b, 0.0, 61.0, deliver=never)  # forged and real exchanges all time out
+    assert b.phase1_sas() == []
+    events(a), events(b)
+    a.initiate(B, 61.0, gre_selector(A), gre_selector(B))
+    pump(a, b, 61.0)
+    assert of_type(events(b), Phase2Up)
