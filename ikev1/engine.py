@@ -298,7 +298,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         extra = 0
         if self.config.pad_randomize_length:  # racoon `randomize_length`, up to maximum_length
             extra = self._rng(1)[0] % (max(self.config.pad_max_length, block) // block)
-        padded = crypto.pad(body, block, self._rng if self.config.pad_randomize else None, extra)
+        padded = crypto.pad(body, block, self._rng if self.config.pad_randomize else None, extra,
+                            self.config.pad_exclusive_tail)
         ct = crypto.encrypt(p1.suite.encryption, p1.keys.enc_key, iv, padded)
         hdr = Header(header.icookie, header.rcookie, first, header.exchange,
                      header.flags | Flag.ENCRYPTION, header.message_id)
@@ -315,7 +316,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             raise Drop("malformed")
         plain = crypto.decrypt(p1.suite.encryption, p1.keys.enc_key, iv, ct)
         if self.config.pad_strict_check:
-            plain = crypto.unpad(plain, strict=True)
+            plain = crypto.unpad(plain, True, self.config.pad_exclusive_tail)
         try:
             payloads = decode_payloads(hdr.next_payload, plain, padded=True)
         except CodecError:

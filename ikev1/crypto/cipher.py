@@ -81,19 +81,21 @@ def pad(
     block: int,
     rng: Callable[[int], bytes] | None = None,
     extra_blocks: int = 0,
+    exclusive_tail: bool = True,
 ) -> bytes:
     """Pad `data` to a whole number of blocks as racoon does.
 
     RFC 2408 §3.5 leaves the pad contents open; racoon always adds 1..block bytes (a whole block
     when already aligned), zeros unless `pad_randomize` (rng given), plus `extra_blocks` whole
-    blocks for `pad_randomizelen`, and writes the pad length into the last byte.
+    blocks for `pad_randomizelen`, and writes the pad length into the last byte: not counting
+    that byte under `exclusive_tail` (racoon's default, ipsec-tools oakley.c), else counting it.
     """
     padlen = block - len(data) % block + extra_blocks * block
     filler = rng(padlen - 1) if rng is not None else bytes(padlen - 1)
-    return data + filler + bytes((padlen & 0xFF,))
+    return data + filler + bytes(((padlen - exclusive_tail) & 0xFF,))
 
 
-def unpad(data: bytes, strict: bool = False) -> bytes:
+def unpad(data: bytes, strict: bool = False, exclusive_tail: bool = True) -> bytes:
     """Strip racoon-style padding when `strict` (racoon's `strict_check on`).
 
     Without strict checking racoon leaves the padding in place: payload lengths delimit the
@@ -103,7 +105,7 @@ def unpad(data: bytes, strict: bool = False) -> bytes:
         return data
     if not data:
         raise CipherError("empty decrypted message")
-    padlen = data[-1]
+    padlen = data[-1] + exclusive_tail
     if padlen > len(data):
         raise CipherError(f"pad length {padlen} exceeds message length {len(data)}")
     return data[: len(data) - padlen]

@@ -72,22 +72,25 @@ def test_pad_like_racoon(length: int, block: int) -> None:
     padlen = block - length % block  # 1..block: a whole block when already aligned
     assert len(padded) == length + padlen and len(padded) % block == 0
     assert padded[:length] == data
-    assert padded[-1] == padlen
+    assert padded[-1] == padlen - 1  # exclusive_tail, racoon's default: the byte not counted
     assert padded[length:-1] == bytes(padlen - 1)  # zeros unless randomized
     assert crypto.unpad(padded, strict=True) == data
     assert crypto.unpad(padded) == padded  # racoon without strict_check leaves it in place
+    inclusive = crypto.pad(data, block, exclusive_tail=False)
+    assert inclusive[-1] == padlen and inclusive[:-1] == padded[:-1]
+    assert crypto.unpad(inclusive, strict=True, exclusive_tail=False) == data
 
 
 def test_pad_random_and_extra_blocks() -> None:
     padded = crypto.pad(b"abc", 16, rng=lambda n: b"\xee" * n, extra_blocks=2)
     assert len(padded) == 48
-    assert padded[3:-1] == b"\xee" * 44 and padded[-1] == 45
+    assert padded[3:-1] == b"\xee" * 44 and padded[-1] == 44
     assert crypto.unpad(padded, strict=True) == b"abc"
 
 
 def test_unpad_strict_rejects_impossible_length() -> None:
     with pytest.raises(crypto.CipherError):
-        crypto.unpad(b"\x00" * 15 + b"\x20", strict=True)
+        crypto.unpad(b"\x00" * 15 + b"\x10", strict=True)  # 17 bytes of padding in 16
     with pytest.raises(crypto.CipherError):
         crypto.unpad(b"", strict=True)
 
