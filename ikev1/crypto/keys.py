@@ -111,21 +111,14 @@ def hash_i(
     return prf(hash_name, skeyid, gxi + gxr + cky_i + cky_r + sai_b + idii_b)
 
 
-def hash_r(
-    hash_name: str,
-    skeyid: bytes,
-    gxi: bytes,
-    gxr: bytes,
-    cky_i: bytes,
-    cky_r: bytes,
-    sai_b: bytes,
-    idir_b: bytes,
-) -> bytes:
+def hash_r(hash_name: str, skeyid: bytes, gxi: bytes, gxr: bytes, cky_i: bytes, cky_r: bytes,
+           sai_b: bytes, idir_b: bytes) -> bytes:
     """HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b)  (RFC 2409 §5).
 
-    Arguments are in initiator/responder order, like hash_i; the swap happens here.
+    Arguments are in initiator/responder order, like hash_i; HASH_R is HASH_I's formula with the
+    two sides swapped, so the swap happens here.
     """
-    return prf(hash_name, skeyid, gxr + gxi + cky_r + cky_i + sai_b + idir_b)
+    return hash_i(hash_name, skeyid, gxr, gxi, cky_r, cky_i, sai_b, idir_b)
 
 
 def qm_hash1(hash_name: str, skeyid_a: bytes, message_id: int | bytes, payloads: bytes) -> bytes:

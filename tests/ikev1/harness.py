@@ -74,6 +74,23 @@ def pump(a: Engine, b: Engine, now: float, *, deliver: Filter | None = None,
     raise AssertionError("engines still talking after the round limit")
 
 
+Carry = Callable[[bytes, tuple[str, int], tuple[str, int]], list[bytes]]  # what arrives
+
+
+def relay(a: Engine, b: Engine, now: float, carry: Carry | None = None) -> None:
+    """Like pump, for any addresses, with `carry` deciding what each datagram becomes on the way
+    (dropped, doubled, altered); rounds until both engines are quiet."""
+    engines = {eng.config.local_addresses[0]: eng for eng in (a, b)}
+    for _ in range(20):
+        out = [(d, lo, pe) for eng in (a, b) for d, lo, pe in eng.datagrams_to_send()]
+        if not out:
+            return
+        for dgram, local, peer in out:
+            for arriving in (carry(dgram, local, peer) if carry else [dgram]):
+                engines[peer[0]].receive_datagram(arriving, peer, local, now)
+    raise AssertionError("engines still talking after the round limit")
+
+
 def events(eng: Engine) -> list[Event]:
     out = []
     while (ev := eng.next_event()) is not None:

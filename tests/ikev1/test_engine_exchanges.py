@@ -11,7 +11,19 @@ from ikev1.engine import Engine
 from ikev1.events import NegotiationFailed, Phase1Up, Phase2Up
 from ikev1.policy import Phase1Proposal, RetransmitTimer
 
-from .harness import A, B, advance, events, gre_selector, make_config, of_type, pair, pump, seeded
+from .harness import (
+    A,
+    B,
+    advance,
+    events,
+    gre_selector,
+    make_config,
+    of_type,
+    pair,
+    pump,
+    relay,
+    seeded,
+)
 
 
 def _up(a, b, now=0.0, **kw):
@@ -239,13 +251,7 @@ def test_ipv6_peers():
     a = Engine(make_config(a6, b6), rng=seeded(21))
     b = Engine(make_config(b6, a6), rng=seeded(22))
     a.initiate(b6, 0.0)
-    engines = {a6: a, b6: b}
-    for _ in range(20):
-        out = [(d, lo, pe) for eng in (a, b) for d, lo, pe in eng.datagrams_to_send()]
-        if not out:
-            break
-        for dgram, local, peer in out:
-            engines[peer[0]].receive_datagram(dgram, peer, local, 0.0)
+    relay(a, b, 0.0)
     (ua,), (ub,) = of_type(events(a), Phase2Up), of_type(events(b), Phase2Up)
     assert_mirrored(ua, ub)
     assert ua.local_selector == (f"{a6}/128", 0, 0) and ua.outbound.dst == b6

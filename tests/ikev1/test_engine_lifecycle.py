@@ -18,7 +18,19 @@ from ikev1.events import (
 )
 from ikev1.policy import DpdSettings, Phase1Proposal, RetransmitTimer
 
-from .harness import A, B, advance, events, gre_selector, make_config, of_type, pair, pump, seeded
+from .harness import (
+    A,
+    B,
+    advance,
+    events,
+    gre_selector,
+    make_config,
+    of_type,
+    pair,
+    pump,
+    relay,
+    seeded,
+)
 
 FAST = RetransmitTimer(counter=3, interval=2.0)
 
@@ -171,15 +183,8 @@ def test_any_lost_datagram_is_recovered_by_retransmission(lost):
 
 def test_duplicates_get_stored_reply_and_are_not_reprocessed():
     a, b = pair()
-    engines = {A: a, B: b}
     a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
-    for _ in range(20):
-        out = [(d, lo, pe) for eng in (a, b) for d, lo, pe in eng.datagrams_to_send()]
-        if not out:
-            break
-        for dgram, local, peer in out:
-            engines[peer[0]].receive_datagram(dgram, peer, local, 0.0)
-            engines[peer[0]].receive_datagram(dgram, peer, local, 0.0)
+    relay(a, b, 0.0, lambda dgram, local, peer: [dgram, dgram])
     ea, eb = events(a), events(b)
     assert len(of_type(ea, Phase1Up)) == 1 and len(of_type(eb, Phase2Up)) == 1
     assert a.counters["duplicates"] >= 3 and b.counters["duplicates"] >= 3

@@ -357,14 +357,20 @@ def test_natt_charon_behind_nat(nat_peer: HostPair) -> None:
     assert "parsed QUICK_MODE response" in log, out + log
 
 
-def test_natt_pyike_behind_nat(nat_pyike: HostPair) -> None:
-    """pyike as the NATed initiator: it detects the NAT, floats to 4500, and sends quick mode
-    with NAT-OA payloads that charon parses."""
-    pair = nat_pyike
+def _charon_answering_nated_pyike(pair: HostPair) -> Charon:
+    """charon as responder for pyike seen from behind the NAT, any identity, no DPD."""
     conn = charon_conn(auto="add", left=pair.addr["peer"], right=pair.seen["pyike"],
                        extra="  rightid=%any\n  dpdaction=none\n")
     charon = Charon(pair, conn, PSK)
     charon.start()
+    return charon
+
+
+def test_natt_pyike_behind_nat(nat_pyike: HostPair) -> None:
+    """pyike as the NATed initiator: it detects the NAT, floats to 4500, and sends quick mode
+    with NAT-OA payloads that charon parses."""
+    pair = nat_pyike
+    charon = _charon_answering_nated_pyike(pair)
     events, _counters, out = pair.run_driver(_spec(
         "initiator", natt="on", local=pair.addr["pyike"], peer=pair.seen["peer"],
         until=["Phase1Up"], linger=3))
@@ -383,10 +389,7 @@ def test_natt_pyike_behind_nat(nat_pyike: HostPair) -> None:
     "racoon accepts them when a NAT was detected)"))
 def test_natt_quick_mode_pyike_behind_nat_initiator(nat_pyike: HostPair) -> None:
     pair = nat_pyike
-    conn = charon_conn(auto="add", left=pair.addr["peer"], right=pair.seen["pyike"],
-                       extra="  rightid=%any\n  dpdaction=none\n")
-    charon = Charon(pair, conn, PSK)
-    charon.start()
+    charon = _charon_answering_nated_pyike(pair)
     events, _counters, out = pair.run_driver(_spec(
         "initiator", natt="on", local=pair.addr["pyike"], peer=pair.seen["peer"],
         until=["Phase2Up"], timeout=10))
