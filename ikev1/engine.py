@@ -240,9 +240,13 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         return any(qx.spi_in == spi for qx in self._quick.values())
 
     def _new_msgid(self, p1: Phase1SA) -> int:
+        """A message ID not yet used on this ISAKMP SA by either side (RFC 2408 §3.1): a peer
+        that drops replays would drop a repeat of ours."""
         while True:
             mid = int.from_bytes(self._rng(4), "big")
-            if mid and (p1.icookie, mid) not in self._quick:
+            if (mid and (p1.icookie, mid) not in self._quick and mid not in p1.sent_msgids
+                    and mid not in p1.seen_msgids):
+                p1.sent_msgids.add(mid)
                 return mid
 
     def _send(self, flight: Flight, datagrams: list[bytes], now: float, *,

@@ -105,6 +105,7 @@ class Phase1SA:
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
     seen_msgids: MessageIds = field(default_factory=MessageIds)  # quick modes, informationals
+    sent_msgids: MessageIds = field(default_factory=MessageIds)  # the ones we began
 
     @property
     def established(self) -> bool:

@@ -118,3 +118,18 @@ def test_half_open_responder_state_is_bounded_and_counted():
     a.initiate(B, 61.0, gre_selector(A), gre_selector(B))
     pump(a, b, 61.0)
     assert of_type(events(b), Phase2Up)
+
+
+def test_our_message_ids_are_never_reused_on_an_isakmp_sa():
+    a, b = pair()
+    wire = _up(a, b)
+    (contact,) = [d for d, src, _ in wire if src == A and d[18] == INFORMATIONAL]
+    used = contact[20:24]  # the INITIAL-CONTACT informational's message ID
+    fresh = (int.from_bytes(used, "big") ^ 0x5A5A5A5A).to_bytes(4, "big")
+    draws = iter([used, fresh])
+    a._rng = lambda n: next(draws) if n == 4 else bytes(n)
+    a.handle_timer(20.0)  # the DPD probe draws a message ID: the used one is passed over
+    ((probe, local, peer),) = a.datagrams_to_send()
+    assert probe[20:24] == fresh
+    b.receive_datagram(probe, peer, local, 20.0)
+    assert len(b.datagrams_to_send()) == 1  # b answers: no replay in its eyes
