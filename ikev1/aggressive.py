@@ -22,7 +22,7 @@ from .codec import (
 from .constants import Exchange, Flag, Notify
 from .ids import identity_matches, identity_payload, identity_text
 from .phase1 import Fail, required
-from .sa import Phase1SA
+from .sa import Drop, Phase1SA
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -51,7 +51,10 @@ class AggressiveMixin:
             raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         p1.rcookie, p1.suite = hdr.rcookie, suite
         self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(peer_id)))
-        p1.id_peer = self._check_peer_auth(p1, payloads)
+        try:
+            p1.id_peer = self._check_peer_auth(p1, payloads)
+        except Drop:  # the keys are already derived from this message: it cannot be undone
+            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED) from None
         self._note_vendor_ids(p1, payloads)
         self._check_natd(p1, payloads, p1.local, p1.peer)
         auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
@@ -72,7 +75,8 @@ class AggressiveMixin:
         received = required(payloads, HashPayload, "HASH")
         expected = self._auth_hash(p1, initiator=True, id_b=p1.id_peer.encode_body())
         if not hmac.compare_digest(received.data, expected):
-            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
+            p1.auth_failed = True
+            raise Drop("hash_mismatch")  # dropped, the exchange goes on (see _decrypt_auth)
         wanted = p1.remote.peers_identifier
         if p1.remote.verify_identifier and wanted and not identity_matches(p1.id_peer, wanted):
             raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)

@@ -307,21 +307,25 @@ class Phase1Mixin:
 
     def _decrypt_auth(self: Engine, p1: Phase1SA, hdr: Header, data: bytes
                       ) -> tuple[list, bytes]:
-        """Decrypt MM5/MM6: garbage here means the keys differ, i.e. a wrong pre-shared key."""
+        """Decrypt MM5/MM6 (or an encrypted AM3). Garbage means other keys: a wrong pre-shared
+        key, or a forged message. Like racoon (isakmp.c keeps the phase-1 handler on a bad
+        packet) it is dropped and the exchange goes on, so a forgery cannot end it; if no good
+        message comes, the timeout names the cause."""
         try:
             payloads, _plain, next_iv = self._decrypt(p1, hdr, data, p1.iv)
         except Drop as drop:
-            if drop.counter == "decrypt_failed":
-                raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED) from None
+            p1.auth_failed = p1.auth_failed or drop.counter == "decrypt_failed"
             raise
         return payloads, next_iv
 
     def _check_peer_auth(self: Engine, p1: Phase1SA, payloads: list) -> IdPayload:
+        """HASH_I/HASH_R and the peer's identity; a wrong hash is dropped as _decrypt_auth says."""
         peer_id = required(payloads, IdPayload, "ID")
         received = required(payloads, HashPayload, "HASH")
         expected = self._auth_hash(p1, initiator=not p1.initiator, id_b=peer_id.encode_body())
         if not hmac.compare_digest(received.data, expected):
-            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED)
+            p1.auth_failed = True
+            raise Drop("hash_mismatch")
         wanted = p1.remote.peers_identifier
         if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):
             raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
@@ -382,7 +386,8 @@ class Phase1Mixin:
         if p1.icookie not in self._p1:
             return
         if self._flight_due(p1.flight, now) and not p1.established:
-            self._fail_phase1(p1, Fail("timeout"), None)
+            reason = "authentication failed" if p1.auth_failed else "timeout"
+            self._fail_phase1(p1, Fail(reason), None)
             return
         if not p1.established:
             return

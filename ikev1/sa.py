@@ -104,6 +104,7 @@ class Phase1SA:
     nat_local: bool = False  # we are behind a NAT
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
+    auth_failed: bool = False  # a message 5/6 did not authenticate: the timeout's reason
     seen_msgids: MessageIds = field(default_factory=MessageIds)  # quick modes, informationals
     sent_msgids: MessageIds = field(default_factory=MessageIds)  # the ones we began
 

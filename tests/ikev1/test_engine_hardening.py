@@ -11,7 +11,7 @@ from ikev1.events import NegotiationFailed, Phase1Down, Phase2Up, SaDeleted
 from ikev1.phase1 import MAX_HALF_OPEN
 from ikev1.policy import Phase1Proposal, TrafficSelector
 
-from .harness import A, B, advance, events, gre_selector, of_type, pair, pump
+from .harness import A, B, advance, events, gre_selector, of_type, pair, pump, relay
 
 INFORMATIONAL = 5  # RFC 2408 §3.1 exchange type, header byte 18
 
@@ -133,3 +133,21 @@ def test_our_message_ids_are_never_reused_on_an_isakmp_sa():
     assert probe[20:24] == fresh
     b.receive_datagram(probe, peer, local, 20.0)
     assert len(b.datagrams_to_send()) == 1  # b answers: no replay in its eyes
+
+
+def test_a_forged_main_mode_5_leaves_the_exchange_to_the_real_one():
+    a, b = pair()
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    forged = [0]
+
+    def carry(dgram, local, peer):
+        if local[0] == A and dgram[18] == 2 and dgram[19] & 1 and not forged[0]:  # MM5
+            forged[0] += 1
+            bad = dgram[:28] + bytes(b ^ 0xFF for b in dgram[28:44]) + dgram[44:]
+            return [bad, dgram]  # garbage under the right cookies first, then the real one
+        return [dgram]
+
+    relay(a, b, 0.0, carry)
+    assert forged[0] == 1
+    assert of_type(events(b), Phase2Up) and of_type(events(a), Phase2Up)
+    assert b.counters["decrypt_failed"] + b.counters["hash_mismatch"] == 1
