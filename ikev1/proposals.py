@@ -24,6 +24,7 @@ from .constants import (
     P2Auth,
     Proto,
 )
+from .crypto import SUPPORTED_GROUPS
 from .policy import Phase1Proposal, Phase2Policy, RemotePolicy
 
 DEFAULT_LIFETIME_S = 28800  # RFC 2407 §4.5 / RFC 2409 App. A: default when none is sent
@@ -287,6 +288,8 @@ def select_phase2(proposals: tuple[Proposal, ...], sainfo: Phase2Policy, check: 
                 continue
             if check == "exact" and s.pfs_group != sainfo.pfs_group:
                 continue
+            if s.pfs_group is not None and s.pfs_group not in SUPPORTED_GROUPS:
+                continue  # obeyed, a group we cannot compute would fail after the choice
             if sainfo.pfs_group and check != "obey" and s.pfs_group != sainfo.pfs_group:
                 continue
             life = _lifetime_ok(check, s.lifetime_s, sainfo.lifetime_s)

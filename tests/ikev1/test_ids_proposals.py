@@ -130,3 +130,14 @@ def test_unspecified_encapsulation_is_transport_as_racoon():
     choice = select_phase2((_esp((P2Attr.AUTH_ALG, 2)),), Phase2Policy(), "obey",
                            (Encap.TRANSPORT,))
     assert choice is not None and choice.suite.mode == "transport"
+
+
+def test_phase2_choice_skips_a_pfs_group_pyike_cannot_compute():
+    life = ((P2Attr.LIFE_TYPE, 1), (P2Attr.LIFE_DURATION, 3600))
+    ec2n = _esp(*life, (P2Attr.GROUP_DESC, 3), (P2Attr.ENCAPSULATION, 2), (P2Attr.AUTH_ALG, 2))
+    modp = _esp(*life, (P2Attr.GROUP_DESC, 14), (P2Attr.ENCAPSULATION, 2), (P2Attr.AUTH_ALG, 2))
+    no_pfs = Phase2Policy()  # without PFS of its own the responder takes the peer's group
+    assert select_phase2((ec2n,), no_pfs, "strict", (Encap.TRANSPORT,)) is None
+    second = Proposal(2, modp.protocol, modp.spi, modp.transforms)
+    choice = select_phase2((ec2n, second), no_pfs, "strict", (Encap.TRANSPORT,))
+    assert choice is not None and choice.suite.pfs_group == 14
