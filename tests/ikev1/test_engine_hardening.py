@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ikev1.codec import DeletePayload, NotifyPayload
-from ikev1.constants import Notify, Proto
+from ikev1.codec import DeletePayload, HashPayload, Header, NotifyPayload, encode_message
+from ikev1.constants import Exchange, Notify, Proto
 from ikev1.events import NegotiationFailed, Phase1Down, Phase2Up, SaDeleted
 from ikev1.phase1 import MAX_HALF_OPEN
 from ikev1.policy import Phase1Proposal, TrafficSelector
@@ -151,3 +151,43 @@ def test_a_forged_main_mode_5_leaves_the_exchange_to_the_real_one():
     assert forged[0] == 1
     assert of_type(events(b), Phase2Up) and of_type(events(a), Phase2Up)
     assert b.counters["decrypt_failed"] + b.counters["hash_mismatch"] == 1
+
+
+def _plain_notify(icookie: bytes, rcookie: bytes, code: int) -> bytes:
+    hdr = Header(icookie, rcookie, 0, Exchange.INFORMATIONAL, 0, 0)
+    return encode_message(hdr, [NotifyPayload(code, Proto.ISAKMP, icookie + rcookie)])
+
+
+def test_unprotected_notifies_are_never_answered():
+    a, b = pair()
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    ((mm1, local, peer),) = a.datagrams_to_send()
+    icookie = mm1[:8]
+    a.receive_datagram(_plain_notify(icookie, bytes(8), 24576), local, peer, 0.0)  # a status
+    assert a.datagrams_to_send() == [] and len(a.phase1_sas()) == 1
+    assert a.counters["unexpected"] == 1  # read, and only an error ends an attempt
+    a.receive_datagram(_plain_notify(icookie, bytes(8), Notify.NO_PROPOSAL_CHOSEN), local,
+                       peer, 0.0)
+    assert a.datagrams_to_send() == [] and a.phase1_sas() == []  # the attempt ends, silently
+    events(a)
+    _up(a, b, 1.0)
+    before = (a.phase1_sas(), a.phase2_sas())
+    p1 = a._newest_p1(B)
+    for code in (Notify.INVALID_SPI, Notify.NO_PROPOSAL_CHOSEN, Notify.INITIAL_CONTACT):
+        a.receive_datagram(_plain_notify(p1.icookie, p1.rcookie, code), local, peer, 2.0)
+    assert a.datagrams_to_send() == [] and (a.phase1_sas(), a.phase2_sas()) == before
+    assert a.counters["unexpected"] == 4 and not events(a)
+
+
+def test_an_informational_with_a_wrong_hash_changes_nothing():
+    a, b = pair()
+    _up(a, b)
+    p1 = b._newest_p1(A)
+    spi = b.phase2_sas()[0]["spi_in"].to_bytes(4, "big")
+    msgid = b._new_msgid(p1)
+    hdr = Header(p1.icookie, p1.rcookie, 0, Exchange.INFORMATIONAL, 0, msgid)
+    payloads = [HashPayload(bytes(20)), DeletePayload(Proto.ESP, (spi,))]
+    dgram, _ = b._encrypt(p1, hdr, payloads, b._qm_iv(p1, msgid))
+    a.receive_datagram(dgram, (A, 500), (B, 500), 1.0)
+    assert a.counters["hash_mismatch"] == 1 and len(a.phase2_sas()) == 1 and not events(a)
+    assert a.datagrams_to_send() == []
