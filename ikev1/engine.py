@@ -249,6 +249,13 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
                 p1.sent_msgids.add(mid)
                 return mid
 
+    def _claim_msgid(self, p1: Phase1SA, msgid: int) -> None:
+        """A peer's new exchange, its HASH(1) already checked: Drop a replay, and one of our own
+        messages sent back to us, which HASH(1) cannot tell apart (it names no direction)."""
+        if msgid in p1.seen_msgids or msgid in p1.sent_msgids:
+            raise Drop("duplicates")
+        p1.seen_msgids.add(msgid)
+
     def _send(self, flight: Flight, datagrams: list[bytes], now: float, *,
               expect_reply: bool, quiet: bool = False) -> None:
         """Send a flight (persend copies each) and arm its resend timer if a reply is due."""

@@ -70,9 +70,7 @@ class InformationalMixin:
         tail = chain_after_first(plain, len(payloads))
         self._check_hash(p1, payloads,
                          crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, hdr.message_id, tail))
-        if hdr.message_id in p1.seen_msgids:
-            raise Drop("duplicates")  # a replay: never a second ACK or INITIAL-CONTACT purge
-        p1.seen_msgids.add(hdr.message_id)
+        self._claim_msgid(p1, hdr.message_id)  # never a second ACK or INITIAL-CONTACT purge
         self.counters["notifies_received"] += 1
         for pl in payloads[1:]:
             if isinstance(pl, NotifyPayload):

@@ -174,9 +174,7 @@ class QuickMixin:
         tail = chain_after_first(plain, len(payloads))
         self._check_hash(p1, payloads,
                          crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, hdr.message_id, tail))
-        if hdr.message_id in p1.seen_msgids:
-            raise Drop("duplicates")  # a replay of a finished exchange: never a second SA
-        p1.seen_msgids.add(hdr.message_id)
+        self._claim_msgid(p1, hdr.message_id)  # a replay of a finished exchange: no second SA
         qx = QuickExchange(p1, hdr.message_id, False, next_iv, Flight(p1.local, p1.peer), now)
         try:
             out = self._r_qm1_reply(qx, payloads)

@@ -191,3 +191,22 @@ def test_an_informational_with_a_wrong_hash_changes_nothing():
     a.receive_datagram(dgram, (A, 500), (B, 500), 1.0)
     assert a.counters["hash_mismatch"] == 1 and len(a.phase2_sas()) == 1 and not events(a)
     assert a.datagrams_to_send() == []
+
+
+def test_our_own_informational_sent_back_to_us_is_not_taken_as_the_peers():
+    a, b = pair()
+    _up(a, b)
+    a.handle_timer(20.0)
+    ((probe, local, peer),) = a.datagrams_to_send()
+    a.receive_datagram(probe, local, peer, 20.0)  # HASH(1) and IV check out: no direction
+    assert a.datagrams_to_send() == [] and a.counters["duplicates"] == 1
+
+
+def test_our_own_quick_mode_sent_back_to_us_starts_nothing():
+    a, b = pair()
+    wire = _up(a, b)
+    qm1 = next(d for d, src, _ in wire if src == A and d[18] == 32)  # its first message
+    advance(a, b, 0.0, 100.0)  # the finished exchange is forgotten
+    events(a)
+    a.receive_datagram(qm1, (A, 500), (B, 500), 100.0)
+    assert a.datagrams_to_send() == [] and not a._quick and a.counters["duplicates"] == 1
