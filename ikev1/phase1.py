@@ -130,8 +130,10 @@ class Phase1Mixin:
             raise Drop("unknown_sa")
         if self._is_duplicate(p1.flight, data):
             return
-        first_reply = p1.initiator and p1.state in ("I_MM1", "I_AM1")
-        if hdr.rcookie != p1.rcookie and not (first_reply and hdr.rcookie != ZERO_COOKIE):
+        if p1.initiator and p1.state in ("I_MM1", "I_AM1"):
+            if hdr.rcookie == ZERO_COOKIE:  # RFC 2408 §3.1: a reply carries the responder's
+                raise Drop("unexpected")  # cookie; this is our own first message sent back
+        elif hdr.rcookie != p1.rcookie:
             raise Drop("unknown_sa")
         handler = {"I_MM1": self._i_mm2, "I_MM3": self._i_mm4, "I_MM5": self._i_mm6,
                    "R_MM2": self._r_mm3, "R_MM4": self._r_mm5, "I_AM1": self._i_am2,

@@ -210,3 +210,14 @@ def test_our_own_quick_mode_sent_back_to_us_starts_nothing():
     events(a)
     a.receive_datagram(qm1, (A, 500), (B, 500), 100.0)
     assert a.datagrams_to_send() == [] and not a._quick and a.counters["duplicates"] == 1
+
+
+def test_our_own_first_message_sent_back_to_us_is_no_reply():
+    a, b = pair()
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    ((mm1, local, peer),) = a.datagrams_to_send()
+    a.receive_datagram(mm1, local, peer, 0.0)  # one transform, so it would pass as a choice
+    assert a.datagrams_to_send() == [] and a.phase1_sas()[0]["state"] == "I_MM1"
+    b.receive_datagram(mm1, peer, local, 0.0)
+    pump(a, b, 0.0)
+    assert of_type(events(a), Phase2Up)
