@@ -296,9 +296,16 @@ class Phase1Mixin:
         self._send(p1.flight, [dgram], now, expect_reply=True)
 
     def _mm5_payloads(self: Engine, p1: Phase1SA, auth: bytes) -> list:
-        """IDii, HASH_I; racoon sends INITIAL-CONTACT afterwards in its own informational."""
+        """IDii, HASH_I, and on first contact INITIAL-CONTACT (RFC 2407 §4.6.3.3).
+
+        strongSwan acts on it only here, before it moves the old ISAKMP SA's pairs to the new
+        one; racoon only logs it here, so _establish sends it again in its own informational.
+        """
         assert p1.id_local is not None
-        return [p1.id_local, HashPayload(auth)]
+        payloads: list = [p1.id_local, HashPayload(auth)]
+        if p1.remote.initial_contact and p1.peer[0] not in self._contacted:
+            payloads.append(NotifyPayload(Notify.INITIAL_CONTACT, Proto.ISAKMP, p1.spi))
+        return payloads
 
     def _auth_hash(self: Engine, p1: Phase1SA, *, initiator: bool, id_b: bytes) -> bytes:
         """HASH_I or HASH_R (RFC 2409 §5)."""

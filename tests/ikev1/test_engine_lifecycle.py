@@ -119,6 +119,22 @@ def test_initial_contact_inside_main_mode_5_is_honoured():
     assert b.counters["notifies_received"] == 1  # only the quick mode's peer delete earlier
 
 
+def test_initial_contact_rides_in_main_mode_5_too():
+    a, b = pair()
+    _, old_b = _up(a, b)
+    a2 = Engine(a.config, rng=seeded(99))  # a restarts
+    a2.initiate(B, 10.0, gre_selector(A), gre_selector(B))
+    no_informational = lambda d, src, dst: d[18] != 5  # noqa: E731 - only main mode 5 tells
+    pump(a2, b, 10.0, deliver=no_informational)
+    evs = events(b)
+    assert [(d.spi_in, d.reason) for d in of_type(evs, SaDeleted)] == [
+        (old_b.inbound.spi, "initial-contact")]
+    a3 = Engine(a.config, rng=seeded(98))  # a later ISAKMP SA of the same run: no second one
+    a3._contacted.add(B)
+    _up(a3, b, 20.0)
+    assert len(b.phase2_sas()) == 2  # a2's pair survives a3's main mode
+
+
 def test_no_initial_contact_when_disabled():
     a, b = pair({"remote": {"initial_contact": False}})
     _up(a, b)
