@@ -38,27 +38,33 @@ def format_error(err) -> str:
     return f"{err.file}:{err.line}: {err.message}"
 
 
+def format_warning(warning) -> str:
+    return f"{warning.file}:{warning.line}: warning: {warning.message}"
+
+
 def check(path: str) -> int:
+    """`pyike -t`: warnings on stderr, then `OK` (exit 0) or each error (exit 1)."""
     from pyike import config
 
-    errors = config.check(path)
-    if not errors:
-        print("OK")
-        return 0
-    for err in errors:
-        print(format_error(err))
-    return 1
+    cfg, errors = config.load_all(path)
+    if errors:
+        for err in errors:
+            print(format_error(err))
+        return 1
+    for warning in cfg.warnings:
+        print(format_warning(warning), file=sys.stderr)
+    print("OK")
+    return 0
 
 
 def _load(path: str):
+    """The configuration, read once; None (after printing every error) when it has errors."""
     from pyike import config
 
-    errors = config.check(path)
-    if errors:
-        for err in errors:
-            print(format_error(err), file=sys.stderr)
-        return None
-    return config.load(path)
+    cfg, errors = config.load_all(path)
+    for err in errors:
+        print(format_error(err), file=sys.stderr)
+    return None if errors else cfg
 
 
 def _detach() -> int | None:

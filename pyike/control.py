@@ -103,8 +103,10 @@ async def establish_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str,
     if not local:
         raise UsageError(f"no local address known for {dst}; give SRC")
     d.acquiring.pop((local, dst), None)
-    d._acquire(local, dst)
+    started = d._acquire(local, dst)
     d._service()
+    if not started:
+        raise UsageError(f"cannot negotiate with {dst}: see the daemon's log")
     return _ok(f"negotiating with {dst}\n")
 
 

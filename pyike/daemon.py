@@ -24,6 +24,7 @@ from ikev1 import events as ev
 from ikev1.policy import TrafficSelector
 from pyike import pipe
 from pyike.admin import AdminServer
+from pyike.droplog import DropLog
 from pyike.hooks import run_hook
 from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import host_addresses, inner_mtu, outer_mtu_towards
@@ -35,6 +36,8 @@ ACQUIRE_GUARD_S = 30.0  # an acquire for a pair already being negotiated is igno
 DATAPLANE_START_S = 10.0
 QUERY_TIMEOUT_S = 5.0
 PIPE_SEND_TIMEOUT_S = 5.0
+DROP_CHECK_S = 1.0  # how often the drop counters are looked at
+HOOK_WAIT_S = 2.0  # at shutdown, how long running hooks and reloads may still take
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: what starts IKE on the NAT-T port
 
@@ -58,12 +61,17 @@ def setkey_files(config) -> list:
 
 def engine_config(config, tunnels: list[TunnelSpec]):
     """The engine's configuration; without `listen` addresses the engine is told ours (the GRE
-    tunnels' local ends first), as racoon takes them from the interfaces."""
+    tunnels' local ends first), as racoon takes them from the interfaces. The list stays empty
+    only when the host has no global address yet: the daemon then refuses to initiate."""
     engine = config.engine
     if engine.local_addresses:
         return engine
     known = [t.local for t in tunnels] + host_addresses()
     return dataclasses.replace(engine, local_addresses=tuple(dict.fromkeys(known)))
+
+
+NO_LOCAL_ADDRESS = ("no local address known: no `listen isakmp` line, no `gre` block and no "
+                    "global address on any interface")
 
 
 def _spd_of(config):
@@ -88,6 +96,27 @@ def _listen_addresses(config) -> list[tuple[str, int]]:
     return out
 
 
+# The engine's and this process's drop counters, for the first-occurrence log lines.
+IKE_DROP_REASONS = {
+    "malformed": "an IKE datagram that does not parse",
+    "decrypt_failed": "an IKE message that does not decrypt (wrong key or corrupted)",
+    "hash_mismatch": "an IKE message whose HASH does not check (wrong PSK or forged)",
+    "unknown_sa": "an IKE message for an ISAKMP SA we do not have",
+    "unexpected": "an IKE message that its exchange does not expect now",
+    "crypto_errors": "an IKE message with an unusable cryptographic value",
+    "half_open_refused": "a first IKE message while too many negotiations are half open",
+    "internal_errors": "an IKE message the engine could not handle",
+    "engine_exceptions": "an IKE datagram that made the engine fail",
+    "ike_send_errors": "an IKE datagram the kernel refused to send",
+}
+
+
+def _log_warnings(config) -> None:
+    """Statements accepted without effect, once per reading of the configuration."""
+    for w in getattr(config, "warnings", ()):
+        log.warning("%s:%d: %s", w.file, w.line, w.message)
+
+
 class Daemon:
     def __init__(self, config, config_path: str) -> None:
         from ikev1.engine import Engine  # imported here so `pyike -t` needs no engine
@@ -97,6 +126,8 @@ class Daemon:
         self.tunnels = tunnel_specs(config)
         self.engine = Engine(engine_config(config, self.tunnels))
         self.started_wall = time.time()
+        if not self.engine.config.local_addresses:
+            log.warning("%s; negotiations wait for one", NO_LOCAL_ADDRESS)
         self.dp_pid = 0
         self.dp: socket.socket | None = None
         self.socks: dict[tuple[str, int], socket.socket] = {}
@@ -110,8 +141,13 @@ class Daemon:
         self.stopping: asyncio.Event | None = None
         self.exit_code = 0
         self.on_ready = lambda: None  # called once the control socket is up
+        self.tasks: set[asyncio.Task] = set()  # hooks and reloads in flight
+        self.engine_failures: set[str] = set()  # exception types already logged
         self.counters = {"ike_in": 0, "ike_out": 0, "ike_send_errors": 0, "acquires": 0,
-                         "phase1_up": 0, "phase2_up": 0, "negotiation_failed": 0, "dead_peers": 0}
+                         "phase1_up": 0, "phase2_up": 0, "negotiation_failed": 0, "dead_peers": 0,
+                         "engine_exceptions": 0}
+        self.drops = DropLog(log, "IKE:", IKE_DROP_REASONS)
+        self.drop_timer: asyncio.TimerHandle | None = None
 
     # --- start / stop --------------------------------------------------------------------------
 
@@ -127,44 +163,81 @@ class Daemon:
             detail = msg[1] if msg and len(msg) > 1 else "exited"
             raise RuntimeError(f"forwarding process did not start: {detail}")
         self.dp.setblocking(False)
-        for w in getattr(self.config, "warnings", ()):
-            log.warning("%s", w)
+        _log_warnings(self.config)
         for t in self.tunnels:
             log.info("%s: GRE %s->%s, %s peer %s, mtu %d", t.name, t.local, t.remote, t.address,
                      t.peer, t.mtu)
 
     async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or the forwarding process's end; whatever way this
+        returns or raises, peers are told, the forwarding process (and its TUN devices) is
+        stopped and every socket closed."""
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
-        self._open_ike_sockets(loop)
-        loop.add_reader(self.dp.fileno(), self._from_dataplane)
-        path = self.config.adminsock  # None: `adminsock disabled`
-        if path:
-            cfg = self.config
-            self.admin = AdminServer(path, cfg.adminsock_mode, self.handle_admin,
-                                     owner=cfg.adminsock_owner, group=cfg.adminsock_group)
-            await self.admin.start()
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        log.info("pyike started (pid %d, forwarding pid %d)", os.getpid(), self.dp_pid)
-        self.on_ready()
-        self._service()
-        await self.stopping.wait()
-        await self.shutdown()
+        try:
+            self._open_ike_sockets(loop)
+            loop.add_reader(self.dp.fileno(), self._from_dataplane)
+            path = self.config.adminsock  # None: `adminsock disabled`
+            if path:
+                cfg = self.config
+                self.admin = AdminServer(path, cfg.adminsock_mode, self.handle_admin,
+                                         owner=cfg.adminsock_owner, group=cfg.adminsock_group)
+                await self.admin.start()
+            loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(self.reload(), "reload"))
+            loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+            loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+            log.info("pyike started (pid %d, forwarding pid %d)", os.getpid(), self.dp_pid)
+            self.on_ready()
+            self._service()
+            self._check_drops()
+            await self.stopping.wait()
+        finally:
+            await self.shutdown()
         return self.exit_code
+
+    def spawn(self, coro, what: str) -> asyncio.Task:
+        """A background task that is referenced until done and whose failure is logged."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+
+        task.add_done_callback(done)
+        return task
 
     async def shutdown(self) -> None:
         log.info("pyike shutting down: deleting SAs")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         now = time.monotonic()
         with contextlib.suppress(Exception):
             self.engine.flush(now)
-        self._service()
+            self._service()
+        for handle in (self.timer, self.drop_timer):
+            if handle is not None:
+                handle.cancel()
+        self.timer = self.drop_timer = None
+        self.drops.summary(self._drop_counters())
         if self.admin is not None:
             await self.admin.close()
+        pending = list(self.tasks)
+        if pending:  # hook scripts are bounded; a reload is quick
+            await asyncio.wait(pending, timeout=HOOK_WAIT_S)
+            for task in pending:
+                task.cancel()
         self._stop_dataplane()
+        for fut in self.replies.values():
+            if not fut.done():
+                fut.cancel()
         for sock in self.socks.values():
+            loop.remove_reader(sock.fileno())
             sock.close()
+        self.socks.clear()
         log.info("pyike stopped")
 
     def _stop_dataplane(self) -> None:
@@ -228,9 +301,29 @@ class Daemon:
                           peer[1], local[0], local[1])
             try:
                 self.engine.receive_datagram(data, local, (peer[0], peer[1]), time.monotonic())
-            except Exception:  # the engine should never raise; one bad datagram must not stop us
-                log.exception("engine failed on a datagram from %s[%d]", peer[0], peer[1])
+            except Exception as exc:  # the engine should never raise; one bad datagram must not
+                self._engine_failed(exc, peer)  # stop us, nor a stream of them flood the log
         self._service()
+
+    def _engine_failed(self, exc: Exception, peer: tuple[str, int]) -> None:
+        """The first failure of each kind with its traceback; later ones are counted."""
+        kind = type(exc).__name__
+        self.counters["engine_exceptions"] += 1
+        if kind not in self.engine_failures:
+            self.engine_failures.add(kind)
+            log.error("engine failed on a datagram from %s[%d] (%s; further ones are counted "
+                      "only)", peer[0], peer[1], kind, exc_info=exc)
+
+    def _drop_counters(self) -> dict[str, int]:
+        counters = getattr(self.engine, "counters", {})
+        return {**(counters if isinstance(counters, dict) else {}), **self.counters}
+
+    def _check_drops(self) -> None:
+        """Every DROP_CHECK_S: log the first drop of each reason, and the periodic summary."""
+        why = getattr(self.engine, "last_internal_error", None)
+        self.drops.check(self._drop_counters(), time.monotonic(),
+                         {"internal_errors": why} if why else None)
+        self.drop_timer = asyncio.get_running_loop().call_later(DROP_CHECK_S, self._check_drops)
 
     def _send_ike(self, data: bytes, local: tuple[str, int], peer: tuple[str, int]) -> None:
         sock = self.socks.get((local[0], local[1]))
@@ -357,7 +450,7 @@ class Daemon:
                 env.update(LOCAL_ADDR=local[0], LOCAL_PORT=str(local[1]))
             else:
                 env.update(LOCAL_ADDR=self._local_for(peer[0]), LOCAL_PORT="500")
-            asyncio.ensure_future(run_hook(path, event, env))
+            self.spawn(run_hook(path, event, env), f"script {path} ({event})")
 
     def _script_for(self, event: str, peer: str | None) -> str | None:
         """The `script` of the peer's remote block (by address, else `anonymous`)."""
@@ -419,12 +512,16 @@ class Daemon:
                 log.error("forwarding process: %s", msg[1])
         self._service()
 
-    def _acquire(self, local: str, remote: str) -> None:
+    def _acquire(self, local: str, remote: str) -> bool:
+        """racoon's acquire; False when no negotiation could start (logged once per guard)."""
         now = time.monotonic()
         if now - self.acquiring.get((local, remote), -ACQUIRE_GUARD_S) < ACQUIRE_GUARD_S:
-            return
+            return True  # already under way
         self.acquiring[(local, remote)] = now
         self.counters["acquires"] += 1
+        if not self._have_local_address(now):
+            log.warning("cannot negotiate with %s: %s", remote, NO_LOCAL_ADDRESS)
+            return False
         bits = 32 if ":" not in local else 128
         log.info("initiate new phase 2 negotiation: %s[0]<=>%s[0]", local, remote)
         try:
@@ -436,6 +533,19 @@ class Daemon:
                                                 IPPROTO_GRE, 0))
         except Exception as exc:
             log.warning("cannot negotiate with %s: %s", remote, exc)
+            return False
+        return True
+
+    def _have_local_address(self, now: float) -> bool:
+        """The engine needs our address to start phase 1; one may have appeared since."""
+        if self.engine.config.local_addresses:
+            return True
+        cfg = engine_config(self.config, self.tunnels)
+        if not cfg.local_addresses:
+            return False
+        self.engine.reconfigure(cfg, now)
+        log.info("local addresses: %s", " ".join(cfg.local_addresses))
+        return True
 
     def _expire(self, spi: int, direction: str, kind: str) -> None:
         spi_in = self.out_to_in.get(spi) if direction == "out" else spi
@@ -449,12 +559,16 @@ class Daemon:
             self.engine.sa_soft_expired(spi_in, now)
 
     async def query(self, what: str) -> Any:
+        return await self._ask("query", what)
+
+    async def _ask(self, verb: str, *args: Any) -> Any:
+        """A message the forwarding process answers with `("reply", id, data)`."""
         if self.dp is None:
             raise RuntimeError("forwarding process not running")
         req = next(self.req_ids)
         fut = asyncio.get_running_loop().create_future()
         self.replies[req] = fut
-        self._to_dataplane("query", req, what)
+        self._to_dataplane(verb, req, *args)
         try:
             return await asyncio.wait_for(fut, QUERY_TIMEOUT_S)
         finally:
@@ -474,9 +588,14 @@ class Daemon:
             for line in errors:
                 log.error("reload refused: %s", line)
             return errors
-        if tunnel_specs(new) != self.tunnels:
-            log.warning("gre blocks changed: they take effect on restart")
+        tunnels = tunnel_specs(new)
+        if tunnels != self.tunnels:
+            error = await self._retunnel(tunnels)
+            if error:
+                log.error("reload refused: gre blocks: %s", error)
+                return [f"gre blocks: {error}"]
         self.config = new
+        _log_warnings(new)
         # live SAs keep the terms they agreed
         self.engine.reconfigure(engine_config(new, self.tunnels), time.monotonic())
         self._to_dataplane("setkey", setkey_files(new))
@@ -484,6 +603,25 @@ class Daemon:
         log.info("configuration reloaded from %s", self.config_path)
         self._service()
         return []
+
+    async def _retunnel(self, tunnels: list[TunnelSpec]) -> str | None:
+        """Have the forwarding process apply changed `gre` blocks; None, or why it could not."""
+        try:
+            error = await self._ask("tunnels", tunnels)
+        except (RuntimeError, TimeoutError) as exc:
+            error = str(exc) or type(exc).__name__
+        if error:
+            return error
+        old = {t.name: t for t in self.tunnels}
+        new = {t.name: t for t in tunnels}
+        for name in old.keys() - new.keys():
+            log.info("%s: removed", name)
+        for t in tunnels:
+            if old.get(t.name) != t:
+                log.info("%s: GRE %s->%s, %s peer %s, mtu %d (%s)", t.name, t.local, t.remote,
+                         t.address, t.peer, t.mtu, "changed" if t.name in old else "created")
+        self.tunnels = tunnels
+        return None
 
     def _prune_unmatched(self, spd) -> None:
         """Delete negotiated SAs that no `out` ipsec policy of the new SPD covers any more."""

@@ -13,6 +13,7 @@ covers it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -22,6 +23,7 @@ import socket
 import time
 
 from pyike import pipe
+from pyike.droplog import DropLog
 from pyike.sadb import SadState, manual_sas_of
 from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import TunDevice
@@ -44,7 +46,7 @@ class Counters:
         "tun_in", "esp_out", "esp_out_bytes", "esp_in", "esp_in_bytes", "gre_clear_out",
         "gre_clear_in", "no_sa_dropped", "queued", "acquires", "discarded", "seal_dropped",
         "open_dropped", "unknown_spi", "policy_dropped", "gre_clear_dropped", "malformed",
-        "tun_out", "send_errors", "ctl_dropped",
+        "tun_out", "send_errors", "ctl_dropped", "recv_errors",
     )
 
     def __init__(self) -> None:
@@ -53,6 +55,22 @@ class Counters:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+# What each drop counter counts, for the first-occurrence log lines.
+DROP_REASONS = {
+    "malformed": "a packet that is not IPv4/IPv6, too short, or bad GRE",
+    "unknown_spi": "ESP with an SPI we have no SA for",
+    "open_dropped": "ESP that failed its integrity check, the replay window or a lifetime",
+    "policy_dropped": "decrypted ESP that no inbound policy or tunnel allows",
+    "gre_clear_dropped": "plain GRE that a require policy covers",
+    "no_sa_dropped": "an outbound packet while negotiating an SA (queue full)",
+    "seal_dropped": "an outbound packet its SA refused to seal (lifetime or sequence number)",
+    "discarded": "an outbound packet a discard policy covers",
+    "send_errors": "a packet the kernel refused to send or the TUN device to take",
+    "recv_errors": "a failed read from a raw socket",
+    "ctl_dropped": "a message to the IKE process lost on a full pipe",
+}
 
 
 class Tunnel:
@@ -84,24 +102,90 @@ class DataPlane:
         self.ctl = ctl
         self.state = SadState()
         self.counters = Counters()
+        self.create_tun = create_tun
+        self.sel: selectors.BaseSelector | None = None
         self.tunnels: list[Tunnel] = []
         self.by_fd: dict[int, Tunnel] = {}
         self.by_pair: dict[tuple[str, str], Tunnel] = {}  # (local, remote): the first tunnel
         self.by_key: dict[tuple[str, str, int | None], Tunnel] = {}  # ... and its GRE key
-        for spec in tunnels:
-            tun = TunDevice(spec.name, spec.address, spec.peer, spec.mtu) if create_tun else None
-            t = Tunnel(spec, tun)
-            self.tunnels.append(t)
-            if tun is not None:
-                self.by_fd[t.fd] = t
-            self.by_pair.setdefault((spec.local, spec.remote), t)
-            self.by_key[(spec.local, spec.remote, spec.key)] = t
+        self.apply_tunnels(tunnels)
         self.esp_sock = _raw_socket(IPPROTO_ESP)
         self.gre_sock = _raw_socket(IPPROTO_GRE)
         self.udp_sock = _raw_socket(IPPROTO_UDP)
         self.natt_port = natt_port
         self.apply_setkey(setkey_files, time.monotonic())
+        self.drops = DropLog(log, "ESP/GRE:", DROP_REASONS)
         self._running = True
+
+    # --- tunnels -----------------------------------------------------------------------------
+
+    def apply_tunnels(self, specs: list[TunnelSpec]) -> None:
+        """Make the TUN devices match `specs` (a reloaded configuration's `gre` blocks).
+
+        A device whose name stays keeps its descriptor and is changed in place (address, peer,
+        MTU); new devices are made before any old one goes, so a device that cannot be made
+        leaves the old set untouched. SAs are the SAD's and stay.
+        """
+        old = {t.spec.name: t for t in self.tunnels}
+        made: list[Tunnel] = []
+        try:
+            for spec in specs:
+                if spec.name not in old:
+                    made.append(Tunnel(spec, self._make_tun(spec)))
+        except BaseException:
+            for t in made:
+                if t.tun is not None:
+                    t.tun.close()
+            raise
+        fresh = {t.spec.name: t for t in made}
+        tunnels = []
+        for spec in specs:
+            t = fresh.get(spec.name) or old[spec.name]
+            if t.spec != spec:
+                if t.tun is not None:
+                    t.tun.reconfigure(spec.address, spec.peer, spec.mtu)
+                if (t.spec.local, t.spec.remote, t.spec.key) != (spec.local, spec.remote,
+                                                                 spec.key):
+                    t.queue.clear()  # packets queued for the old outer pair
+                t.spec = spec
+            tunnels.append(t)
+        kept = {spec.name for spec in specs}
+        for name, t in old.items():
+            if name not in kept:
+                self._forget_fd(t)
+                if t.tun is not None:
+                    t.tun.close()
+        self.tunnels = tunnels
+        self.by_pair.clear()
+        self.by_key.clear()
+        for t in tunnels:
+            self.by_pair.setdefault((t.spec.local, t.spec.remote), t)
+            self.by_key[(t.spec.local, t.spec.remote, t.spec.key)] = t
+        for t in made:
+            if t.fd >= 0:
+                self.by_fd[t.fd] = t
+                if self.sel is not None:
+                    os.set_blocking(t.fd, False)
+                    self.sel.register(t.fd, selectors.EVENT_READ, t)
+        self._refresh_policies()
+
+    def _make_tun(self, spec: TunnelSpec) -> TunDevice | None:
+        if not self.create_tun:
+            return None
+        try:
+            return TunDevice(spec.name, spec.address, spec.peer, spec.mtu)
+        except Exception as exc:
+            raise RuntimeError(f"{spec.name}: cannot create the TUN device: {exc}") from exc
+
+    def _forget_fd(self, t: Tunnel) -> None:
+        """Stop watching a tunnel's descriptor (before it closes, or after it failed)."""
+        if t.fd < 0:
+            return
+        if self.sel is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(t.fd)
+        self.by_fd.pop(t.fd, None)
+        t.fd = -1
 
     # --- control -----------------------------------------------------------------------------
 
@@ -156,6 +240,14 @@ class DataPlane:
             self._flush_queues(now)
         elif verb == "remove":
             self.state.remove(msg[1], msg[2])
+        elif verb == "tunnels":  # answered: the IKE process refuses a reload that fails here
+            req_id, specs = msg[1], msg[2]
+            try:
+                self.apply_tunnels(specs)
+            except Exception as exc:
+                self._tell("reply", req_id, f"{type(exc).__name__}: {exc}")
+            else:
+                self._tell("reply", req_id, None)
         elif verb == "setkey":
             self.apply_setkey(msg[1], now)
         elif verb == "flush":
@@ -203,6 +295,9 @@ class DataPlane:
                 pkt = os.read(fd, 65535)
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:  # the device went away: stop watching it, or we would spin
+                self._tun_failed(t, exc)
+                return
             c.tun_in += 1
             action = t.out_action
             g = encap(pkt, None, key)
@@ -225,6 +320,11 @@ class DataPlane:
             else:  # `none`, or no policy at all: GRE in clear, as the kernel would
                 self._send(self.gre_sock, g, t.spec.remote)
                 c.gre_clear_out += 1
+
+    def _tun_failed(self, t: Tunnel, exc: OSError) -> None:
+        log.error("%s: reading the TUN device failed (%s); it carries no more traffic",
+                  t.spec.name, exc.strerror or exc)
+        self._forget_fd(t)
 
     def _send_esp(self, t: Tunnel, sa, g: bytes, now: float) -> None:
         out = sa.seal(g, IPPROTO_GRE, now)
@@ -280,6 +380,9 @@ class DataPlane:
             try:
                 data = sock.recv(65535)
             except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # a pending socket error is reported once, then cleared
+                self.counters.recv_errors += 1
                 return
             if len(data) < min_len or data[0] >> 4 != 4:
                 if count_short:
@@ -367,9 +470,10 @@ class DataPlane:
     def _housekeeping(self, now: float) -> None:
         for spi, direction, kind in self.state.expire(now):
             self._tell("expire", spi, direction, kind)
+        self.drops.check(self.counters.as_dict(), now)
 
     def run(self) -> None:
-        sel = selectors.DefaultSelector()
+        sel = self.sel = selectors.DefaultSelector()
         self.ctl.setblocking(False)
         sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         sel.register(self.esp_sock, selectors.EVENT_READ, "esp")
@@ -401,6 +505,8 @@ class DataPlane:
                     next_housekeeping = now + HOUSEKEEPING_S
                     self._housekeeping(now)
         finally:
+            self.drops.summary(self.counters.as_dict())
+            sel.close()
             self.close()
 
     def close(self) -> None:

@@ -62,6 +62,10 @@ def host_addresses() -> list[str]:
     return out
 
 
+def _host_prefix(address: str) -> int:
+    return 32 if ipaddress.ip_address(address).version == 4 else 128
+
+
 class TunDevice:
     """One point-to-point TUN device carrying raw IP packets (no packet-information header)."""
 
@@ -74,13 +78,27 @@ class TunDevice:
         self._configure()
 
     def _configure(self) -> None:
-        local = ipaddress.ip_address(self.address)
-        prefix = 32 if local.version == 4 else 128
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self._dev.name)[0]
             ipr.link("set", index=index, mtu=self.mtu)
-            ipr.addr("add", index=index, local=self.address, address=self.peer, prefixlen=prefix)
+            ipr.addr("add", index=index, local=self.address, address=self.peer,
+                     prefixlen=_host_prefix(self.address))
             ipr.link("set", index=index, state="up")
+
+    def reconfigure(self, address: str, peer: str, mtu: int) -> None:
+        """New address, peer or MTU on the same device: its descriptor (and routes through
+        it that do not depend on the old peer) stay."""
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self._dev.name)[0]
+            if mtu != self.mtu:
+                ipr.link("set", index=index, mtu=mtu)
+                self.mtu = mtu
+            if (address, peer) != (self.address, self.peer):
+                ipr.addr("del", index=index, local=self.address, address=self.peer,
+                         prefixlen=_host_prefix(self.address))
+                ipr.addr("add", index=index, local=address, address=peer,
+                         prefixlen=_host_prefix(address))
+                self.address, self.peer = address, peer
 
     def fileno(self) -> int:
         return self._dev.fileno()

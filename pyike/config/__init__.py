@@ -2,6 +2,7 @@
 
 config = pyike.config.load("/etc/racoon/racoon.conf")   # raises ConfigErrors
 problems = pyike.config.check("/etc/racoon/racoon.conf")  # [] when all is well
+config, problems = pyike.config.load_all(path)            # both, from one reading
 """
 
 from __future__ import annotations
@@ -24,4 +25,4 @@ def check(path: str) -> list[ConfigError]:
     return load_all(path)[1]
 
 
-__all__ = ["ConfigError", "ConfigErrors", "DaemonConfig", "GreTunnel", "check", "load"]
+__all__ = ["ConfigError", "ConfigErrors", "DaemonConfig", "GreTunnel", "check", "load", "load_all"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -74,3 +75,48 @@ def test_daemon_refuses_to_start_on_a_bad_file(seed_dir):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.startswith(f"{conf}:"), out.stderr
+
+
+def test_warnings_go_to_stderr_and_the_check_still_passes(seed_dir):
+    conf = seed_dir / "racoon.conf"
+    text = conf.read_text()
+    conf.write_text('privsep { user "nobody"; }\n' + text)
+    out = pyike_t(conf)
+    assert (out.returncode, out.stdout) == (0, "OK\n"), out.stdout + out.stderr
+    assert out.stderr.startswith(f"{conf}:1: warning: privsep"), out.stderr
+    assert len(out.stderr.splitlines()) == 1
+
+
+def test_warnings_are_not_printed_beside_errors(seed_dir):
+    conf = seed_dir / "racoon.conf"
+    text = conf.read_text().replace("exchange_mode main;", "exchange_mode sideways;")
+    conf.write_text('privsep { user "nobody"; }\n' + text)
+    out = pyike_t(conf)
+    assert out.returncode == 1 and "sideways" in out.stdout and "warning" not in out.stderr
+
+
+def test_the_daemon_reads_its_configuration_once(seed_dir, monkeypatch):
+    from pyike import cli
+
+    load_mod = importlib.import_module("pyike.config.load")  # the module, not load()
+
+    calls = []
+    real = load_mod.parse_config
+    monkeypatch.setattr(load_mod, "parse_config", lambda path: calls.append(path) or real(path))
+    cfg = cli._load(str(seed_dir / "racoon.conf"))
+    assert cfg is not None and cfg.gre_tunnels[0].name == "tun0"
+    assert calls == [str(seed_dir / "racoon.conf")]
+
+
+def test_a_bad_file_is_read_once_and_reported(seed_dir, monkeypatch, capsys):
+    from pyike import cli
+
+    load_mod = importlib.import_module("pyike.config.load")  # the module, not load()
+
+    conf = seed_dir / "racoon.conf"
+    conf.write_text(conf.read_text().replace("exchange_mode main;", "exchange_mode sideways;"))
+    calls = []
+    real = load_mod.parse_config
+    monkeypatch.setattr(load_mod, "parse_config", lambda path: calls.append(path) or real(path))
+    assert cli._load(str(conf)) is None
+    assert len(calls) == 1 and "sideways" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from tests.e2e.netns import OUTER, PYTHON, in_ns
@@ -40,4 +43,37 @@ def test_garbage_is_counted_and_the_tunnel_survives(topo):
     assert dp["gre_clear_dropped"] + dp["malformed"] >= 250
     assert status["engine"]["received"] >= 300 and status["engine"]["internal_errors"] == 0
     assert a.proc.poll() is None
+    assert topo.ping(count=3, interval=0.2).returncode == 0
+
+
+def _secrets(router) -> list[str]:
+    """The SA keys the control socket reports and the PSK, as text and as hex."""
+    out = []
+    for e in sad(router):
+        out += [e["enc"]["key"], e["auth"]["key"]]
+    psk = (router.workdir / "psk.txt").read_text().split()[-1]
+    return out + [psk, psk.encode().hex()]
+
+
+def test_each_drop_reason_is_logged_once_and_no_secret_at_debug(topo):
+    bring_up(topo, start_args=("-d",))
+    a = topo.routers["a"]
+    our_spis = [str(e["spi"]) for e in sad(a) if e["direction"] == "in"]
+    for _ in range(2):  # two bursts, seconds apart: still one line per reason
+        in_ns(topo.ns["b"], PYTHON, "-c", SENDER, OUTER["a"], *our_spis, timeout=60)
+        time.sleep(2.5)  # both processes look at their counters every second
+    dp = a.ctl_json("status")["dataplane"]
+    assert dp["unknown_spi"] >= 100 and dp["open_dropped"] >= 100
+    text = a.log.read_text()
+    firsts = re.findall(r"(\S+): dropped .*; further ones are counted only \[(\w+)\]", text)
+    assert len(firsts) == len(set(firsts)), firsts
+    for reason in ("unknown_spi", "open_dropped", "malformed"):
+        assert ("ESP/GRE", reason) in firsts, (reason, firsts)
+    assert any(source == "IKE" for source, _ in firsts), firsts
+    drop_lines = [line for line in text.splitlines() if "drop" in line.lower()]
+    assert len(drop_lines) < 30, drop_lines[:40]  # 1800 bad packets, a line per reason
+    for secret in _secrets(a):
+        for r in topo.routers.values():
+            body = r.log.read_text()
+            assert secret not in body and secret.upper() not in body, "a secret in the log"
     assert topo.ping(count=3, interval=0.2).returncode == 0

@@ -115,3 +115,21 @@ def test_detached_daemon_reloads_a_relative_configuration_path(topo):
     finally:
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not _alive(pid), 10, what="daemon gone")
+
+
+def test_config_warnings_logged_once_at_start_and_once_per_reload(topo):
+    topo.write_configs(racoon_edit=lambda side, text: 'privsep { user "nobody"; }\n' + text)
+    a = topo.routers["a"]
+    a.start()
+    warning = f"{a.conf}:1: privsep"
+
+    def count() -> int:
+        return a.log.read_text().count(warning)
+
+    wait_for(lambda: count() == 1, 5, what="the warning at start")
+    assert a.ctl("reload-config").returncode == 0
+    wait_for(lambda: count() == 2, 5, what="the warning on reload")
+    a.send_signal(signal.SIGHUP)
+    wait_for(lambda: a.log.read_text().count("configuration reloaded") == 2, 10,
+             what="the SIGHUP reload")
+    assert count() == 3

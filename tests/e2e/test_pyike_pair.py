@@ -33,10 +33,10 @@ def wait_for(predicate, timeout: float, step: float = 0.25, what: str = "conditi
         time.sleep(step)
 
 
-def bring_up(topo, racoon_edit=None, *, ping_deadline: int = 30) -> None:
+def bring_up(topo, racoon_edit=None, *, ping_deadline: int = 30, start_args=()) -> None:
     topo.write_configs(racoon_edit=racoon_edit)
     for r in topo.routers.values():
-        r.start()
+        r.start(*start_args)
     topo.route_lans()
     out = topo.ping(count=3, interval=0.5, deadline=ping_deadline)
     if out.returncode != 0:

@@ -1,0 +1,86 @@
+"""The IKE process's decisions that need no sockets: no initiate without a local address, and
+background tasks whose failures are logged rather than lost."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pyike import config
+from pyike import daemon as daemon_mod
+
+SEED_A = Path(__file__).resolve().parents[2] / "examples" / "seed" / "a"
+
+
+@pytest.fixture
+def bare_config(tmp_path):
+    """Router a's seed configuration without `listen isakmp` addresses or `gre` blocks."""
+    for f in SEED_A.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "psk.txt").chmod(0o600)
+    cfg = config.load(str(tmp_path / "racoon.conf"))
+    engine = dataclasses.replace(cfg.engine, local_addresses=())
+    return dataclasses.replace(cfg, engine=engine, gre_tunnels=(), listen_isakmp=())
+
+
+def _daemon(cfg, monkeypatch, addresses: list[list[str]]):
+    """A Daemon whose host address lookups answer from `addresses`, one list per call."""
+    answers = iter(addresses)
+    monkeypatch.setattr(daemon_mod, "host_addresses", lambda: next(answers))
+    d = daemon_mod.Daemon(cfg, "racoon.conf")
+    calls = []
+    monkeypatch.setattr(d.engine, "initiate", lambda *a, **kw: calls.append((a, kw)))
+    return d, calls
+
+
+def test_no_local_address_means_no_initiate_and_a_reason(bare_config, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="pyike")
+    d, calls = _daemon(bare_config, monkeypatch, [[], []])
+    assert d.engine.config.local_addresses == ()
+    assert d._acquire("198.18.0.1", "198.18.0.2") is False
+    assert calls == []
+    reasons = [r.getMessage() for r in caplog.records if "no local address" in r.getMessage()]
+    assert len(reasons) == 2  # once at start, once for the refused acquire
+    assert "cannot negotiate with 198.18.0.2" in reasons[1]
+    # the acquire guard keeps the refusal to one line per pair
+    assert d._acquire("198.18.0.1", "198.18.0.2") is True
+    assert calls == [] and len([r for r in caplog.records if "no local" in r.getMessage()]) == 2
+
+
+def test_an_address_that_appears_later_is_used(bare_config, monkeypatch):
+    d, calls = _daemon(bare_config, monkeypatch, [[], ["198.18.0.1"]])
+    assert d._acquire("198.18.0.1", "198.18.0.2") is True
+    assert d.engine.config.local_addresses == ("198.18.0.1",)
+    assert len(calls) == 1 and calls[0][0][0] == "198.18.0.2"
+
+
+def test_gre_locals_come_first(bare_config, monkeypatch):
+    monkeypatch.setattr(daemon_mod, "host_addresses", lambda: ["198.18.5.5", "198.18.0.1"])
+    tunnels = [daemon_mod.TunnelSpec("tun0", "198.18.0.1", "198.18.0.2", "10.1.1.1", "10.1.1.2",
+                                     1400)]
+    cfg = daemon_mod.engine_config(bare_config, tunnels)
+    assert cfg.local_addresses == ("198.18.0.1", "198.18.5.5")
+
+
+def test_a_failing_background_task_is_logged_not_lost(bare_config, monkeypatch, caplog):
+    d, _calls = _daemon(bare_config, monkeypatch, [["198.18.0.1"]])
+
+    async def boom():
+        raise RuntimeError("hook exploded")
+
+    async def main():
+        task = d.spawn(boom(), "script /x (phase1_up)")
+        assert task in d.tasks
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return task
+
+    task = asyncio.run(main())
+    assert task.done() and task not in d.tasks
+    msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert msgs == ["script /x (phase1_up) failed: RuntimeError: hook exploded"]
