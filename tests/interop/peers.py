@@ -106,6 +106,7 @@ class Peer:
     name = "peer"
     image: initramfs.ImageSpec
     dh_group = 2  # MODP1024 (RFC 2409 §6.2); a peer that refuses it overrides this
+    honours_initial_contact = True
 
     @classmethod
     def image_spec(cls) -> initramfs.ImageSpec:
@@ -230,12 +231,16 @@ conn {self.conn}
 
 class LibreswanPeer(Peer):
     """libreswan 4.10 (pluto). Debian's build refuses MODP1024 ("IKE DH algorithm 'modp1024' is
-    not supported"), so this peer and pyike use MODP2048 (RFC 3526 §3) instead."""
+    not supported"), so this peer and pyike use MODP2048 (RFC 3526 §3) instead. pluto ignores an
+    IKEv1 INITIAL-CONTACT wherever it comes ("ignoring informational payload
+    IPSEC_INITIAL_CONTACT"): after pyike restarts it keeps the old pair until its lifetime ends,
+    while its traffic moves to the new one."""
 
     name = "libreswan"
     image = initramfs.LIBRESWAN
     conn = "pyike"
     dh_group = 14
+    honours_initial_contact = False
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
