@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ class Env:
         return "\n".join(parts)
 
 
-def received(ping_output) -> int:
+def received(ping_output: str | subprocess.CompletedProcess) -> int:
+    """Replies counted by iputils' or busybox's ping summary line."""
     text = ping_output if isinstance(ping_output, str) else ping_output.stdout
     m = re.search(r"(\d+) (?:packets )?received", text)
     return int(m.group(1)) if m else 0
@@ -227,7 +229,7 @@ def rekey_under_ping(env: Env) -> None:
     assert len(outbound_spis) >= 2, f"ESP from pyike used SPIs {outbound_spis}"
 
 
-def assert_only_ike_and_esp(packets, pyike_addr: str) -> None:
+def assert_only_ike_and_esp(packets: list, pyike_addr: str) -> None:
     """Nothing but ISAKMP (UDP 500/4500) and ESP between the outer addresses: no GRE, no inner
     traffic in clear. Strict for pyike. A kernel peer gets one allowance, seen with libreswan:
     while its daemon swaps the trap policy for the SA's policy, a reply can leave in clear before
