@@ -123,14 +123,18 @@ def run(opts: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(pidfile)
 
+    daemon = None
     try:
         daemon = Daemon(cfg, opts.conf)
-        daemon.start_dataplane()
+        # the forwarding process must not hold the start-up pipe open after we report
+        daemon.start_dataplane(close_fds=() if ready_fd is None else (ready_fd,))
         if not opts.foreground:
             _write_pidfile(pidfile)
         daemon.on_ready = ready
         code = asyncio.run(daemon.run())
     except Exception as exc:
+        if daemon is not None:
+            daemon.close()  # the forwarding process and its TUN devices, if still there
         remove_pidfile()  # before the waiting command hears of the failure
         log.error("cannot run: %s", exc, exc_info=opts.verbose + opts.debug > 0)
         if ready_fd is not None:

@@ -151,12 +151,14 @@ class Daemon:
 
     # --- start / stop --------------------------------------------------------------------------
 
-    def start_dataplane(self) -> None:
-        """Fork the forwarding process (before any event loop exists) and wait for it."""
+    def start_dataplane(self, close_fds: tuple[int, ...] = ()) -> None:
+        """Fork the forwarding process (before any event loop exists) and wait for it.
+        `close_fds`: ours that it must not inherit (the start-up status pipe)."""
         from pyike.dataplane import start as start_dataplane
 
         self.dp_pid, self.dp = start_dataplane(self.tunnels, setkey_files(self.config),
-                                               natt_port=self.config.engine.natt_port)
+                                               natt_port=self.config.engine.natt_port,
+                                               close_fds=close_fds)
         self.dp.settimeout(DATAPLANE_START_S)
         msg = pipe.recv(self.dp)
         if not msg or msg[0] != "ready":
@@ -240,13 +242,17 @@ class Daemon:
         self.socks.clear()
         log.info("pyike stopped")
 
+    def close(self) -> None:
+        """Stop the forwarding process (removing its TUN devices) when `run` never did: the
+        start-up failed after the fork."""
+        self._stop_dataplane()
+
     def _stop_dataplane(self) -> None:
         if self.dp is None:  # it went on its own
             self._reap_dataplane()
             return
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(Exception):
-            loop.remove_reader(self.dp.fileno())
+        with contextlib.suppress(Exception):  # registered only while the loop runs
+            asyncio.get_running_loop().remove_reader(self.dp.fileno())
         with contextlib.suppress(OSError):
             pipe.send(self.dp, "stop")
         self.dp.close()
@@ -255,15 +261,18 @@ class Daemon:
 
     def _reap_dataplane(self) -> None:
         """Wait (bounded) for the forwarding process, which removes the TUN devices as it goes."""
+        if self.dp_pid <= 0:  # never started, or reaped already (0 would mean our group)
+            return
+        pid, self.dp_pid = self.dp_pid, 0
         deadline = time.monotonic() + 5.0
         with contextlib.suppress(ChildProcessError):
             while time.monotonic() < deadline:
-                if os.waitpid(self.dp_pid, os.WNOHANG)[0]:
+                if os.waitpid(pid, os.WNOHANG)[0]:
                     return
                 time.sleep(0.02)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.dp_pid, signal.SIGKILL)
-            os.waitpid(self.dp_pid, 0)
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
     # --- IKE sockets ---------------------------------------------------------------------------
 
@@ -492,8 +501,9 @@ class Daemon:
             except OSError:
                 msg = None
             if msg is None:
-                log.error("forwarding process exited")
-                self.exit_code = 1
+                if not self.stopping.is_set():  # not a failure while we stop anyway
+                    log.error("forwarding process exited")
+                    self.exit_code = 1
                 asyncio.get_running_loop().remove_reader(self.dp.fileno())
                 self.dp.close()
                 self.dp = None

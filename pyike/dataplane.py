@@ -525,9 +525,10 @@ def _raw_socket(proto: int) -> socket.socket:
     return sock
 
 
-def start(tunnels: list[TunnelSpec], setkey_files: list, *, natt_port: int = NATT_PORT
-          ) -> tuple[int, socket.socket]:
-    """Fork the forwarding process; returns its pid and our end of the pipe.
+def start(tunnels: list[TunnelSpec], setkey_files: list, *, natt_port: int = NATT_PORT,
+          close_fds: tuple[int, ...] = ()) -> tuple[int, socket.socket]:
+    """Fork the forwarding process; returns its pid and our end of the pipe. `close_fds` are
+    descriptors of the caller's that the forwarding process must not keep open.
 
     Forking (rather than spawning) keeps the configuration objects without re-parsing; the
     child closes our end so that it sees EOF — and exits, removing the TUN devices — when the
@@ -539,10 +540,14 @@ def start(tunnels: list[TunnelSpec], setkey_files: list, *, natt_port: int = NAT
         code = 0
         try:
             ours.close()
-            # The IKE process owns the signals; this one stops on EOF or `stop`.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for fd in close_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            # The IKE process owns the signals; this one stops on EOF or `stop`. A SIGTERM to
+            # the whole process group (as service managers send) must not end forwarding
+            # before the IKE process has sent its deletes and asked it to stop.
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
             DataPlane(theirs, tunnels, setkey_files, natt_port=natt_port).run()
         except BaseException as exc:  # report, then leave without running the parent's cleanup
             code = 1

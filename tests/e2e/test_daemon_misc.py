@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.netns import OUTER, PYTHON, REPO
+from tests.e2e.netns import OUTER, PYTHON, REPO, in_ns
 from tests.e2e.test_pyike_pair import bring_up, sad, wait_for
 
 pytestmark = pytest.mark.netns
@@ -68,7 +68,13 @@ def test_detaches_writes_pid_file_and_stops_on_sigterm(topo):
     try:
         os.kill(pid, 0)
         assert a.ctl("status").returncode == 0
-        assert a.ctl_json("status")["pid"] == pid
+        status = a.ctl_json("status")
+        assert status["pid"] == pid
+        # the start-up status pipe is closed in both processes once the command returned
+        for proc in (pid, status["forwarding_pid"]):
+            fds = os.listdir(f"/proc/{proc}/fd")
+            links = [os.readlink(f"/proc/{proc}/fd/{fd}") for fd in fds]
+            assert not [link for link in links if link.startswith("pipe:")], (proc, links)
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not pidfile.exists(), 10, what="pid file removed")
         wait_for(lambda: not _alive(pid), 5, what="daemon gone")
@@ -91,6 +97,8 @@ def test_start_failure_is_reported_by_the_detaching_command(topo):
     assert out.returncode == 1
     assert "198.18.9.9" in out.stderr or "assign" in out.stderr
     assert not (a.workdir / "pyike.pid").exists()
+    # the forwarding process had made tun0; it is gone before the command returns
+    assert in_ns(topo.ns["a"], "ip", "link", "show", "tun0", check=False).returncode != 0
 
 
 def test_bring_up_helper_is_shared(topo):

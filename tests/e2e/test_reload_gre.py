@@ -4,7 +4,9 @@ restart, the SAs stay, and a block that cannot be applied refuses the reload."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import time
 
 import pytest
 
@@ -85,3 +87,21 @@ def test_a_gre_block_that_cannot_be_made_refuses_the_reload(up):
     assert up.ping(count=3, interval=0.2).returncode == 0
     refused = a.ctl("reload-config")
     assert refused.returncode == 1 and "gre blocks" in refused.stderr
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_tun_device_deleted_under_us_is_dropped_without_spinning(up):
+    a = up.routers["a"]
+    fwd = a.ctl_json("status")["forwarding_pid"]
+    in_ns(up.ns["a"], "ip", "link", "del", "tun0")
+    wait_for(lambda: "reading the TUN device failed" in log_of(a), 5, what="the failure logged")
+    before = _cpu_seconds(fwd)
+    time.sleep(2)
+    assert _cpu_seconds(fwd) - before < 0.5  # not busy on a dead descriptor
+    assert log_of(a).count("reading the TUN device failed") == 1
+    assert a.proc.poll() is None and a.ctl("status").returncode == 0
