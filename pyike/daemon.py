@@ -507,6 +507,9 @@ class Daemon:
                 asyncio.get_running_loop().remove_reader(self.dp.fileno())
                 self.dp.close()
                 self.dp = None
+                for fut in self.replies.values():  # no answer will come
+                    if not fut.done():
+                        fut.set_exception(RuntimeError("forwarding process exited"))
                 self.stopping.set()
                 return
             verb = msg[0]
@@ -598,12 +601,11 @@ class Daemon:
             for line in errors:
                 log.error("reload refused: %s", line)
             return errors
-        tunnels = tunnel_specs(new)
-        if tunnels != self.tunnels:
-            error = await self._retunnel(tunnels)
-            if error:
-                log.error("reload refused: gre blocks: %s", error)
-                return [f"gre blocks: {error}"]
+        # always sent: the forwarding process also remakes a device deleted under it
+        error = await self._retunnel(tunnel_specs(new))
+        if error:
+            log.error("reload refused: gre blocks: %s", error)
+            return [f"gre blocks: {error}"]
         self.config = new
         _log_warnings(new)
         # live SAs keep the terms they agreed

@@ -123,10 +123,11 @@ class DataPlane:
         """Make the TUN devices match `specs` (a reloaded configuration's `gre` blocks).
 
         A device whose name stays keeps its descriptor and is changed in place (address, peer,
-        MTU); new devices are made before any old one goes, so a device that cannot be made
-        leaves the old set untouched. SAs are the SAD's and stay.
+        MTU); new devices, and those deleted under us, are made before any old one goes, so a
+        device that cannot be made leaves the old set untouched. SAs are the SAD's and stay.
         """
-        old = {t.spec.name: t for t in self.tunnels}
+        lost = [t for t in self.tunnels if t.fd < 0 and t.tun is not None]
+        old = {t.spec.name: t for t in self.tunnels if t not in lost}
         made: list[Tunnel] = []
         try:
             for spec in specs:
@@ -138,6 +139,9 @@ class DataPlane:
                     t.tun.close()
             raise
         fresh = {t.spec.name: t for t in made}
+        for t in lost:
+            if t.spec.name in fresh:
+                log.info("%s: TUN device made again", t.spec.name)
         tunnels = []
         for spec in specs:
             t = fresh.get(spec.name) or old[spec.name]
@@ -150,11 +154,10 @@ class DataPlane:
                 t.spec = spec
             tunnels.append(t)
         kept = {spec.name for spec in specs}
-        for name, t in old.items():
-            if name not in kept:
-                self._forget_fd(t)
-                if t.tun is not None:
-                    t.tun.close()
+        for t in lost + [t for name, t in old.items() if name not in kept]:
+            self._forget_fd(t)
+            if t.tun is not None:
+                t.tun.close()
         self.tunnels = tunnels
         self.by_pair.clear()
         self.by_key.clear()

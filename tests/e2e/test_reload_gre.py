@@ -95,7 +95,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def test_a_tun_device_deleted_under_us_is_dropped_without_spinning(up):
+def test_a_tun_device_deleted_under_us_is_dropped_without_spinning_and_remade_on_reload(up):
     a = up.routers["a"]
     fwd = a.ctl_json("status")["forwarding_pid"]
     in_ns(up.ns["a"], "ip", "link", "del", "tun0")
@@ -105,3 +105,8 @@ def test_a_tun_device_deleted_under_us_is_dropped_without_spinning(up):
     assert _cpu_seconds(fwd) - before < 0.5  # not busy on a dead descriptor
     assert log_of(a).count("reading the TUN device failed") == 1
     assert a.proc.poll() is None and a.ctl("status").returncode == 0
+    assert up.ping(count=2, interval=0.2, deadline=3).returncode != 0
+    assert a.ctl("reload-config").returncode == 0
+    wait_for(lambda: "tun0: TUN device made again" in log_of(a), 5, what="tun0 remade")
+    up.route_lans()  # the routes went with the device
+    assert up.ping(count=3, interval=0.2).returncode == 0
