@@ -37,6 +37,7 @@ DATAPLANE_START_S = 10.0
 QUERY_TIMEOUT_S = 5.0
 PIPE_SEND_TIMEOUT_S = 5.0
 DROP_CHECK_S = 1.0  # how often the drop counters are looked at
+TIMER_RETRY_S = 1.0  # after the engine's timer failed
 HOOK_WAIT_S = 2.0  # at shutdown, how long running hooks and reloads may still take
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: what starts IKE on the NAT-T port
@@ -137,6 +138,7 @@ class Daemon:
         self.replies: dict[int, asyncio.Future] = {}
         self.req_ids = itertools.count(1)
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_failing = False
         self.admin: AdminServer | None = None
         self.stopping: asyncio.Event | None = None
         self.exit_code = 0
@@ -311,17 +313,18 @@ class Daemon:
             try:
                 self.engine.receive_datagram(data, local, (peer[0], peer[1]), time.monotonic())
             except Exception as exc:  # the engine should never raise; one bad datagram must not
-                self._engine_failed(exc, peer)  # stop us, nor a stream of them flood the log
+                # stop us, nor a stream of them flood the log
+                self._engine_failed(exc, f"on a datagram from {peer[0]}[{peer[1]}]")
         self._service()
 
-    def _engine_failed(self, exc: Exception, peer: tuple[str, int]) -> None:
+    def _engine_failed(self, exc: Exception, where: str) -> None:
         """The first failure of each kind with its traceback; later ones are counted."""
         kind = type(exc).__name__
         self.counters["engine_exceptions"] += 1
         if kind not in self.engine_failures:
             self.engine_failures.add(kind)
-            log.error("engine failed on a datagram from %s[%d] (%s; further ones are counted "
-                      "only)", peer[0], peer[1], kind, exc_info=exc)
+            log.error("engine failed %s (%s; further ones are counted only)", where, kind,
+                      exc_info=exc)
 
     def _drop_counters(self) -> dict[str, int]:
         counters = getattr(self.engine, "counters", {})
@@ -373,14 +376,18 @@ class Daemon:
         when = self.engine.get_timer()
         if when is not None:
             loop = asyncio.get_running_loop()
-            self.timer = loop.call_at(max(when, loop.time()), self._on_timer)
+            # a timer that keeps failing is retried at a pace, not in a busy loop
+            soonest = loop.time() + (TIMER_RETRY_S if self.timer_failing else 0.0)
+            self.timer = loop.call_at(max(when, soonest), self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
         try:
             self.engine.handle_timer(time.monotonic())
-        except Exception:
-            log.exception("engine timer failed")
+            self.timer_failing = False
+        except Exception as exc:
+            self.timer_failing = True
+            self._engine_failed(exc, "in its timer")
         self._service()
 
     def _on_event(self, e: Any) -> None:

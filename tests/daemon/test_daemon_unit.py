@@ -84,3 +84,27 @@ def test_a_failing_background_task_is_logged_not_lost(bare_config, monkeypatch, 
     assert task.done() and task not in d.tasks
     msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert msgs == ["script /x (phase1_up) failed: RuntimeError: hook exploded"]
+
+
+def test_a_failing_engine_timer_is_retried_at_a_pace_and_logged_once(bare_config, monkeypatch,
+                                                                      caplog):
+    d, _calls = _daemon(bare_config, monkeypatch, [["198.18.0.1"]])
+    fired = []
+
+    def broken(now):
+        fired.append(now)
+        raise KeyError("stale")
+
+    monkeypatch.setattr(d.engine, "handle_timer", broken)
+    monkeypatch.setattr(d.engine, "get_timer", lambda: 0.0)  # always due
+
+    async def main():
+        d._service()
+        await asyncio.sleep(0.5)
+        d.timer.cancel()
+
+    asyncio.run(main())
+    assert len(fired) == 1  # then a second's pause, not a busy loop
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["engine failed in its timer (KeyError; further ones are counted only)"]
+    assert d.counters["engine_exceptions"] == 1
