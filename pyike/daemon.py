@@ -282,11 +282,15 @@ class Daemon:
         for addr, port in _listen_addresses(self.config):
             family = socket.AF_INET6 if ":" in addr else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            sock.bind((addr, port))
-            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                sock.bind((addr, port))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
             self.socks[(addr, port)] = sock
             loop.add_reader(sock.fileno(), self._from_ike, sock, port)
             log.info("listening on %s[%d]", addr, port)
