@@ -24,7 +24,7 @@ class TunnelSpec:
 class SaSpec:
     """One direction of a negotiated SA, as the IKE process installs it."""
 
-    keys: EspKeys
+    keys: EspKeys = field(repr=False)  # keys never reach a log line by accident
     direction: str  # "in" | "out"
     lifetime_s: int = 0
     lifetime_bytes: int = 0

@@ -35,3 +35,12 @@ def test_isakmp_table_row():
     entry.update(state="I_MM3", racoon_state=7, side="initiator")
     fields = format_isakmp(phase1_json([entry], 110.0, 1_000_010.0)).splitlines()[1].split()
     assert fields[3:5] == ["7", "I"]
+
+
+def test_an_sa_spec_never_shows_its_keys():
+    keys = EspKeys(0x1234, "198.18.0.1", "198.18.0.2", "aes-cbc", bytes(range(16)), "hmac-sha1",
+                   bytes(range(100, 120)))
+    text = repr(SaSpec(keys, "out", 3600, 0)) + str(SaSpec(keys, "in"))
+    assert "out" in text and "3600" in text
+    for secret in (keys.enc_key, keys.auth_key):
+        assert secret.hex() not in text and repr(secret)[2:-1] not in text
