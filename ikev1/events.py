@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ class EspKeys:
     src: str
     dst: str
     enc_alg: str  # "aes-cbc" | "3des-cbc"
-    enc_key: bytes
+    enc_key: bytes = field(repr=False)  # keys never reach a log through repr()
     auth_alg: str  # "hmac-sha1" | "hmac-sha256" (128-bit ICV) | "hmac-sha256-96" | "hmac-md5"
-    auth_key: bytes
+    auth_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
