@@ -153,8 +153,11 @@ def test_exchange_round_trip(number: int) -> None:
     if isinstance(group, crypto.ModpGroup):
         # Independent check with integer arithmetic.
         x = a.key if isinstance(a.key, int) else a.key.private_numbers().x  # type: ignore[attr-defined]
+        assert pub_a == pow(2, x, group.prime).to_bytes(group.public_length, "big")
         y = int.from_bytes(pub_b, "big")
         assert s == pow(y, x, group.prime).to_bytes(group.secret_length, "big")
+        if not isinstance(a.key, int):
+            assert a.key.public_key().public_numbers().y == int.from_bytes(pub_a, "big")  # type: ignore[attr-defined]
 
 
 def test_modp_generate_is_deterministic_in_rng() -> None:
