@@ -48,6 +48,25 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__} in {tb.tb_frame.f_code.co_name}:{tb.tb_lineno}"
 
 
+_RemotesIndex = tuple[dict[ipaddress.IPv4Address | ipaddress.IPv6Address, RemotePolicy],
+                      RemotePolicy | None]
+
+
+def _index_remotes(remotes: tuple[RemotePolicy, ...]) -> _RemotesIndex:
+    """The first section for each address, and the first `anonymous` one (racoon's order)."""
+    by_address: dict = {}
+    anonymous = None
+    for remote in remotes:
+        if remote.remote == "anonymous":
+            anonymous = anonymous or remote
+            continue
+        try:
+            by_address.setdefault(ipaddress.ip_address(remote.remote), remote)
+        except ValueError:
+            continue  # a name, not an address: it never matches a peer address
+    return by_address, anonymous
+
+
 class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattMixin):
     def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
         self.config = config
@@ -63,6 +82,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         self._events: deque[Event] = deque()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.last_internal_error: str | None = None  # for the shell to log once; no data in it
+        # remote sections by peer address, rebuilt when the configuration's remotes change
+        self._remotes_index: tuple[tuple[RemotePolicy, ...], _RemotesIndex] | None = None
 
     # --- the I/O shell's calls ----------------------------------------------------------
 
@@ -218,17 +239,14 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         return self.config.local_addresses[0]
 
     def _remote_for(self, peer_address: str) -> RemotePolicy | None:
-        anonymous = None
-        for remote in self.config.remotes:
-            if remote.remote == "anonymous":
-                anonymous = anonymous or remote
-            else:
-                try:
-                    if ipaddress.ip_address(remote.remote) == ipaddress.ip_address(peer_address):
-                        return remote
-                except ValueError:
-                    continue
-        return anonymous
+        index = self._remotes_index
+        if index is None or index[0] is not self.config.remotes:
+            index = self._remotes_index = (self.config.remotes, _index_remotes(self.config.remotes))
+        by_address, anonymous = index[1]
+        try:
+            return by_address.get(ipaddress.ip_address(peer_address), anonymous)
+        except ValueError:
+            return anonymous
 
     def _new_spi(self) -> int:
         while True:
