@@ -192,6 +192,23 @@ def modp_prime(group: int) -> int:
     return int("".join(_MODP_PRIMES[group]), 16)
 
 
+_DIGIT_BITS = 4
+_DIGIT_MASK = (1 << _DIGIT_BITS) - 1
+
+
+def _generator_powers(prime: int, exponent_bits: int) -> tuple[tuple[int, ...], ...]:
+    """Row i holds 2^(d * 16^i) mod p for every digit d: g^x is one product per digit of x."""
+    rows = []
+    base = 2
+    for _ in range(-(-exponent_bits // _DIGIT_BITS)):
+        row = [1]
+        for _ in range(_DIGIT_MASK):
+            row.append(row[-1] * base % prime)
+        rows.append(tuple(row))
+        base = row[-1] * base % prime
+    return tuple(rows)
+
+
 @contextmanager
 def _ffdh() -> Iterator[None]:
     # cryptography marks finite-field DH deprecated; IKEv1 peers still need it.
@@ -227,6 +244,9 @@ class ModpGroup:
             self._generator = None
             if number not in _UNNAMED_MODP:
                 self._generator = dh.DHPublicNumbers(2, self._numbers).public_key()
+        self._generator_powers = (
+            _generator_powers(self.prime, self._exponent_bits) if number in _UNNAMED_MODP else ()
+        )
 
     def generate(self, rng: Rng) -> tuple[DHPrivate, bytes]:
         """A fresh private value and its public value g^x, padded to the prime's length."""
@@ -235,7 +255,7 @@ class ModpGroup:
         x |= 1 << (self._exponent_bits - 1)  # full-length exponent, never 0 or 1
         key: object = x
         if self._generator is None:
-            y = pow(2, x, self.prime)
+            y = self._pow_generator(x)
         else:
             # OpenSSL's exponentiation is several times faster than int.__pow__ at these sizes
             # (2.6 ms against 0.35 ms for MODP-2048); the placeholder public value of the first
@@ -247,6 +267,16 @@ class ModpGroup:
                 key = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(y, numbers)).private_key()
         public = y.to_bytes(self.public_length, "big")
         return DHPrivate(self.number, key, public), public
+
+    def _pow_generator(self, x: int) -> int:
+        # Fixed-base exponentiation: one multiplication per 4-bit digit of x from the table
+        # (a quarter of the cost of int.__pow__, which squares for every bit).
+        p = self.prime
+        y = 1
+        for row in self._generator_powers:
+            y = y * row[x & _DIGIT_MASK] % p  # digit 0 multiplies by 1: no branch on x
+            x >>= _DIGIT_BITS
+        return y
 
     def check_public(self, peer_public: bytes) -> int:
         """The peer's g^y as an integer, or DHError (wrong length, or not 1 < y < p-1)."""

@@ -282,3 +282,13 @@ def test_arbitrary_peer_values_yield_a_secret_or_dh_error(number: int) -> None:
         assert len(secret) == group.secret_length
 
     check()
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_fixed_base_exponentiation_matches_pow(number: int) -> None:
+    group = crypto.dh_group(number)
+    bits = group._exponent_bits
+    edges = [1 << (bits - 1), (1 << bits) - 1, (1 << (bits - 1)) | 1, int("10" * (bits // 2), 2)]
+    for x in edges + [int.from_bytes(os.urandom(bits // 8), "big") | 1 << (bits - 1)
+                      for _ in range(20)]:
+        assert group._pow_generator(x) == pow(2, x, group.prime)
