@@ -20,7 +20,7 @@ from .codec import (
     encode_message,
 )
 from .constants import Exchange, Flag, Notify
-from .ids import identity_matches, identity_payload, identity_text
+from .ids import identity_payload, identity_text
 from .phase1 import Fail, required
 from .sa import Drop, Phase1SA
 
@@ -38,11 +38,10 @@ class AggressiveMixin:
         self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(p1.id_peer)))
         p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
         auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
-        p1.state = "R_AM2"
         return [reply_sa, KePayload(p1.gxr), NoncePayload(p1.nr_b), p1.id_local,
                 HashPayload(auth), *self._vendor_payloads(p1), *self._natd_payloads(p1)]
 
-    def _i_am2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+    def _i_am2(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> list:
         payloads = self._plain_payloads(hdr, data)
         suite = self._accept_chosen(p1, payloads)
         ke, nonce = required(payloads, KePayload, "KE"), required(payloads, NoncePayload, "nonce")
@@ -51,10 +50,9 @@ class AggressiveMixin:
             raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         p1.rcookie, p1.suite = hdr.rcookie, suite
         self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(peer_id)))
-        try:
-            p1.id_peer = self._check_peer_auth(p1, payloads)
-        except Drop:  # the keys are already derived from this message: it cannot be undone
-            raise Fail("authentication failed", Notify.AUTHENTICATION_FAILED) from None
+        # a wrong HASH_R is dropped and the keys derived from this message are undone with it
+        # (_receive_phase1), so a forged message 2 cannot end the exchange
+        p1.id_peer = self._check_peer_auth(p1, payloads)
         self._note_vendor_ids(p1, payloads)
         self._check_natd(p1, payloads, p1.local, p1.peer)
         auth = self._auth_hash(p1, initiator=True, id_b=p1.id_local.encode_body())
@@ -63,11 +61,12 @@ class AggressiveMixin:
         am3 = [HashPayload(auth), *self._natd_payloads(p1)]  # hashes of the floated ports
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.AGGRESSIVE, 0, 0)
         self._send(p1.flight, [encode_message(out, am3)], now, expect_reply=False)
-        self._establish(p1, now, payloads)
+        return []  # message 2 came in clear: nothing in it but the HASH is the peer's word
 
-    def _r_am3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+    def _r_am3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> list:
         iv = p1.iv
-        if hdr.flags & Flag.ENCRYPTION:  # some peers encrypt the third message
+        encrypted = bool(hdr.flags & Flag.ENCRYPTION)
+        if encrypted:  # some peers encrypt the third message
             payloads, iv = self._decrypt_auth(p1, hdr, data)
         else:
             payloads = self._plain_payloads(hdr, data)
@@ -75,12 +74,9 @@ class AggressiveMixin:
         received = required(payloads, HashPayload, "HASH")
         expected = self._auth_hash(p1, initiator=True, id_b=p1.id_peer.encode_body())
         if not hmac.compare_digest(received.data, expected):
-            p1.auth_failed = True
             raise Drop("hash_mismatch")  # dropped, the exchange goes on (see _decrypt_auth)
-        wanted = p1.remote.peers_identifier
-        if p1.remote.verify_identifier and wanted and not identity_matches(p1.id_peer, wanted):
-            raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+        self._check_peer_identity(p1, p1.id_peer)
         self._check_natd(p1, payloads, p1.local, p1.peer)
         p1.iv = iv
         p1.flight.datagrams = []
-        self._establish(p1, now, payloads)
+        return payloads if encrypted else []

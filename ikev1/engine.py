@@ -1,7 +1,11 @@
 """The sans-I/O IKEv1 engine: datagrams and the time in; datagrams, one timer and events out.
 
-The exchanges live in mixins (phase1, quick, informational); this module holds the state tables,
-dispatch, retransmission, timers and the control calls the daemon uses.
+The engine is the manager of the exchanges. Their handlers live in one module each (phase1 and
+aggressive for phase 1, quick, informational, natt), their transitions in states.py; this module
+holds the indexes every per-message lookup goes through (cookies, peer address, message ID,
+SPI), the deadline heap behind get_timer()/handle_timer(), the bounds on what unauthenticated
+input may cost (limits.py), the one teardown path of each kind of state, and the control calls
+the daemon uses.
 """
 
 from __future__ import annotations
@@ -15,27 +19,47 @@ from . import crypto
 from .aggressive import AggressiveMixin
 from .codec import HEADER_LEN, CodecError, Header, decode_header, decode_payloads, encode_payloads
 from .constants import NON_ESP_MARKER, Exchange, Flag
-from .events import Event, NegotiationFailed, SaDeleted, SaExpired
+from .events import Event, NegotiationFailed, Phase1Down, Refused, SaDeleted, SaExpired
 from .ids import address_selector
 from .informational import InformationalMixin
+from .limits import (
+    AGGRESSIVE_DH_BURST,
+    AGGRESSIVE_DH_BURST_CONFIGURED,
+    AGGRESSIVE_DH_RATE,
+    AGGRESSIVE_DH_RATE_CONFIGURED,
+    NOTIFY_BURST,
+    NOTIFY_BURST_PER_SOURCE,
+    NOTIFY_RATE,
+    NOTIFY_RATE_PER_SOURCE,
+    NOTIFY_SOURCES_TRACKED,
+    FoldedEvents,
+    HalfOpenPool,
+    SourceBuckets,
+    TokenBucket,
+)
 from .natt import KEEPALIVE, NattMixin
-from .phase1 import Phase1Mixin
+from .phase1 import ZERO_COOKIE, Phase1Mixin
 from .policy import EngineConfig, RemotePolicy, TrafficSelector
 from .quick import QuickMixin
-from .sa import Address, Drop, Flight, Phase1SA, Phase2SA, QuickExchange
+from .sa import Address, Drop, Flight, PeerRecord, Phase1SA, Phase2SA, QuickExchange
+from .states import QuickState
+from .timers import DeadlineHeap
 
 Rng = Callable[[int], bytes]
 
 COUNTER_NAMES = (
     "received", "sent", "malformed", "decrypt_failed", "hash_mismatch", "unknown_sa",
     "unexpected", "duplicates", "resends", "timeouts", "crypto_errors", "internal_errors",
-    "notifies_received", "keepalives", "half_open_refused",
+    "notifies_received", "keepalives", "half_open_evicted", "aggressive_paced",
+    "replies_capped", "refused",
 )
 
 
 # racoonctl's numeric phase-1 status (ipsec-tools handler.h): our last message sent, 9 = up
 RACOON_PH1_STATE = {"I_MM1": 3, "R_MM2": 3, "I_AM1": 3, "R_AM2": 3, "I_MM3": 5, "R_MM4": 5,
                     "I_MM5": 7, "established": 9}
+
+Acquire = tuple[TrafficSelector | None, TrafficSelector | None, int | None, float]
 
 
 def _where(exc: BaseException) -> str:
@@ -71,13 +95,24 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
     def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
         self.config = config
         self._rng = rng
-        self._p1: dict[bytes, Phase1SA] = {}  # by initiator cookie
+        # every ISAKMP SA and phase-1 exchange, oldest first, and the indexes to reach them
+        self._phase1: dict[Phase1SA, None] = {}
+        self._by_cookies: dict[tuple[bytes, bytes], Phase1SA] = {}  # both cookies known
+        self._initiating: dict[bytes, Phase1SA] = {}  # our first message out, by our cookie
+        self._first_seen: dict[tuple[bytes, str], Phase1SA] = {}  # responder, before message 3
+        self._peers: dict[str, PeerRecord] = {}  # authenticated state and our own exchanges
         self._p2: dict[int, Phase2SA] = {}  # by inbound SPI
-        self._quick: dict[tuple[bytes, int], QuickExchange] = {}
-        # acquires waiting for phase 1, by peer: (local, remote, rekey_of, queued at)
-        self._acquires: dict[str, list[tuple[TrafficSelector | None, TrafficSelector | None,
-                                             int | None, float]]] = {}
-        self._contacted: set[str] = set()
+        self._quick: dict[tuple[bytes, bytes, int], QuickExchange] = {}  # cookies, message ID
+        self._spis_pending: set[int] = set()  # inbound SPIs of quick modes in progress
+        self._acquires: dict[str, list[Acquire]] = {}  # waiting for phase 1, by peer
+        self._contacted: set[str] = set()  # peers we sent INITIAL-CONTACT
+        self._timers = DeadlineHeap()
+        self._half_open = HalfOpenPool()
+        self._aggressive_dh = TokenBucket(AGGRESSIVE_DH_RATE, AGGRESSIVE_DH_BURST)
+        self._aggressive_dh_configured: dict[str, TokenBucket] = {}
+        self._notify_replies = SourceBuckets(NOTIFY_RATE_PER_SOURCE, NOTIFY_BURST_PER_SOURCE,
+                                             NOTIFY_RATE, NOTIFY_BURST, NOTIFY_SOURCES_TRACKED)
+        self._refusals = FoldedEvents()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[Event] = deque()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
@@ -117,17 +152,22 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [t for t in self._deadlines() if t is not None]
-        return min(times) if times else None
+        return self._timers.next_time()
 
     def handle_timer(self, now: float) -> None:
-        self._acquire_timers(now)
-        for p1 in list(self._p1.values()):
-            self._p1_timers(p1, now)
-        for qx in list(self._quick.values()):
-            self._quick_timers(qx, now)
-        for sa in list(self._p2.values()):
-            self._p2_timers(sa, now)
+        for owner in self._timers.pop_due(now):
+            if isinstance(owner, Phase1SA):
+                if owner in self._phase1:
+                    self._p1_timers(owner, now)
+            elif isinstance(owner, QuickExchange):
+                if self._quick.get(self._quick_key(owner)) is owner:
+                    self._quick_timers(owner, now)
+            elif isinstance(owner, Phase2SA):
+                if self._p2.get(owner.spi_in) is owner:
+                    self._p2_timers(owner, now)
+            else:  # ("acquires", peer address)
+                self._acquire_timers(owner[1], now)
+            self._schedule(owner)
 
     def initiate(self, peer_address: str, now: float,
                  local_selector: TrafficSelector | None = None,
@@ -138,9 +178,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         """
         local = local_selector or address_selector(self._local_for(peer_address))
         remote = remote_selector or address_selector(peer_address)
-        for sa in self._p2.values():
-            if (sa.peer[0] == peer_address and not sa.replaced
-                    and (sa.local_sel, sa.remote_sel) == (local, remote)):
+        record = self._peers.get(peer_address)
+        for sa in record.phase2.values() if record else ():
+            if not sa.replaced and (sa.local_sel, sa.remote_sel) == (local, remote):
                 return
         self._acquire(peer_address, now, local_selector, remote_selector, None)
 
@@ -157,14 +197,16 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
 
     def delete_phase1(self, peer: Address | str, now: float) -> None:
         addr = peer if isinstance(peer, str) else peer[0]
-        for p1 in list(self._p1.values()):
-            if p1.peer[0] == addr:
-                self._drop_p1(p1, now, "deleted", notify_peer=p1.established)
+        record = self._peers.get(addr)
+        if record is None:
+            return
+        for p1 in [*record.phase1, *([record.initiating] if record.initiating else [])]:
+            self._drop_p1(p1, now, "deleted", notify_peer=p1.established)
 
     def flush(self, now: float) -> None:
         for sa in list(self._p2.values()):
             self._delete_p2(sa, now, "flushed", notify_peer=True)
-        for p1 in list(self._p1.values()):
+        for p1 in list(self._phase1):
             self._drop_p1(p1, now, "deleted", notify_peer=p1.established)
 
     def sa_soft_expired(self, spi_in: int, now: float) -> None:
@@ -173,6 +215,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if sa is not None:
             sa.soft_at = min(sa.soft_at, now)
             self._p2_timers(sa, now)
+            self._schedule(sa)
 
     def sa_hard_expired(self, spi_in: int, now: float) -> None:
         sa = self._p2.get(spi_in)
@@ -184,7 +227,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         return [{
             "src": p1.local[0], "dst": p1.peer[0], "src_port": p1.local[1],
             "dst_port": p1.peer[1], "icookie": p1.icookie.hex(), "rcookie": p1.rcookie.hex(),
-            "state": p1.state, "racoon_state": RACOON_PH1_STATE.get(p1.state, 1),
+            "state": str(p1.state), "racoon_state": RACOON_PH1_STATE.get(p1.state, 1),
             "side": "initiator" if p1.initiator else "responder",
             "exchange": p1.exchange, "created": p1.created,
             "established": p1.established_at, "expires": p1.expires_at,
@@ -193,9 +236,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             "dh_group": p1.suite.dh_group if p1.suite else None,
             "peer_identity": p1.peer_identity, "vendor_ids": list(p1.vendor_ids),
             "dpd": p1.peer_dpd and p1.remote.dpd.delay > 0,
-            "phase2": sum(1 for sa in self._p2.values() if sa.p1_icookie == p1.icookie),
+            "phase2": len(p1.phase2),
             "nat_traversal": p1.natt, "nat_local": p1.nat_local, "nat_peer": p1.nat_peer,
-        } for p1 in self._p1.values()]
+        } for p1 in self._phase1]
 
     def phase2_sas(self) -> list[dict]:
         return [{
@@ -216,8 +259,10 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if hdr.exchange in (Exchange.MAIN, Exchange.AGGRESSIVE):
             self._receive_phase1(hdr, data, local, peer, now)
             return
-        p1 = self._p1.get(hdr.icookie)
-        if p1 is None or (p1.rcookie != hdr.rcookie) or p1.peer[0] != peer[0]:
+        p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie))
+        if p1 is None and hdr.rcookie == ZERO_COOKIE:
+            p1 = self._initiating.get(hdr.icookie)  # a reply to our first message, in clear
+        if p1 is None or p1.peer[0] != peer[0]:
             raise Drop("unknown_sa")
         if hdr.exchange == Exchange.QUICK:
             self._receive_quick(p1, hdr, data, now)
@@ -226,10 +271,165 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         else:
             raise Drop("unexpected")
 
+    # --- the indexes: every piece of state enters and leaves through these ---------------
+
+    def _peer(self, address: str) -> PeerRecord:
+        record = self._peers.get(address)
+        if record is None:
+            record = self._peers[address] = PeerRecord()
+        return record
+
+    def _tidy_peer(self, address: str) -> None:
+        record = self._peers.get(address)
+        if record is not None and record.empty():
+            del self._peers[address]
+
+    def _add_initiator_p1(self, p1: Phase1SA) -> None:
+        self._phase1[p1] = None
+        self._initiating[p1.icookie] = p1
+        self._peer(p1.peer[0]).initiating = p1
+        self._schedule(p1)
+
+    def _add_responder_p1(self, p1: Phase1SA, configured: bool) -> None:
+        self._phase1[p1] = None
+        self._by_cookies[(p1.icookie, p1.rcookie)] = p1
+        self._first_seen[(p1.icookie, p1.peer[0])] = p1
+        self._half_open.add(p1, p1.peer[0], configured)
+        self._schedule(p1)
+
+    def _p1_answered(self, p1: Phase1SA) -> None:
+        """Our first message got its reply: from now on both cookies name the exchange."""
+        if self._initiating.get(p1.icookie) is p1:
+            del self._initiating[p1.icookie]
+            self._by_cookies[(p1.icookie, p1.rcookie)] = p1
+
+    def _p1_proven(self, p1: Phase1SA) -> None:
+        """The peer answered our reply: its address is real, the exchange leaves the pool."""
+        self._half_open.remove(p1)
+        if self._first_seen.get((p1.icookie, p1.peer[0])) is p1:
+            del self._first_seen[(p1.icookie, p1.peer[0])]
+
+    def _p1_established(self, p1: Phase1SA) -> None:
+        self._p1_proven(p1)
+        record = self._peer(p1.peer[0])
+        if record.initiating is p1:
+            record.initiating = None
+        record.phase1[p1] = None
+
+    def _remove_p1(self, p1: Phase1SA) -> bool:
+        """Take an ISAKMP SA or phase-1 exchange out of every index; False if it was gone."""
+        if p1 not in self._phase1:
+            return False
+        del self._phase1[p1]
+        self._timers.forget(p1)
+        self._p1_proven(p1)
+        if self._initiating.get(p1.icookie) is p1:
+            del self._initiating[p1.icookie]
+        if self._by_cookies.get((p1.icookie, p1.rcookie)) is p1:
+            del self._by_cookies[(p1.icookie, p1.rcookie)]
+        record = self._peers.get(p1.peer[0])
+        if record is not None:
+            record.phase1.pop(p1, None)
+            if record.initiating is p1:
+                record.initiating = None
+            self._tidy_peer(p1.peer[0])
+        return True
+
+    def _quick_key(self, qx: QuickExchange) -> tuple[bytes, bytes, int]:
+        return (qx.p1.icookie, qx.p1.rcookie, qx.msgid)
+
+    def _add_quick(self, qx: QuickExchange) -> None:
+        self._quick[self._quick_key(qx)] = qx
+        qx.p1.quicks[qx.msgid] = qx
+        self._spis_pending.add(qx.spi_in)
+        self._schedule(qx)
+
+    def _remove_quick(self, qx: QuickExchange) -> bool:
+        if self._quick.get(self._quick_key(qx)) is not qx:
+            return False
+        del self._quick[self._quick_key(qx)]
+        qx.p1.quicks.pop(qx.msgid, None)
+        self._spis_pending.discard(qx.spi_in)
+        self._timers.forget(qx)
+        return True
+
+    def _add_p2(self, sa: Phase2SA) -> None:
+        self._p2[sa.spi_in] = sa
+        self._peer(sa.peer[0]).phase2[sa.spi_in] = sa
+        if sa.owner is not None:
+            sa.owner.phase2[sa.spi_in] = sa
+        self._schedule(sa)
+
+    def _remove_p2(self, sa: Phase2SA) -> bool:
+        if self._p2.get(sa.spi_in) is not sa:
+            return False
+        del self._p2[sa.spi_in]
+        self._timers.forget(sa)
+        if sa.owner is not None:
+            sa.owner.phase2.pop(sa.spi_in, None)
+        record = self._peers.get(sa.peer[0])
+        if record is not None:
+            record.phase2.pop(sa.spi_in, None)
+            self._tidy_peer(sa.peer[0])
+        return True
+
+    def _peer_p2(self, peer_address: str) -> list[Phase2SA]:
+        record = self._peers.get(peer_address)
+        return list(record.phase2.values()) if record else []
+
+    def _peer_p1(self, peer_address: str) -> list[Phase1SA]:
+        """The peer's established ISAKMP SAs, oldest first."""
+        record = self._peers.get(peer_address)
+        return list(record.phase1) if record else []
+
+    def _drop_acquires(self, peer_address: str) -> list[Acquire]:
+        self._timers.forget(("acquires", peer_address))
+        return self._acquires.pop(peer_address, [])
+
+    def _initiating_with(self, peer_address: str) -> Phase1SA | None:
+        record = self._peers.get(peer_address)
+        return record.initiating if record else None
+
+    # --- the deadline heap --------------------------------------------------------------
+
+    def _schedule(self, owner) -> None:
+        """(Re)enter `owner` in the heap at its earliest deadline; after any change to it."""
+        if isinstance(owner, Phase1SA):
+            if owner not in self._phase1:
+                return
+            dpd = owner.dpd
+            times = (owner.flight.resend_at, owner.expires_at, owner.rekey_at, dpd.next_probe,
+                     dpd.ack_deadline, owner.keepalive_at)
+        elif isinstance(owner, QuickExchange):
+            if self._quick.get(self._quick_key(owner)) is not owner:
+                return
+            limit = self.config.timer.phase2_timeout
+            times = (owner.flight.resend_at, owner.forget_at,
+                     owner.created + limit if owner.forget_at is None and limit > 0 else None)
+        elif isinstance(owner, Phase2SA):
+            if self._p2.get(owner.spi_in) is not owner:
+                return
+            soft = owner.soft_at if not owner.rekeying and not owner.replaced else None
+            times = (owner.hard_at, soft)
+        else:  # ("acquires", peer address)
+            pending = self._acquires.get(owner[1])
+            wait = self.config.timer.phase1_timeout
+            times = (min(since for *_, since in pending) + wait,) if pending and wait > 0 else ()
+        due = [t for t in times if t is not None]
+        self._timers.schedule(owner, min(due) if due else None)
+
     # --- shared helpers -----------------------------------------------------------------
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
+
+    def _refused(self, peer: Address, reason: str, now: float) -> None:
+        """Unauthenticated input refused: counted always, an event once per reason and
+        interval with the number folded into it (a forged flood costs no log line each)."""
+        self.counters["refused"] += 1
+        folded = self._refusals.allow(reason, now)
+        if folded is not None:
+            self._emit(Refused(peer, reason, folded))
 
     def _local_for(self, peer_address: str) -> str:
         version = ipaddress.ip_address(peer_address).version
@@ -248,21 +448,28 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         except ValueError:
             return anonymous
 
+    def _aggressive_dh_allowed(self, peer_address: str, configured: bool, now: float) -> bool:
+        """Aggressive mode does a Diffie-Hellman before the peer is proven: paced."""
+        if not configured:
+            return self._aggressive_dh.take(now)
+        bucket = self._aggressive_dh_configured.get(peer_address)
+        if bucket is None:  # one per configured address: bounded by the configuration
+            bucket = self._aggressive_dh_configured[peer_address] = TokenBucket(
+                AGGRESSIVE_DH_RATE_CONFIGURED, AGGRESSIVE_DH_BURST_CONFIGURED)
+        return bucket.take(now)
+
     def _new_spi(self) -> int:
         while True:
             spi = int.from_bytes(self._rng(4), "big")
-            if spi >= 256 and spi not in self._p2 and not self._spi_pending(spi):
+            if spi >= 256 and spi not in self._p2 and spi not in self._spis_pending:
                 return spi  # RFC 4303 §2.1: SPIs 1..255 are reserved
-
-    def _spi_pending(self, spi: int) -> bool:
-        return any(qx.spi_in == spi for qx in self._quick.values())
 
     def _new_msgid(self, p1: Phase1SA) -> int:
         """A message ID not yet used on this ISAKMP SA by either side (RFC 2408 §3.1): a peer
         that drops replays would drop a repeat of ours."""
         while True:
             mid = int.from_bytes(self._rng(4), "big")
-            if (mid and (p1.icookie, mid) not in self._quick and mid not in p1.sent_msgids
+            if (mid and mid not in p1.quicks and mid not in p1.sent_msgids
                     and mid not in p1.seen_msgids):
                 p1.sent_msgids.add(mid)
                 return mid
@@ -276,7 +483,10 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
 
     def _send(self, flight: Flight, datagrams: list[bytes], now: float, *,
               expect_reply: bool, quiet: bool = False) -> None:
-        """Send a flight (persend copies each) and arm its resend timer if a reply is due."""
+        """Send a flight (persend copies each) and arm its resend timer if a reply is due.
+
+        The flight's owner is scheduled by whoever changed it (the dispatcher after a message,
+        the starter of a new exchange)."""
         flight.datagrams, flight.quiet = datagrams, quiet
         timer = self.config.timer
         flight.resends_left = timer.counter if expect_reply else 0
@@ -355,10 +565,10 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
     # --- phase-2 SA lifetimes -----------------------------------------------------------
 
     def _p2_timers(self, sa: Phase2SA, now: float) -> None:
-        if sa.spi_in not in self._p2:
+        if self._p2.get(sa.spi_in) is not sa:
             return
         if now >= sa.hard_at:
-            del self._p2[sa.spi_in]
+            self._remove_p2(sa)
             self._emit(SaExpired(sa.peer, sa.spi_in, sa.spi_out))
             self._send_delete_esp(sa, now)
             return
@@ -368,34 +578,25 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
                 self._acquire(sa.peer[0], now, *sa.ids, sa.spi_in)  # same IDs as before
 
     def _delete_p2(self, sa: Phase2SA, now: float, reason: str, *, notify_peer: bool) -> None:
-        if self._p2.pop(sa.spi_in, None) is None:
+        if not self._remove_p2(sa):
             return
         self._emit(SaDeleted(sa.peer, sa.spi_in, sa.spi_out, reason))
         if notify_peer:
             self._send_delete_esp(sa, now)
 
+    def _drop_p1(self, p1: Phase1SA, now: float, reason: str, *, notify_peer: bool) -> None:
+        """The one teardown path of an ISAKMP SA or phase-1 exchange: out of every index, its
+        quick modes ended, the peer told if asked and the SA was up."""
+        if not self._remove_p1(p1):
+            return
+        if notify_peer and p1.established:
+            self._send_delete_isakmp(p1)
+        for qx in list(p1.quicks.values()):
+            self._remove_quick(qx)
+            if qx.state is not QuickState.DONE:
+                self._fail(p1.peer, 2, f"phase 1 {reason}")
+        if p1.established:
+            self._emit(Phase1Down(p1.peer, p1.icookie, p1.rcookie, reason))
+
     def _fail(self, peer: Address, phase: int, reason: str) -> None:
         self._emit(NegotiationFailed(peer, phase, reason))
-
-    def _deadlines(self):
-        wait = self.config.timer.phase1_timeout
-        if wait > 0:
-            for pending in self._acquires.values():
-                yield min(since for *_, since in pending) + wait if pending else None
-        for p1 in self._p1.values():
-            yield p1.flight.resend_at
-            yield p1.expires_at
-            yield p1.rekey_at
-            yield p1.dpd.next_probe
-            yield p1.dpd.ack_deadline
-            yield p1.keepalive_at
-        for qx in self._quick.values():
-            yield qx.flight.resend_at
-            yield qx.forget_at
-            if qx.forget_at is None and self.config.timer.phase2_timeout > 0:
-                yield qx.created + self.config.timer.phase2_timeout
-        for sa in self._p2.values():
-            yield sa.hard_at
-            if not sa.rekeying and not sa.replaced:
-                yield sa.soft_at
-

@@ -92,4 +92,16 @@ class NegotiationFailed:
     reason: str  # e.g. "NO-PROPOSAL-CHOSEN", "timeout", "authentication failed"
 
 
-Event = Phase1Up | Phase1Down | Phase2Up | SaExpired | SaDeleted | PeerDead | NegotiationFailed
+@dataclass(frozen=True)
+class Refused:
+    """Input from an unproven source was refused (no proposal chosen, a half-open exchange
+    evicted or timed out, aggressive mode paced, ...). One per reason per interval: `folded`
+    more of the same reason were counted since the last one. Nothing was changed by it."""
+
+    peer: tuple[str, int]  # the latest source; it may be spoofed
+    reason: str
+    folded: int
+
+
+Event = (Phase1Up | Phase1Down | Phase2Up | SaExpired | SaDeleted | PeerDead | NegotiationFailed
+         | Refused)

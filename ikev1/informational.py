@@ -20,6 +20,7 @@ from .codec import (
 from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto, notify_name
 from .events import PeerDead
 from .sa import Address, Drop, Phase1SA, Phase2SA
+from .states import QuickState
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -79,15 +80,15 @@ class InformationalMixin:
                 self._on_delete(p1, pl, now)
 
     def _plain_informational(self: Engine, p1: Phase1SA, hdr: Header, data: bytes) -> None:
-        """Unprotected notifies count only while phase 1 is still being negotiated."""
+        """An unprotected notify changes nothing: anyone could have sent it (racoon only logs
+        it). During phase 1 an error notify is kept as the reason a timeout reports."""
         if p1.established:
             raise Drop("unexpected")
         payloads = decode_payloads(hdr.next_payload, data[HEADER_LEN:])
         for pl in payloads:
             if isinstance(pl, NotifyPayload) and pl.msg_type < _ERROR_LIMIT:
-                self._p1.pop(p1.icookie, None)
-                self._acquires.pop(p1.peer[0], None)
-                self._fail(p1.peer, 1, notify_name(pl.msg_type))
+                self.counters["notifies_received"] += 1
+                p1.problem = f"timeout after {notify_name(pl.msg_type)} in clear"
                 return
         raise Drop("unexpected")
 
@@ -110,35 +111,35 @@ class InformationalMixin:
         """A peer's error about our quick mode: the one with that SPI when it names an ESP SPI
         (one we do not know ends nothing), else every pending one (racoon names the ISAKMP SA,
         strongSwan sends SPI 0 when it read none)."""
-        pending = [(key, qx) for key, qx in self._quick.items()
-                   if qx.p1 is p1 and qx.initiator and qx.state == "I_QM1"]
+        pending = [qx for qx in p1.quicks.values()
+                   if qx.initiator and qx.state is QuickState.I_QM1]
         spi = int.from_bytes(pl.spi, "big") if len(pl.spi) == 4 else 0
         if pl.protocol == Proto.ESP and spi:  # SPI 0 is none (RFC 4303 §2.1)
-            pending = [(key, qx) for key, qx in pending if qx.spi_in == spi]
-        for key, _qx in pending:
-            del self._quick[key]
+            pending = [qx for qx in pending if qx.spi_in == spi]
+        for qx in pending:
+            self._remove_quick(qx)
             self._fail(p1.peer, 2, notify_name(pl.msg_type))
 
     def _on_delete(self: Engine, p1: Phase1SA, pl: DeletePayload, now: float) -> None:
         if pl.protocol == Proto.ISAKMP:
             for spi in pl.spis:
-                target = self._p1.get(spi[:8])  # RFC 2408 §3.15: both cookies name it
-                if target is not None and target.peer[0] == p1.peer[0] and target.spi == spi:
+                # RFC 2408 §3.15: both cookies name it
+                target = self._by_cookies.get((spi[:8], spi[8:])) if len(spi) == 16 else None
+                if target is not None and target.peer[0] == p1.peer[0]:
                     self._drop_p1(target, now, "peer-deleted", notify_peer=False)
         elif pl.protocol == Proto.ESP:
-            for spi in pl.spis:
-                value = int.from_bytes(spi, "big")
-                for sa in list(self._p2.values()):
-                    if sa.peer[0] == p1.peer[0] and value in (sa.spi_out, sa.spi_in):
-                        self._delete_p2(sa, now, "peer-deleted", notify_peer=False)
+            values = {int.from_bytes(spi, "big") for spi in pl.spis}
+            for sa in self._peer_p2(p1.peer[0]):
+                if values & {sa.spi_out, sa.spi_in}:
+                    self._delete_p2(sa, now, "peer-deleted", notify_peer=False)
 
     def _initial_contact(self: Engine, p1: Phase1SA, now: float) -> None:
         """The peer has restarted: every other SA with it is stale (RFC 2407 §4.6.3.3)."""
-        for other in list(self._p1.values()):
-            if other is not p1 and other.peer[0] == p1.peer[0] and other.established:
+        for other in self._peer_p1(p1.peer[0]):
+            if other is not p1:
                 self._drop_p1(other, now, "initial-contact", notify_peer=False)
-        for sa in list(self._p2.values()):
-            if sa.peer[0] == p1.peer[0] and sa.p1_icookie != p1.icookie:
+        for sa in self._peer_p2(p1.peer[0]):
+            if sa.owner is not p1:
                 self._delete_p2(sa, now, "initial-contact", notify_peer=False)
 
     # --- dead peer detection ---------------------------------------------------------
@@ -164,11 +165,12 @@ class InformationalMixin:
 
     def _peer_dead(self: Engine, peer: Address, now: float) -> None:
         """RFC 3706 §5.5: purge everything with the peer, then say so."""
-        for sa in list(self._p2.values()):
-            if sa.peer[0] == peer[0]:
-                self._delete_p2(sa, now, "dead", notify_peer=False)
-        for p1 in list(self._p1.values()):
-            if p1.peer[0] == peer[0]:
-                self._drop_p1(p1, now, "dead", notify_peer=False)
-        self._acquires.pop(peer[0], None)
+        for sa in self._peer_p2(peer[0]):
+            self._delete_p2(sa, now, "dead", notify_peer=False)
+        for p1 in self._peer_p1(peer[0]):
+            self._drop_p1(p1, now, "dead", notify_peer=False)
+        initiating = self._initiating_with(peer[0])
+        if initiating is not None:
+            self._drop_p1(initiating, now, "dead", notify_peer=False)
+        self._drop_acquires(peer[0])
         self._emit(PeerDead(peer))

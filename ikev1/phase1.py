@@ -21,8 +21,8 @@ from .codec import (
     decode_payloads,
     encode_message,
 )
-from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto, notify_name
-from .events import Phase1Down, Phase1Up
+from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto
+from .events import Phase1Up
 from .ids import identity_matches, identity_payload, identity_text
 from .policy import RemotePolicy
 from .proposals import (
@@ -34,23 +34,28 @@ from .proposals import (
     shorter_lifetime,
 )
 from .sa import Address, Drop, Flight, Phase1SA
+from .states import PHASE1_STEPS, Phase1State
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-MAX_HALF_OPEN = 512  # responder ISAKMP SAs not yet authenticated: what spoofed MM1s may hold
-
 ZERO_COOKIE = bytes(8)
 _EXCHANGE = {"main": Exchange.MAIN, "aggressive": Exchange.AGGRESSIVE}
+_AUTH_DROPS = ("decrypt_failed", "hash_mismatch")  # other keys: a wrong PSK, or a forgery
 
 
 class Fail(Exception):
-    """Internal: the negotiation fails with `reason`, telling the peer `notify` if set."""
+    """Internal: the message is unacceptable for `reason` (telling the peer `notify` if set).
 
-    def __init__(self, reason: str, notify: int | None = None) -> None:
+    Only a message the peer authenticated (its HASH checked) may end the exchange; before that
+    anyone may have sent it, so it is dropped and `reason` kept for the timeout."""
+
+    def __init__(self, reason: str, notify: int | None = None, *,
+                 authenticated: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.notify = notify
+        self.authenticated = authenticated
 
 
 def required(payloads: list, cls: type, what: str):
@@ -68,7 +73,7 @@ class Phase1Mixin:
         local = (self._local_for(peer_address), self.config.isakmp_port)
         peer = (peer_address, remote.port)
         if not psk_proposals(remote):
-            self._acquires.pop(peer_address, None)
+            self._drop_acquires(peer_address)
             self._fail(peer, 1, "no pre-shared key proposal")
             return None
         icookie = self._new_cookie()
@@ -86,21 +91,22 @@ class Phase1Mixin:
             p1.ni_b = self._rng(remote.nonce_size)
             p1.id_local = identity_payload(remote.my_identifier, local[0])
             payloads = [sa, KePayload(p1.gxi), NoncePayload(p1.ni_b), p1.id_local]
-            p1.state = "I_AM1"
+            p1.state = Phase1State.I_AM1
         else:
             payloads = [sa]
-            p1.state = "I_MM1"
+            p1.state = Phase1State.I_MM1
         p1.sa_b = sa.encode_body()
         payloads += self._vendor_payloads(p1)
-        self._p1[icookie] = p1
+        self._add_initiator_p1(p1)
         hdr = Header(icookie, ZERO_COOKIE, 0, _EXCHANGE[mode], 0, 0)
         self._send(p1.flight, [encode_message(hdr, payloads)], now, expect_reply=True)
+        self._schedule(p1)
         return p1
 
     def _new_cookie(self: Engine) -> bytes:
         while True:
             cookie = self._rng(8)
-            if cookie != ZERO_COOKIE and cookie not in self._p1:
+            if cookie != ZERO_COOKIE and cookie not in self._initiating:
                 return cookie
 
     def _vendor_payloads(self: Engine, p1: Phase1SA) -> list:
@@ -112,7 +118,7 @@ class Phase1Mixin:
             if isinstance(pl, VendorIdPayload):
                 name = vendor.vendor_name(pl.data) or pl.data.hex()
                 if name not in p1.vendor_ids:
-                    p1.vendor_ids.append(name)
+                    p1.vendor_ids = [*p1.vendor_ids, name]  # a new list: see _receive_phase1
                 p1.peer_dpd = p1.peer_dpd or pl.data == vendor.DPD
         self._note_natt(p1, payloads)
 
@@ -120,52 +126,84 @@ class Phase1Mixin:
 
     def _receive_phase1(self: Engine, hdr: Header, data: bytes, local: Address, peer: Address,
                         now: float) -> None:
-        p1 = self._p1.get(hdr.icookie)
-        if p1 is None:
-            if hdr.rcookie != ZERO_COOKIE or hdr.message_id != 0:
-                raise Drop("unknown_sa")
-            self._respond_phase1(hdr, data, local, peer, now)
+        if hdr.rcookie == ZERO_COOKIE:
+            if hdr.icookie in self._initiating:  # RFC 2408 §3.1: a reply names the responder's
+                raise Drop("unexpected")  # cookie; this is our own first message sent back
+            p1 = self._first_seen.get((hdr.icookie, peer[0]))
+            if p1 is None:
+                if hdr.message_id != 0:
+                    raise Drop("unknown_sa")
+                self._respond_phase1(hdr, data, local, peer, now)
+            elif not self._is_duplicate(p1.flight, data):  # a repeat gets the same reply
+                raise Drop("unexpected")
             return
-        if p1.peer[0] != peer[0] or hdr.exchange != _EXCHANGE[p1.exchange]:
+        p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie)) or self._initiating.get(hdr.icookie)
+        if p1 is None or p1.peer[0] != peer[0] or hdr.exchange != _EXCHANGE[p1.exchange]:
             raise Drop("unknown_sa")
         if self._is_duplicate(p1.flight, data):
             return
-        if p1.initiator and p1.state in ("I_MM1", "I_AM1"):
-            if hdr.rcookie == ZERO_COOKIE:  # RFC 2408 §3.1: a reply carries the responder's
-                raise Drop("unexpected")  # cookie; this is our own first message sent back
-        elif hdr.rcookie != p1.rcookie:
-            raise Drop("unknown_sa")
-        handler = {"I_MM1": self._i_mm2, "I_MM3": self._i_mm4, "I_MM5": self._i_mm6,
-                   "R_MM2": self._r_mm3, "R_MM4": self._r_mm5, "I_AM1": self._i_am2,
-                   "R_AM2": self._r_am3}.get(p1.state)
-        if handler is None:
+        step = PHASE1_STEPS.get((p1.exchange, p1.state))
+        if step is None:
             raise Drop("unexpected")
-        before = (p1.local, p1.peer)
+        # Until the peer's HASH is checked the message may be forged: one that fails leaves the
+        # exchange exactly as it was, so the real peer's message can still complete it.
+        before = dict(vars(p1))
+        before_flight = dict(vars(p1.flight))
         if local[1] == self.config.natt_port and p1.natt is not None:
             p1.local, p1.peer = local, peer  # the peer floated (RFC 3947 §4)
             p1.flight.local, p1.flight.peer = local, peer
         try:
-            handler(p1, hdr, data, now)
+            protected = getattr(self, step.handler)(p1, hdr, data, now)
         except Fail as fail:
-            self._fail_phase1(p1, fail, hdr)
-            return
+            if fail.authenticated:
+                self._fail_phase1(p1, fail, hdr, now)
+                return
+            self._restore(p1, before, before_flight, fail.reason)
+            raise Drop("rejected") from None
+        except Drop as drop:
+            self._restore(p1, before, before_flight,
+                          "authentication failed" if drop.counter in _AUTH_DROPS else None)
+            raise
         except Exception:
-            p1.local, p1.peer = before
-            p1.flight.local, p1.flight.peer = before
+            self._restore(p1, before, before_flight, None)
             raise
         p1.flight.last_in = data
+        p1.state = step.next  # the table, not the handler, says where the message leads
+        if p1.initiator:
+            self._p1_answered(p1)
+        else:
+            self._p1_proven(p1)
+        if p1.state is Phase1State.ESTABLISHED:
+            self._establish(p1, now, protected or [])
+        self._schedule(p1)
+
+    def _restore(self: Engine, p1: Phase1SA, before: dict, before_flight: dict,
+                 problem: str | None) -> None:
+        vars(p1).clear()
+        vars(p1).update(before)
+        vars(p1.flight).clear()
+        vars(p1.flight).update(before_flight)
+        if problem is not None:
+            p1.problem = problem
 
     def _plain_payloads(self: Engine, hdr: Header, data: bytes) -> list:
         if hdr.flags & Flag.ENCRYPTION:
             raise Drop("unexpected")
         return decode_payloads(hdr.next_payload, data[HEADER_LEN:])
 
-    def _fail_phase1(self: Engine, p1: Phase1SA, fail: Fail, hdr: Header | None) -> None:
+    def _fail_phase1(self: Engine, p1: Phase1SA, fail: Fail, hdr: Header | None,
+                     now: float) -> None:
+        """An exchange ends: its timeout, or a message the peer authenticated but we refuse."""
         if fail.notify is not None and hdr is not None:
             self._send_plain_notify(hdr.icookie, hdr.rcookie, p1.local, p1.peer, fail.notify)
-        self._p1.pop(p1.icookie, None)
-        self._fail(p1.peer, 1, fail.reason)
-        self._acquires.pop(p1.peer[0], None)
+        self._drop_p1(p1, now, fail.reason, notify_peer=False)
+        if p1.initiator:
+            self._fail(p1.peer, 1, fail.reason)
+            self._drop_acquires(p1.peer[0])
+        elif fail.authenticated:
+            self._fail(p1.peer, 1, fail.reason)
+        else:  # a responder's exchange nobody proved: maybe a forged first message
+            self._refused(p1.peer, f"{fail.reason} in {p1.exchange} mode as responder", now)
 
     def _respond_phase1(self: Engine, hdr: Header, data: bytes, local: Address, peer: Address,
                         now: float) -> None:
@@ -173,19 +211,19 @@ class Phase1Mixin:
         mode = "main" if hdr.exchange == Exchange.MAIN else "aggressive"
         if remote is None or mode not in remote.exchange_mode:
             raise Drop("unknown_sa")  # racoon: no remote block for this peer and mode
-        half_open = sum(1 for p in self._p1.values() if not p.initiator and not p.established)
-        if half_open >= MAX_HALF_OPEN:
-            raise Drop("half_open_refused")  # the source address may be forged: hold no more
         payloads = self._plain_payloads(hdr, data)
         sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
         if sa is None:
             raise Drop("malformed")
+        configured = remote.remote != "anonymous"
         chosen = select_phase1(sa, remote)
         if chosen is None:
-            self._send_plain_notify(hdr.icookie, ZERO_COOKIE, local, peer,
-                                    Notify.NO_PROPOSAL_CHOSEN)
-            self._fail(peer, 1, "NO-PROPOSAL-CHOSEN")
+            self._refuse_first(hdr, local, peer, Fail("NO-PROPOSAL-CHOSEN",
+                                                      Notify.NO_PROPOSAL_CHOSEN), now)
             return
+        if mode == "aggressive" and not self._aggressive_dh_allowed(peer[0], configured, now):
+            self._refused(peer, "aggressive mode paced", now)
+            raise Drop("aggressive_paced")
         proposal, suite = chosen
         p1 = Phase1SA(hdr.icookie, self._new_cookie(), local, peer, False, mode, remote, now,
                       Flight(local, peer), suite=suite, sa_b=sa.body())
@@ -193,22 +231,38 @@ class Phase1Mixin:
         reply_sa = SaPayload((proposal,), sa.doi, sa.situation)
         try:
             if mode == "main":
-                p1.state = "R_MM2"
+                p1.state = Phase1State.R_MM2
                 out = [reply_sa, *self._vendor_payloads(p1)]
             else:
+                p1.state = Phase1State.R_AM2
                 out = self._r_am1(p1, payloads, reply_sa)
         except Fail as fail:
-            self._fail(peer, 1, fail.reason)
-            if fail.notify is not None:
-                self._send_plain_notify(hdr.icookie, ZERO_COOKIE, local, peer, fail.notify)
+            self._refuse_first(hdr, local, peer, fail, now)
             return
-        self._p1[p1.icookie] = p1
+        for victim in self._half_open.admit(peer[0], configured):  # the oldest in a full room
+            self.counters["half_open_evicted"] += 1
+            self._refused(victim.peer, "half-open exchange evicted", now)
+            self._drop_p1(victim, now, "evicted", notify_peer=False)
+        self._add_responder_p1(p1, configured)
         p1.flight.last_in = data
         reply = Header(p1.icookie, p1.rcookie, 0, hdr.exchange, 0, 0)
         # Main mode 2 goes again only when message 1 does: one datagram per datagram from an
         # unproven address. Aggressive mode 2 keeps its resends: they recover a lost message 3.
         self._send(p1.flight, [encode_message(reply, out)], now, expect_reply=True,
                    quiet=mode == "main")
+        self._schedule(p1)
+
+    def _refuse_first(self: Engine, hdr: Header, local: Address, peer: Address, fail: Fail,
+                      now: float) -> None:
+        """A first message we cannot accept: folded into a Refused event, and an error notify
+        within the per-source cap (the source may be forged: no reflector for a flood)."""
+        self._refused(peer, fail.reason, now)
+        if fail.notify is None:
+            return
+        if self._notify_replies.take(peer[0], now):
+            self._send_plain_notify(hdr.icookie, ZERO_COOKIE, local, peer, fail.notify)
+        else:
+            self.counters["replies_capped"] += 1
 
     # --- main mode -------------------------------------------------------------------
 
@@ -234,7 +288,6 @@ class Phase1Mixin:
         ni = self._rng(p1.remote.nonce_size)
         p1.rcookie, p1.suite, p1.dh, p1.gxi, p1.ni_b = hdr.rcookie, suite, dh, gxi, ni
         self._note_vendor_ids(p1, payloads)
-        p1.state = "I_MM3"
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         mm3 = [KePayload(gxi), NoncePayload(ni), *self._natd_payloads(p1)]
         self._send(p1.flight, [encode_message(out, mm3)], now, expect_reply=True)
@@ -275,7 +328,6 @@ class Phase1Mixin:
         p1.nr_b = self._rng(p1.remote.nonce_size)
         self._derive(p1, ke.data, nonce.data, psk)
         self._check_natd(p1, payloads, p1.local, p1.peer)
-        p1.state = "R_MM4"
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         mm4 = [KePayload(p1.gxr), NoncePayload(p1.nr_b), *self._natd_payloads(p1)]
         self._send(p1.flight, [encode_message(out, mm4)], now, expect_reply=True)
@@ -292,7 +344,6 @@ class Phase1Mixin:
             self._float(p1, now)
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         dgram, p1.iv = self._encrypt(p1, out, self._mm5_payloads(p1, auth), p1.iv)
-        p1.state = "I_MM5"
         self._send(p1.flight, [dgram], now, expect_reply=True)
 
     def _mm5_payloads(self: Engine, p1: Phase1SA, auth: bytes) -> list:
@@ -319,12 +370,8 @@ class Phase1Mixin:
         """Decrypt MM5/MM6 (or an encrypted AM3). Garbage means other keys: a wrong pre-shared
         key, or a forged message. Like racoon (isakmp.c keeps the phase-1 handler on a bad
         packet) it is dropped and the exchange goes on, so a forgery cannot end it; if no good
-        message comes, the timeout names the cause."""
-        try:
-            payloads, _plain, next_iv = self._decrypt(p1, hdr, data, p1.iv)
-        except Drop as drop:
-            p1.auth_failed = p1.auth_failed or drop.counter == "decrypt_failed"
-            raise
+        message comes, the timeout names the cause (_receive_phase1 keeps it)."""
+        payloads, _plain, next_iv = self._decrypt(p1, hdr, data, p1.iv)
         return payloads, next_iv
 
     def _check_peer_auth(self: Engine, p1: Phase1SA, payloads: list) -> IdPayload:
@@ -333,14 +380,18 @@ class Phase1Mixin:
         received = required(payloads, HashPayload, "HASH")
         expected = self._auth_hash(p1, initiator=not p1.initiator, id_b=peer_id.encode_body())
         if not hmac.compare_digest(received.data, expected):
-            p1.auth_failed = True
             raise Drop("hash_mismatch")
-        wanted = p1.remote.peers_identifier
-        if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):
-            raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
+        self._check_peer_identity(p1, peer_id)
         return peer_id
 
-    def _r_mm5(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+    def _check_peer_identity(self: Engine, p1: Phase1SA, peer_id: IdPayload) -> None:
+        """racoon `verify_identifier`: an authenticated peer with another identity is refused."""
+        wanted = p1.remote.peers_identifier
+        if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):
+            raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION,
+                       authenticated=True)
+
+    def _r_mm5(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> list:
         payloads, iv = self._decrypt_auth(p1, hdr, data)
         peer_id = self._check_peer_auth(p1, payloads)
         p1.iv, p1.id_peer = iv, peer_id
@@ -349,20 +400,22 @@ class Phase1Mixin:
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         dgram, p1.iv = self._encrypt(p1, out, [p1.id_local, HashPayload(auth)], p1.iv)
         self._send(p1.flight, [dgram], now, expect_reply=False)
-        self._establish(p1, now, payloads)
+        return payloads  # encrypted and authenticated: its INITIAL-CONTACT counts
 
-    def _i_mm6(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
+    def _i_mm6(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> list:
         payloads, iv = self._decrypt_auth(p1, hdr, data)
         p1.id_peer = self._check_peer_auth(p1, payloads)
         p1.iv = iv
         p1.flight.datagrams = []  # finished by receiving: duplicates are only counted
-        self._establish(p1, now, payloads)
+        return payloads
 
     # --- established -----------------------------------------------------------------
 
-    def _establish(self: Engine, p1: Phase1SA, now: float, last_payloads: list) -> None:
+    def _establish(self: Engine, p1: Phase1SA, now: float, protected_payloads: list) -> None:
+        """Phase 1 is up. `protected_payloads`: the last message's, if it was encrypted under
+        the new keys (a cleartext INITIAL-CONTACT, as aggressive mode can carry, counts not)."""
         assert p1.suite is not None and p1.id_peer is not None
-        p1.state = "established"
+        self._p1_established(p1)
         p1.flight.resend_at = None
         p1.established_at = now
         p1.expires_at = now + p1.suite.lifetime_s
@@ -377,12 +430,12 @@ class Phase1Mixin:
                             p1.exchange, p1.suite.label, p1.suite.hash, p1.suite.dh_group,
                             p1.suite.lifetime_s, p1.peer_identity))
         if any(isinstance(pl, NotifyPayload) and pl.msg_type == Notify.INITIAL_CONTACT
-               for pl in last_payloads):  # strongSwan sends it inside MM5
+               for pl in protected_payloads):  # strongSwan sends it inside MM5
             self._initial_contact(p1, now)
         if p1.initiator and p1.remote.initial_contact and p1.peer[0] not in self._contacted:
             self._send_info(p1, [NotifyPayload(Notify.INITIAL_CONTACT, Proto.ISAKMP, p1.spi)])
         self._contacted.add(p1.peer[0])
-        for local_sel, remote_sel, rekey_of, _since in self._acquires.pop(p1.peer[0], []):
+        for local_sel, remote_sel, rekey_of, _since in self._drop_acquires(p1.peer[0]):
             self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
 
     def _rekeys(self: Engine, p1: Phase1SA) -> bool:
@@ -392,11 +445,8 @@ class Phase1Mixin:
         return p1.remote.rekey == "on" and p1.peer_dpd and p1.remote.dpd.delay > 0
 
     def _p1_timers(self: Engine, p1: Phase1SA, now: float) -> None:
-        if p1.icookie not in self._p1:
-            return
         if self._flight_due(p1.flight, now) and not p1.established:
-            reason = "authentication failed" if p1.auth_failed else "timeout"
-            self._fail_phase1(p1, Fail(reason), None)
+            self._fail_phase1(p1, Fail(p1.problem or "timeout"), None, now)
             return
         if not p1.established:
             return
@@ -405,32 +455,17 @@ class Phase1Mixin:
             return
         if p1.rekey_at is not None and now >= p1.rekey_at:
             p1.rekey_at = None
-            has_p2 = any(sa.peer[0] == p1.peer[0] for sa in self._p2.values())
-            negotiating = any(o.peer[0] == p1.peer[0] and not o.established
-                              for o in self._p1.values())
-            # like quick mode, only the side that initiated renegotiates: no collision
-            if has_p2 and not negotiating and p1.initiator and not p1.remote.passive:
+            record = self._peers.get(p1.peer[0])
+            has_p2 = record is not None and bool(record.phase2)
+            # like quick mode, only the side that initiated renegotiates: no collision; a
+            # peer's exchange towards us is not ours, so it blocks nothing
+            if (has_p2 and self._initiating_with(p1.peer[0]) is None and p1.initiator
+                    and not p1.remote.passive):
                 self._start_phase1(p1.peer[0], p1.remote, now)
         self._dpd_timers(p1, now)
-        if p1.icookie in self._p1:  # DPD may just have purged it
+        if p1 in self._phase1:  # DPD may just have purged it
             self._keepalive_timer(p1, now)
 
-    def _drop_p1(self: Engine, p1: Phase1SA, now: float, reason: str, *, notify_peer: bool
-                 ) -> None:
-        if self._p1.pop(p1.icookie, None) is None:
-            return
-        if notify_peer and p1.established:
-            self._send_delete_isakmp(p1)
-        for key in [k for k, qx in self._quick.items() if qx.p1 is p1]:
-            qx = self._quick.pop(key)
-            if qx.forget_at is None:
-                self._fail(p1.peer, 2, f"phase 1 {reason}")
-        if p1.established:
-            self._emit(Phase1Down(p1.peer, p1.icookie, p1.rcookie, reason))
-
     def _newest_p1(self: Engine, peer_address: str) -> Phase1SA | None:
-        up = [p for p in self._p1.values() if p.established and p.peer[0] == peer_address]
-        return max(up, key=lambda p: p.established_at or 0.0) if up else None
-
-    def _notify_reason(self: Engine, code: int) -> str:
-        return notify_name(code)
+        record = self._peers.get(peer_address)
+        return next(reversed(record.phase1), None) if record else None

@@ -44,12 +44,14 @@ from .proposals import (
     shorter_lifetime,
 )
 from .sa import Drop, Flight, Phase1SA, Phase2SA, QuickExchange
+from .states import QUICK_STEPS, QuickState
 
 if TYPE_CHECKING:
     from .engine import Engine
     from .policy import TrafficSelector
 
 SOFT_FRACTION = 0.8  # racoon: soft lifetime at 80% of the hard one
+RESERVED_SPIS = 256  # RFC 4303 §2.1: SPIs 1..255 are reserved for IANA, 0 for local use
 
 
 class QuickFail(Exception):
@@ -76,11 +78,12 @@ class QuickMixin:
         pending = self._acquires.setdefault(peer_address, [])
         if not any((ls, rs) == (local_sel, remote_sel) for ls, rs, *_ in pending):
             pending.append((local_sel, remote_sel, rekey_of, now))
-        negotiating = any(p.peer[0] == peer_address and not p.established
-                          for p in self._p1.values())
-        if not negotiating:
+        self._schedule(("acquires", peer_address))
+        # only our own exchange counts: a peer's half-open one towards us (which anyone can
+        # start by spoofing its address) never stands in for it
+        if self._initiating_with(peer_address) is None:
             if remote.passive:
-                self._acquires.pop(peer_address, None)
+                self._drop_acquires(peer_address)
                 self._fail((peer_address, remote.port), 1, "passive")
                 return
             self._start_phase1(peer_address, remote, now)
@@ -88,10 +91,11 @@ class QuickMixin:
     def _start_quick(self: Engine, p1: Phase1SA, now: float, local_sel: TrafficSelector | None,
                      remote_sel: TrafficSelector | None, rekey_of: int | None) -> None:
         assert p1.suite is not None and p1.keys is not None
-        for qx in self._quick.values():
-            if (qx.p1.peer[0] == p1.peer[0] and qx.initiator and qx.forget_at is None
-                    and (qx.local_sel, qx.remote_sel) == (local_sel, remote_sel)):
-                return  # already negotiating these selectors
+        for other in self._peer_p1(p1.peer[0]):
+            for qx in other.quicks.values():
+                if (qx.initiator and qx.forget_at is None
+                        and (qx.local_sel, qx.remote_sel) == (local_sel, remote_sel)):
+                    return  # already negotiating these selectors
         local = local_sel or address_selector(p1.local[0])
         remote = remote_sel or address_selector(p1.peer[0])
         sainfo = find_sainfo(self.config.sainfos, local, remote, p1.peer_identity)
@@ -120,9 +124,10 @@ class QuickMixin:
         rest += self._nat_oa_payloads(p1, initiator=True)
         _, tail = encode_payloads(rest)
         h1 = crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
-        qx.state = "I_QM1"
-        self._quick[(p1.icookie, msgid)] = qx
+        qx.state = QuickState.I_QM1
+        self._add_quick(qx)
         self._send_quick(qx, [HashPayload(h1), *rest], now, expect_reply=True)
+        self._schedule(qx)
 
     def _qm_iv(self: Engine, p1: Phase1SA, msgid: int) -> bytes:
         """RFC 2409 App. B: hash(last phase-1 CBC block | M-ID), cut to the block size."""
@@ -142,23 +147,24 @@ class QuickMixin:
                        ) -> None:
         if not p1.established or hdr.message_id == 0:
             raise Drop("unexpected")
-        qx = self._quick.get((p1.icookie, hdr.message_id))
+        qx = p1.quicks.get(hdr.message_id)
         if qx is None:
             self._r_qm1(p1, hdr, data, now)
             return
         if self._is_duplicate(qx.flight, data):
             return
-        handler = {"I_QM1": self._i_qm2, "R_QM2": self._r_qm3, "I_QM4": self._i_qm4}.get(
-            qx.state)
-        if handler is None:
+        step = QUICK_STEPS.get(qx.state)
+        if step is None:
             raise Drop("unexpected")
         payloads, plain, next_iv = self._decrypt(p1, hdr, data, qx.iv)
-        try:
-            handler(qx, hdr, payloads, plain, next_iv, now)
+        try:  # each handler checks the message's HASH first: a failure after it is the peer's
+            wait = getattr(self, step.handler)(qx, hdr, payloads, plain, next_iv, now)
         except QuickFail as fail:
             self._fail_quick(qx, fail)
             return
         qx.flight.last_in = data
+        qx.state = step.alt if wait and step.alt is not None else step.next
+        self._schedule(qx)
 
     def _check_hash(self: Engine, p1: Phase1SA, payloads: list, expected_for: bytes
                     ) -> None:
@@ -184,13 +190,14 @@ class QuickMixin:
                 self._send_info(p1, [NotifyPayload(fail.notify, Proto.ESP, spi)])
             self._fail(p1.peer, 2, fail.reason)
             return
-        qx.state = "R_QM2"
+        qx.state = QuickState.R_QM2
         qx.connected_wait = bool(hdr.flags & Flag.COMMIT)
         qx.flight.last_in = data
-        self._quick[(p1.icookie, qx.msgid)] = qx
+        self._add_quick(qx)
         _, rest = encode_payloads(out)
         h2 = crypto.qm_hash2(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, qx.ni_b, rest)
         self._send_quick(qx, [HashPayload(h2), *out], now, expect_reply=True)
+        self._schedule(qx)
 
     def _r_qm1_reply(self: Engine, qx: QuickExchange, payloads: list) -> list:
         """Choose a proposal for a peer's quick mode; the reply's payloads after HASH(2)."""
@@ -222,6 +229,8 @@ class QuickMixin:
             raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         qx.sainfo, qx.suite = sainfo, suite
         qx.spi_out = int.from_bytes(choice.proposal.spi, "big")
+        if qx.spi_out < RESERVED_SPIS:  # no data plane takes it: no half pair either
+            raise QuickFail("reserved SPI", Notify.INVALID_SPI)
         qx.spi_in = self._new_spi()
         qx.nr_b = self._rng(p1.remote.nonce_size)
         prop = choice.proposal
@@ -246,7 +255,7 @@ class QuickMixin:
         return out
 
     def _i_qm2(self: Engine, qx: QuickExchange, hdr: Header, payloads: list, plain: bytes,
-               next_iv: bytes, now: float) -> None:
+               next_iv: bytes, now: float) -> bool:
         p1 = qx.p1
         assert p1.suite is not None and p1.keys is not None and qx.sainfo is not None
         tail = chain_after_first(plain, len(payloads))
@@ -266,19 +275,22 @@ class QuickMixin:
             except crypto.CryptoError:
                 raise QuickFail("INVALID-KEY-INFORMATION") from None
         sa = next(pl for pl in payloads if isinstance(pl, SaPayload))
+        spi_out = int.from_bytes(sa.proposals[0].spi, "big")
+        if spi_out < RESERVED_SPIS:
+            raise QuickFail("reserved SPI")
         qx.suite, qx.nr_b, qx.gxy, qx.iv, qx.dh = suite, nonce.data, gxy, next_iv, None
-        qx.spi_out = int.from_bytes(sa.proposals[0].spi, "big")
+        qx.spi_out = spi_out
         h3 = crypto.qm_hash3(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, qx.ni_b, qx.nr_b)
         self._send_quick(qx, [HashPayload(h3)], now, expect_reply=False)
         qx.forget_at = now + self.config.timer.interval * (self.config.timer.counter + 1)
         if hdr.flags & Flag.COMMIT:  # the responder will confirm with CONNECTED
-            qx.state, qx.connected_wait = "I_QM4", True
+            qx.connected_wait = True
             qx.forget_at = None
             qx.flight.resend_at = now + self.config.timer.interval
             qx.flight.resends_left = self.config.timer.counter
-            return
-        qx.state = "done"
+            return True  # wait in I_QM4
         self._install(qx, now)
+        return False
 
     def _accept_phase2(self: Engine, qx: QuickExchange, payloads: list) -> Phase2Suite:
         """Initiator: the responder's SA must pick one of our transforms, and echo our IDs."""
@@ -316,7 +328,6 @@ class QuickMixin:
         self._check_hash(p1, payloads, crypto.qm_hash3(p1.suite.hash, p1.keys.skeyid_a,
                                                        qx.msgid, qx.ni_b, qx.nr_b))
         qx.iv = next_iv
-        qx.state = "done"
         qx.flight.datagrams = []
         qx.forget_at = now + self.config.timer.interval * (self.config.timer.counter + 1)
         if qx.connected_wait or hdr.flags & Flag.COMMIT:
@@ -338,13 +349,13 @@ class QuickMixin:
         if not any(isinstance(pl, NotifyPayload) and pl.msg_type == Notify.CONNECTED
                    for pl in payloads):
             raise Drop("unexpected")
-        qx.iv, qx.state = next_iv, "done"
+        qx.iv = next_iv
         qx.flight.resend_at, qx.flight.datagrams = None, []
         qx.forget_at = now + self.config.timer.interval * (self.config.timer.counter + 1)
         self._install(qx, now)
 
     def _fail_quick(self: Engine, qx: QuickExchange, fail: QuickFail) -> None:
-        self._quick.pop((qx.p1.icookie, qx.msgid), None)
+        self._remove_quick(qx)
         if fail.notify is not None and qx.p1.established:
             spi = qx.spi_in.to_bytes(4, "big")
             self._send_info(qx.p1, [NotifyPayload(fail.notify, Proto.ESP, spi)])
@@ -370,18 +381,19 @@ class QuickMixin:
         rekey_of = qx.rekey_of
         if rekey_of is None and not qx.initiator:
             # the peer renews a pair it began; a pair we began is a collision, not a rekey
-            rekey_of = next((sa.spi_in for sa in self._p2.values()
-                             if sa.peer[0] == p1.peer[0] and not sa.replaced
+            rekey_of = next((sa.spi_in for sa in self._peer_p2(p1.peer[0])
+                             if not sa.replaced
                              and not sa.initiator
                              and (sa.local_sel, sa.remote_sel) == (local_sel, remote_sel)), None)
         old = self._p2.get(rekey_of) if rekey_of is not None else None
         if old is not None:
             old.replaced = True
         life = suite.lifetime_s
-        self._p2[qx.spi_in] = Phase2SA(p1.local, p1.peer, qx.spi_in, qx.spi_out, suite,
-                                       local_sel, remote_sel, qx.initiator, now, p1.icookie,
-                                       now + SOFT_FRACTION * life, now + life,
-                                       ids=(qx.local_sel, qx.remote_sel))
+        self._spis_pending.discard(qx.spi_in)
+        self._add_p2(Phase2SA(p1.local, p1.peer, qx.spi_in, qx.spi_out, suite, local_sel,
+                              remote_sel, qx.initiator, now, p1.icookie,
+                              now + SOFT_FRACTION * life, now + life,
+                              ids=(qx.local_sel, qx.remote_sel), owner=p1))
         p1.phase2_count += 1
         udp = self._nat_detected(p1)
         self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode,
@@ -393,11 +405,8 @@ class QuickMixin:
             self._delete_p2(old, now, "rekeyed", notify_peer=True)
 
     def _quick_timers(self: Engine, qx: QuickExchange, now: float) -> None:
-        key = (qx.p1.icookie, qx.msgid)
-        if key not in self._quick:
-            return
         if qx.forget_at is not None and now >= qx.forget_at:
-            del self._quick[key]
+            self._remove_quick(qx)
             return
         # racoon `timer { phase2 }` (wait_ph2complete): the longest a quick mode may take,
         # counted from its start on either side, whatever resends are left
@@ -406,30 +415,32 @@ class QuickMixin:
         if over:
             self.counters["timeouts"] += 1
         if over or self._flight_due(qx.flight, now):
-            del self._quick[key]
+            self._remove_quick(qx)
             self._fail(qx.p1.peer, 2, "timeout")
             self._retry_rekey(qx.rekey_of, now)
 
-    def _acquire_timers(self: Engine, now: float) -> None:
+    def _acquire_timers(self: Engine, peer_address: str, now: float) -> None:
         """racoon `timer { phase1 }` (retry_checkph1): how long an acquire waits for phase 1.
 
         The acquire is dropped; the phase-1 exchange itself goes on under its own resends.
         """
         limit = self.config.timer.phase1_timeout
-        if limit <= 0:
+        pending = self._acquires.get(peer_address)
+        if limit <= 0 or not pending:
             return
-        for peer_address, pending in list(self._acquires.items()):
-            late = [entry for entry in pending if now >= entry[3] + limit]
-            if not late:
-                continue
-            self._acquires[peer_address] = [e for e in pending if e not in late]
-            if not self._acquires[peer_address]:
-                del self._acquires[peer_address]
-            remote = self._remote_for(peer_address)
-            port = remote.port if remote else self.config.isakmp_port
-            for *_, rekey_of, _since in late:
-                self._fail((peer_address, port), 2, "timeout waiting for phase 1")
-                self._retry_rekey(rekey_of, now)
+        late = [entry for entry in pending if now >= entry[3] + limit]
+        if not late:
+            return
+        left = [e for e in pending if e not in late]
+        if left:
+            self._acquires[peer_address] = left
+        else:
+            del self._acquires[peer_address]
+        remote = self._remote_for(peer_address)
+        port = remote.port if remote else self.config.isakmp_port
+        for *_, rekey_of, _since in late:
+            self._fail((peer_address, port), 2, "timeout waiting for phase 1")
+            self._retry_rekey(rekey_of, now)
 
     def _retry_rekey(self: Engine, rekey_of: int | None, now: float) -> None:
         """A failed renewal: the old pair tries again before its hard expiry."""
@@ -437,4 +448,4 @@ class QuickMixin:
         if old is not None:
             old.rekeying = False
             old.soft_at = now + self.config.timer.interval
-
+            self._schedule(old)

@@ -9,6 +9,7 @@ from .codec import IdPayload, SaPayload
 from .crypto import DHPrivate, Phase1Keys
 from .policy import Phase2Policy, RemotePolicy, TrafficSelector
 from .proposals import Phase1Suite, Phase2Suite
+from .states import Phase1State, QuickState
 
 Address = tuple[str, int]
 
@@ -80,7 +81,7 @@ class Phase1SA:
     remote: RemotePolicy
     created: float
     flight: Flight
-    state: str = "new"
+    state: Phase1State = Phase1State.I_MM1
     suite: Phase1Suite | None = None
     sa_b: bytes = b""  # the initiator's SA payload body (RFC 2409 §5 SAi_b)
     dh: DHPrivate | None = None
@@ -104,13 +105,16 @@ class Phase1SA:
     nat_local: bool = False  # we are behind a NAT
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
-    auth_failed: bool = False  # a message 5/6 did not authenticate: the timeout's reason
+    problem: str | None = None  # why the last message was refused: a timeout's reason
     seen_msgids: MessageIds = field(default_factory=MessageIds)  # quick modes, informationals
     sent_msgids: MessageIds = field(default_factory=MessageIds)  # the ones we began
+    # what hangs off it, for its teardown (repr=False: no cycles, nothing long in a log line)
+    quicks: dict[int, QuickExchange] = field(default_factory=dict, repr=False)  # by message ID
+    phase2: dict[int, Phase2SA] = field(default_factory=dict, repr=False)  # by inbound SPI
 
     @property
     def established(self) -> bool:
-        return self.state == "established"
+        return self.state is Phase1State.ESTABLISHED
 
     @property
     def spi(self) -> bytes:
@@ -126,7 +130,7 @@ class QuickExchange:
     iv: bytes
     flight: Flight
     created: float
-    state: str = "new"
+    state: QuickState = QuickState.I_QM1
     sainfo: Phase2Policy | None = None
     suite: Phase2Suite | None = None
     spi_in: int = 0
@@ -134,7 +138,7 @@ class QuickExchange:
     ni_b: bytes = b""
     nr_b: bytes = b""
     dh: DHPrivate | None = None
-    gxy: bytes | None = None
+    gxy: bytes | None = field(default=None, repr=False)  # the PFS shared secret
     id_ci: IdPayload | None = None
     id_cr: IdPayload | None = None
     local_sel: TrafficSelector | None = None
@@ -164,3 +168,20 @@ class Phase2SA:
     rekeying: bool = False
     replaced: bool = False
     ids: tuple[TrafficSelector | None, TrafficSelector | None] = (None, None)  # as acquired
+    owner: Phase1SA | None = field(default=None, repr=False)  # the ISAKMP SA that made it
+
+
+@dataclass(eq=False)
+class PeerRecord:
+    """What the engine holds for one peer address, so that no lookup scans other peers.
+
+    Only authenticated state and our own exchanges are here: a half-open responder exchange,
+    which anyone can start with a spoofed address, is not, so it never stands in for ours.
+    """
+
+    initiating: Phase1SA | None = None  # our phase-1 exchange towards the peer, not yet up
+    phase1: dict[Phase1SA, None] = field(default_factory=dict)  # established, oldest first
+    phase2: dict[int, Phase2SA] = field(default_factory=dict)  # by inbound SPI
+
+    def empty(self) -> bool:
+        return self.initiating is None and not self.phase1 and not self.phase2

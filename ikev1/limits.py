@@ -1,0 +1,148 @@
+"""What unauthenticated input may cost: half-open exchanges, replies, Diffie-Hellman work, events.
+
+A first message's source address proves nothing (UDP can be spoofed from anywhere), so nothing
+it costs may grow without bound or crowd out a configured peer:
+
+- Half-open responder exchanges (a first message answered, the peer not yet authenticated) are
+  bounded per source address and in all. When a room is full the oldest unproven exchange in it
+  is evicted for the new one, so a flood ages its own entries out instead of locking real peers
+  out. Each address that a `remote ADDRESS` block names has a room of its own, outside the
+  shared pool that other addresses (`remote anonymous`) draw from. Only exchanges still waiting
+  for the peer's second message are unproven: one that got it came from an address that
+  receives our replies, and is never evicted.
+- Aggressive mode computes a Diffie-Hellman value for its first message; that work is paced by
+  token buckets, one per configured address and one for all other sources.
+- Replies that unauthenticated input causes beyond the one answer per first message (error
+  notifies) are capped per source and in all.
+- Events about refused input are folded: one per reason per interval, with a count.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+HALF_OPEN_SHARED = 512  # unproven exchanges from addresses no `remote ADDRESS` names, in all
+HALF_OPEN_PER_SOURCE = 8  # of those, from one address
+HALF_OPEN_RESERVED = 64  # the room of each address a `remote ADDRESS` names
+# (a spoofed flood from a configured peer's own address churns that room: the peer's real
+# exchange survives HALF_OPEN_RESERVED forged first messages, 6 ms at 10,000 per second, which
+# is longer than its round trip for message 3 on any link it would bring up)
+
+AGGRESSIVE_DH_RATE = 50.0  # aggressive-mode first messages answered per second, all sources
+AGGRESSIVE_DH_BURST = 50.0
+AGGRESSIVE_DH_RATE_CONFIGURED = 5.0  # per configured address, beside the shared bucket
+AGGRESSIVE_DH_BURST_CONFIGURED = 10.0
+
+NOTIFY_RATE_PER_SOURCE = 1.0  # unprotected error notifies per second to one address
+NOTIFY_BURST_PER_SOURCE = 5.0
+NOTIFY_RATE = 100.0  # and to all addresses together
+NOTIFY_BURST = 200.0
+NOTIFY_SOURCES_TRACKED = 4096  # per-source buckets kept; the least recent are forgotten
+
+EVENT_INTERVAL_S = 60.0  # one Refused event per reason per minute, with what it folded
+
+
+@dataclass
+class TokenBucket:
+    """`rate` tokens per second up to `burst`; take() spends one if there is one."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0  # full at the first take
+    at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.at = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class SourceBuckets:
+    """A token bucket per source address beside one for all, remembering `keep` sources."""
+
+    def __init__(self, rate: float, burst: float, total_rate: float, total_burst: float,
+                 keep: int) -> None:
+        self._rate, self._burst, self._keep = rate, burst, keep
+        self._total = TokenBucket(total_rate, total_burst)
+        self._by_source: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, source: str, now: float) -> bool:
+        bucket = self._by_source.pop(source, None) or TokenBucket(self._rate, self._burst)
+        self._by_source[source] = bucket  # most recent last
+        if len(self._by_source) > self._keep:
+            self._by_source.popitem(last=False)
+        return bucket.take(now) and self._total.take(now)
+
+
+class HalfOpenPool:
+    """Unproven responder exchanges, in rooms: one per configured address, and the shared pool
+    with a per-source cap for every other address. Entries are any hashable objects; the pool
+    only orders and counts them, all in constant time.
+
+    admit() names the entries to evict for a new one (the oldest in the full room); the caller
+    tears them down, which calls remove(), and then add()s the new one.
+    """
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, OrderedDict[Hashable, None]] = {}  # source -> its entries
+        self._shared: OrderedDict[Hashable, str] = OrderedDict()  # unconfigured, oldest first
+        self._source: dict[Hashable, tuple[str, bool]] = {}  # entry -> (source, configured)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __contains__(self, entry: Hashable) -> bool:
+        return entry in self._source
+
+    def admit(self, source: str, configured: bool) -> list[Hashable]:
+        room = self._rooms.get(source)
+        cap = HALF_OPEN_RESERVED if configured else HALF_OPEN_PER_SOURCE
+        if room is not None and len(room) >= cap:
+            return [next(iter(room))]
+        if not configured and len(self._shared) >= HALF_OPEN_SHARED:
+            return [next(iter(self._shared))]
+        return []
+
+    def add(self, entry: Hashable, source: str, configured: bool) -> None:
+        self._rooms.setdefault(source, OrderedDict())[entry] = None
+        self._source[entry] = (source, configured)
+        if not configured:
+            self._shared[entry] = source
+
+    def remove(self, entry: Hashable) -> None:
+        """Evicted, timed out, or proven (past its first round trip): out of the pool."""
+        where = self._source.pop(entry, None)
+        if where is None:
+            return
+        source, configured = where
+        room = self._rooms[source]
+        del room[entry]
+        if not room:
+            del self._rooms[source]
+        if not configured:
+            del self._shared[entry]
+
+
+@dataclass
+class FoldedEvents:
+    """One event per key per interval: allow() says how many it folded since the last one, or
+    None while the interval runs."""
+
+    interval: float = EVENT_INTERVAL_S
+    _next: dict[Hashable, float] = field(default_factory=dict)
+    _folded: dict[Hashable, int] = field(default_factory=dict)
+
+    def allow(self, key: Hashable, now: float) -> int | None:
+        if now < self._next.get(key, float("-inf")):
+            self._folded[key] = self._folded.get(key, 0) + 1
+            return None
+        self._next[key] = now + self.interval
+        return self._folded.pop(key, 0)
+
