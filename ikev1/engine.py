@@ -51,7 +51,7 @@ COUNTER_NAMES = (
     "received", "sent", "malformed", "decrypt_failed", "hash_mismatch", "unknown_sa",
     "unexpected", "duplicates", "resends", "timeouts", "crypto_errors", "internal_errors",
     "notifies_received", "keepalives", "half_open_evicted", "aggressive_paced",
-    "replies_capped", "refused",
+    "replies_capped", "refused", "rejected",
 )
 
 

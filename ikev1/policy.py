@@ -118,7 +118,7 @@ class EngineConfig:
     local_addresses: tuple[str, ...]
     remotes: tuple[RemotePolicy, ...]
     sainfos: tuple[Phase2Policy, ...]
-    psk: Mapping[str, bytes]  # psk.txt: address or identifier -> key
+    psk: Mapping[str, bytes] = field(repr=False)  # psk.txt: address or identifier -> key
     timer: RetransmitTimer = field(default_factory=RetransmitTimer)
     isakmp_port: int = 500
     natt_port: int = 4500

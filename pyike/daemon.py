@@ -430,6 +430,10 @@ class Daemon:
             log.warning("phase %d negotiation with %s[%d] failed: %s", e.phase, e.peer[0],
                         e.peer[1], e.reason)
             self._clear_acquire(e.peer[0])
+        elif isinstance(e, ev.Refused):  # unproven input: the engine folds these per reason
+            more = f" ({e.folded} more since the last such line)" if e.folded else ""
+            log.warning("refused from %s[%d], maybe forged: %s%s", e.peer[0], e.peer[1],
+                        e.reason, more)
 
     def _install(self, e: ev.Phase2Up) -> None:
         self.counters["phase2_up"] += 1
