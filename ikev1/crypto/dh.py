@@ -3,16 +3,22 @@
 Public values are fixed length on the wire (RFC 2409 §5: g^x is padded with leading zeros to the
 prime's length); ECP public values are x || y and the shared secret is x alone (RFC 5903 §7).
 Private values are drawn from the caller's rng so that a seeded engine is reproducible.
+
+Every exponentiation with a private value runs in constant time: OpenSSL (BN_FLG_CONSTTIME on the
+private key) for the named MODP groups and the curves, GMP's mpz_powm_sec (through gmpy2) for the
+two RFC 2409 groups, which OpenSSL cannot load cheaply.
 """
 
 from __future__ import annotations
 
+import hmac
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
+import gmpy2
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dh, ec
 from cryptography.utils import CryptographyDeprecationWarning
@@ -148,13 +154,15 @@ _MODP_PRIMES: dict[int, tuple[str, ...]] = {
 }
 
 # OpenSSL knows the RFC 3526 primes by name; the two RFC 2409 ones it re-validates (a full
-# primality test, tens of milliseconds) on every key it loads. For these, g^xy is computed with
-# integer arithmetic after the same range check (OpenSSL makes no other check on the peer's
-# value either; with safe primes and one-time exponents that is enough).
-_UNNAMED_MODP = frozenset({1, 2})
+# primality test, tens of milliseconds) on every key it loads, public or private. For these, both
+# g^x and g^xy are GMP's mpz_powm_sec: constant time in the exponent, and faster than OpenSSL.
+_GMP_MODP = frozenset({1, 2})
 
-# Private exponent length in bits: twice the group strength, the larger "exponent size" column of
-# RFC 3526 §8 (groups 1 and 2 get 256 bits, above twice their strength).
+# Private exponent length in bits. A short exponent must be at least twice the group's strength
+# (the 2^(n/2) attacks on an n-bit exponent; NIST SP 800-56A Rev. 3 §5.6.1.1.1 asks 2s <= n <=
+# len(q)): these are the larger "exponent size" column of RFC 3526 §8, and 256 bits for groups 1
+# and 2 (strength about 64 and 80 bits), above twice their strength. All are far below
+# len(q) = len(p) - 1 for these safe primes, so x < q.
 _MODP_EXPONENT_BITS = {1: 256, 2: 256, 5: 240, 14: 320, 15: 420, 16: 480, 17: 540, 18: 620}
 
 # ECP groups: RFC 5903 §3 (IKE group numbers 19, 20, 21) with the curve orders of FIPS 186-4 D.1.2.
@@ -192,23 +200,6 @@ def modp_prime(group: int) -> int:
     return int("".join(_MODP_PRIMES[group]), 16)
 
 
-_DIGIT_BITS = 4
-_DIGIT_MASK = (1 << _DIGIT_BITS) - 1
-
-
-def _generator_powers(prime: int, exponent_bits: int) -> tuple[tuple[int, ...], ...]:
-    """Row i holds 2^(d * 16^i) mod p for every digit d: g^x is one product per digit of x."""
-    rows = []
-    base = 2
-    for _ in range(-(-exponent_bits // _DIGIT_BITS)):
-        row = [1]
-        for _ in range(_DIGIT_MASK):
-            row.append(row[-1] * base % prime)
-        rows.append(tuple(row))
-        base = row[-1] * base % prime
-    return tuple(rows)
-
-
 @contextmanager
 def _ffdh() -> Iterator[None]:
     # cryptography marks finite-field DH deprecated; IKEv1 peers still need it.
@@ -238,28 +229,31 @@ class ModpGroup:
         self.public_length = (self.prime.bit_length() + 7) // 8
         self.secret_length = self.public_length
         self._exponent_bits = _MODP_EXPONENT_BITS[number]
+        self._gmp_prime = gmpy2.mpz(self.prime)
+        # The two shared secrets NIST SP 800-56A Rev. 3 §5.7.1.1 refuses, in their wire form.
+        n = self.secret_length
+        self._bad_secrets = ((1).to_bytes(n, "big"), (self.prime - 1).to_bytes(n, "big"))
         with _ffdh():
             self._numbers = dh.DHParameterNumbers(self.prime, 2)
             # The generator as a public key, built once: g^x is the "shared secret" of x and g.
             self._generator = None
-            if number not in _UNNAMED_MODP:
+            if number not in _GMP_MODP:
                 self._generator = dh.DHPublicNumbers(2, self._numbers).public_key()
-        self._generator_powers = (
-            _generator_powers(self.prime, self._exponent_bits) if number in _UNNAMED_MODP else ()
-        )
 
     def generate(self, rng: Rng) -> tuple[DHPrivate, bytes]:
         """A fresh private value and its public value g^x, padded to the prime's length."""
         nbytes = (self._exponent_bits + 7) // 8
         x = int.from_bytes(rng(nbytes), "big") >> (8 * nbytes - self._exponent_bits)
-        x |= 1 << (self._exponent_bits - 1)  # full-length exponent, never 0 or 1
+        # The top bit set: every exponent has the same length, so a constant-time exponentiation
+        # costs the same for every key (and x is never 0 or 1).
+        x |= 1 << (self._exponent_bits - 1)
         key: object = x
         if self._generator is None:
-            y = self._pow_generator(x)
+            y = int(gmpy2.powmod_sec(2, x, self._gmp_prime))
         else:
-            # OpenSSL's exponentiation is several times faster than int.__pow__ at these sizes
-            # (2.6 ms against 0.35 ms for MODP-2048); the placeholder public value of the first
-            # key is never sent, the kept key carries the real g^x.
+            # OpenSSL exponentiates in constant time and faster than GMP here (for MODP-2048
+            # this whole branch takes 0.6 ms, mpz_powm_sec alone 1.0 ms); the placeholder
+            # public value of the first key is never sent, the kept key carries the real g^x.
             with _ffdh():
                 numbers = self._numbers
                 probe = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(2, numbers)).private_key()
@@ -267,16 +261,6 @@ class ModpGroup:
                 key = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(y, numbers)).private_key()
         public = y.to_bytes(self.public_length, "big")
         return DHPrivate(self.number, key, public), public
-
-    def _pow_generator(self, x: int) -> int:
-        # Fixed-base exponentiation: one multiplication per 4-bit digit of x from the table
-        # (a quarter of the cost of int.__pow__, which squares for every bit).
-        p = self.prime
-        y = 1
-        for row in self._generator_powers:
-            y = y * row[x & _DIGIT_MASK] % p  # digit 0 multiplies by 1: no branch on x
-            x >>= _DIGIT_BITS
-        return y
 
     def check_public(self, peer_public: bytes) -> int:
         """The peer's g^y as an integer, or DHError (wrong length, or not 1 < y < p-1)."""
@@ -286,7 +270,9 @@ class ModpGroup:
                 f"expected {self.public_length}"
             )
         y = int.from_bytes(peer_public, "big")
-        # NIST SP 800-56A §5.6.2.3.1: reject 0, 1, p-1 and anything not below p.
+        # NIST SP 800-56A Rev. 3 §5.6.2.3.2: reject 0, 1, p-1 and anything not below p. With a
+        # safe prime the only small subgroup is {1, p-1}; the full test's y^q = 1 would only
+        # refuse the other half of the group, which no IKE implementation checks.
         if not 1 < y < self.prime - 1:
             raise DHError(f"group {self.number}: public value out of range")
         return y
@@ -296,14 +282,23 @@ class ModpGroup:
         _check_owner(self.number, private)
         y = self.check_public(peer_public)
         if isinstance(private.key, int):
-            return pow(y, private.key, self.prime).to_bytes(self.secret_length, "big")
-        try:
-            with _ffdh():
-                peer = dh.DHPublicNumbers(y, self._numbers).public_key()
-                secret = private.key.exchange(peer)  # type: ignore[attr-defined]
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise DHError(f"group {self.number}: peer public value rejected ({exc})") from None
-        return secret.rjust(self.secret_length, b"\0")
+            z = gmpy2.powmod_sec(y, private.key, self._gmp_prime)
+            secret = int(z).to_bytes(self.secret_length, "big")
+        else:
+            try:
+                with _ffdh():
+                    peer = dh.DHPublicNumbers(y, self._numbers).public_key()
+                    secret = private.key.exchange(peer)  # type: ignore[attr-defined]
+            except (ValueError, UnsupportedAlgorithm) as exc:
+                raise DHError(f"group {self.number}: peer public value rejected ({exc})") from None
+            secret = secret.rjust(self.secret_length, b"\0")
+        # NIST SP 800-56A Rev. 3 §5.7.1.1: a shared secret of 1 or p-1 is an error. Compared
+        # without an early exit, since the secret is secret.
+        bad = hmac.compare_digest(secret, self._bad_secrets[0])
+        bad |= hmac.compare_digest(secret, self._bad_secrets[1])
+        if bad:
+            raise DHError(f"group {self.number}: shared secret is 1 or p-1")
+        return secret
 
 
 class EcpGroup:

@@ -284,11 +284,93 @@ def test_arbitrary_peer_values_yield_a_secret_or_dh_error(number: int) -> None:
     check()
 
 
+def _exponents(bits: int, count: int) -> list[int]:
+    """Edge exponents of `bits` bits (as ModpGroup.generate makes them), then random ones."""
+    top = 1 << (bits - 1)
+    edges = [top, (1 << bits) - 1, top | 1, int("10" * (bits // 2), 2), top | 0xFF]
+    return edges + [int.from_bytes(os.urandom(bits // 8), "big") | top for _ in range(count)]
+
+
 @pytest.mark.parametrize("number", [1, 2])
-def test_fixed_base_exponentiation_matches_pow(number: int) -> None:
+def test_gmp_exponentiation_matches_pow(number: int) -> None:
+    # Python's pow is the oracle here: variable time, but the values are throwaway.
     group = crypto.dh_group(number)
+    p = group.prime
+    n = group.public_length
     bits = group._exponent_bits
-    edges = [1 << (bits - 1), (1 << bits) - 1, (1 << (bits - 1)) | 1, int("10" * (bits // 2), 2)]
-    for x in edges + [int.from_bytes(os.urandom(bits // 8), "big") | 1 << (bits - 1)
-                      for _ in range(20)]:
-        assert group._pow_generator(x) == pow(2, x, group.prime)
+    peers = [2, 4, p - 2, p - 3] + [int.from_bytes(os.urandom(n), "big") % (p - 3) + 2
+                                    for _ in range(8)]
+    for x in _exponents(bits, 40):
+        raw = x.to_bytes(bits // 8, "big")
+        private, public = group.generate(lambda k, raw=raw: raw[:k])
+        assert private.key == x
+        assert public == pow(2, x, p).to_bytes(n, "big")
+        for y in peers[:3] + [peers[3 + x % (len(peers) - 3)]]:
+            assert group.shared_secret(private, y.to_bytes(n, "big")) == \
+                pow(y, x, p).to_bytes(n, "big")
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_secret_exponent_goes_through_powmod_sec_only(number, monkeypatch) -> None:
+    import builtins
+
+    from ikev1.crypto import dh as dh_module
+
+    def no_pow(*args):
+        raise AssertionError("pow() called by the DH code")
+
+    calls = []
+    real = dh_module.gmpy2.powmod_sec
+
+    def spy(base, exponent, modulus):
+        calls.append((int(base), int(exponent), int(modulus)))
+        return real(base, exponent, modulus)
+
+    group = crypto.dh_group(number)
+    _, theirs = group.generate(os.urandom)
+    monkeypatch.setattr(builtins, "pow", no_pow)
+    monkeypatch.setattr(dh_module.gmpy2, "powmod_sec", spy)
+    mine, public = group.generate(os.urandom)
+    group.shared_secret(mine, theirs)
+    monkeypatch.undo()
+    assert calls == [(2, mine.key, group.prime),
+                     (int.from_bytes(theirs, "big"), mine.key, group.prime)]
+    assert int.from_bytes(public, "big") == pow(2, mine.key, group.prime)
+
+
+def test_dh_module_has_no_variable_time_exponentiation() -> None:
+    # The source itself: no pow(), no ** on anything but literals, no plain gmpy2.powmod, no
+    # fixed-base table. Secret exponents go to powmod_sec or to OpenSSL, nowhere else.
+    import ast
+    import inspect
+
+    from ikev1.crypto import dh as dh_module
+
+    tree = ast.parse(inspect.getsource(dh_module))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            assert node.func.id != "pow", f"pow() at line {node.lineno}"
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            assert isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant), \
+                f"** at line {node.lineno}"
+        if isinstance(node, ast.Attribute):
+            assert node.attr not in {"powmod", "__pow__", "_pow_generator", "_generator_powers"}, \
+                f"{node.attr} at line {node.lineno}"
+    group = crypto.dh_group(2)
+    assert not any("generator_powers" in name or "pow_generator" in name for name in vars(group))
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_modp_refuses_shared_secret_1_or_p_minus_1(number: int) -> None:
+    # With x = q = (p-1)/2 (never generated: generated exponents are far shorter) every y gives
+    # y^q = 1 or p-1 (Euler's criterion): 4 = 2^2 gives 1, 3 (a non-residue) gives p-1, the
+    # values NIST SP 800-56A Rev. 3 §5.7.1.1 refuses. With x = q - 1 they are ordinary secrets.
+    group = crypto.dh_group(number)
+    p = group.prime
+    q = (p - 1) // 2
+    n = group.public_length
+    for y in (4, 3, p - 2):
+        with pytest.raises(crypto.DHError, match="1 or p-1"):
+            group.shared_secret(crypto.DHPrivate(number, q, b""), y.to_bytes(n, "big"))
+        secret = group.shared_secret(crypto.DHPrivate(number, q - 1, b""), y.to_bytes(n, "big"))
+        assert secret == pow(y, q - 1, p).to_bytes(n, "big")
