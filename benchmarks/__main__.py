@@ -28,6 +28,7 @@ BENCHMARKS = {
     "profile": ("benchmarks.profile_packet", True),
     "handshake": ("benchmarks.handshake", True),
     "memory": ("benchmarks.memory", False),
+    "dh": ("benchmarks.dh_cost", False),
 }
 
 

@@ -240,6 +240,10 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             "nat_traversal": p1.natt, "nat_local": p1.nat_local, "nat_peer": p1.nat_peer,
         } for p1 in self._phase1]
 
+    def phase1_count(self) -> int:
+        """ISAKMP SAs and phase-1 exchanges held, half-open ones included."""
+        return len(self._phase1)
+
     def phase2_sas(self) -> list[dict]:
         return [{
             "src": sa.local[0], "dst": sa.peer[0], "spi_in": sa.spi_in, "spi_out": sa.spi_out,

@@ -134,7 +134,7 @@ async def status(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
     data = {
         "pid": os.getpid(), "forwarding_pid": d.dp_pid, "config": d.config_path,
         "uptime": round(time.time() - d.started_wall, 1),
-        "phase1": len(list(d.engine.phase1_sas())), "phase2": len(d.pairs),
+        "phase1": d.engine.phase1_count(), "phase2": len(d.pairs),
         "daemon": d.counters, "engine": engine_counters,
         "dataplane": dp["counters"], "tunnels": dp["tunnels"],
     }

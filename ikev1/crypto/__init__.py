@@ -1,6 +1,8 @@
 """IKEv1 cryptography: hashes and prf, Diffie-Hellman groups, phase-1 ciphers and the key schedule.
 
-Everything goes through `cryptography` (OpenSSL). Errors are CryptoError subclasses (ValueError),
+Everything goes through `cryptography` (OpenSSL), except the modular exponentiations of MODP
+groups 1 and 2, which OpenSSL would re-validate on every key: those use GMP's constant-time
+mpz_powm_sec (gmpy2). Errors are CryptoError subclasses (ValueError),
 which the engine catches and reports as a failed negotiation.
 
     from ikev1.crypto import prf, dh_group, phase1_keys_psk, encrypt, decrypt, pad, ...
