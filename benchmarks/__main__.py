@@ -29,6 +29,7 @@ BENCHMARKS = {
     "handshake": ("benchmarks.handshake", True),
     "memory": ("benchmarks.memory", False),
     "dh": ("benchmarks.dh_cost", False),
+    "attack": ("benchmarks.attack", False),
 }
 
 

@@ -1,0 +1,606 @@
+"""Spoofed main-mode message 1 (MM1) against pyike's engine, in memory, through its public calls.
+
+An attacker who can forge UDP source addresses sends IKEv1 main-mode first messages: an ISAKMP
+header with a random initiator cookie, a zero responder cookie, exchange type 2 (Identity
+Protection) and an SA payload the responder accepts, "from" a configured peer's address (any
+source port) or from any address. Three figures, each beside its goal:
+
+a) Bring-up: the time for a configured pair to bring a tunnel up (main mode + quick mode with
+   PFS, MODP-1024, the seed set-up's suite) while spoofed MM1s reach router A at 0, 1,000 and
+   10,000 per second, half of them "from" router B's address with random ports and cookies, half
+   from random addresses (A also has a `remote anonymous` section, as a responder serving road
+   warriors has). The flood starts WARMUP_S before the acquire and goes on until both ends have
+   their IPsec SAs, or LIMIT_S after the acquire. Goal: under 10,000 spoofed MM1/s, within 2x
+   the unflooded time.
+
+   The model is a discrete-event simulation on a fake clock: each engine is a server that takes
+   arrivals in order (spoofed ones at exactly the rate, real ones LATENCY_S after they were
+   sent), up to BATCH datagrams per turn, then services itself as the daemon does
+   (datagrams_to_send, next_event, get_timer); the fake clock advances by the CPU time those
+   calls took. Engine timers fire at their deadlines. Arrivals wait in a receive buffer of
+   RCVBUF datagrams, as in the kernel's socket buffer: when it is full they are lost, real ones
+   too, and the engines' retransmissions have to recover them. A responder that needs more
+   than 1/rate seconds per spoofed MM1 therefore loses real messages to the flood.
+
+b) Per-MM1 cost: the responder's microseconds per spoofed MM1 (receive_datagram and
+   datagrams_to_send, median) with 0, 1,000 and 10,000 established phase-1 + phase-2 pairs,
+   built as benchmarks.memory builds them (ECP-256 for speed). MM1_PER_ROUND MM1s a round from
+   random addresses, below any half-open cap; between rounds the fake clock moves on so that
+   half-open exchanges time out. Beside it, one get_timer() call, which the daemon makes once per
+   batch of datagrams. Goal: at 10,000 pairs within 1.5x the cost at 0.
+
+c) Listing: engine.phase1_sas() and phase2_sas() at the largest count, and the control verbs
+   that call them (`pyikectl ss isakmp`, `status`) through pyike.control's dispatch in process
+   with a stand-in daemon. Goal: `ss isakmp` at 10,000 pairs under 0.2 s.
+
+Nothing is asserted; every loop is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import math
+import random
+import struct
+import time
+from collections import deque
+from pathlib import Path
+
+from benchmarks import report
+
+A = "198.18.0.1"
+B = "198.18.0.2"
+PSK = b"bench-only-psk-attack"  # a throwaway key for engines that live for one run
+ISAKMP_PORT = 500
+IPPROTO_GRE = 47
+DH_GROUP = 2  # the seed set-up's MODP-1024 (phase 1 and PFS)
+LIFETIME_S = 86400
+
+RATES = (0, 1_000, 10_000)
+INITIATORS = ("a", "b")
+WARMUP_S = 1.0  # simulated flood before the acquire
+LIMIT_S = 5.0  # simulated time after the acquire before a bring-up counts as failed
+RUN_WALL_LIMIT_S = 30.0  # real time for one bring-up run
+LATENCY_S = 0.0002  # one way, between the two engines
+BATCH = 32  # datagrams the daemon reads before it services the engine
+RCVBUF = 256  # about what Linux's default 208 KiB socket buffer holds of such datagrams
+SA_COUNTS = (0, 1_000, 10_000)
+MM1_PER_ROUND = 400
+BUILD_WALL_LIMIT_S = 300.0
+LIST_WALL_LIMIT_S = 20.0  # per listed call: samples until `rounds` or this much time
+
+SMOKE = {"warmup": 0.1, "limit": 0.5, "sa_counts": (0, 10, 50), "mm1": 50,
+         "build_limit": 30.0, "list_limit": 2.0}
+
+GOAL_BRINGUP_RATIO = 2.0
+GOAL_MM1_RATIO = 1.5
+GOAL_SS_ISAKMP_S = 0.2
+
+clock = time.thread_time  # CPU time of this thread: what the engine spent, not the neighbours
+
+# --- the forged message ---------------------------------------------------------------------
+
+_EXCHANGE_MAIN = 2  # RFC 2408 §3.1: Identity Protection
+_PAYLOAD_SA = 1
+_DOI_IPSEC = 1  # RFC 2407 §4.2
+_SIT_IDENTITY_ONLY = 1  # RFC 2407 §4.2.1
+_PROTO_ISAKMP = 1  # RFC 2407 §4.4.1
+_KEY_IKE = 1  # RFC 2407 §4.4.2
+# RFC 2409 Appendix A: attribute classes and values
+_ENC, _HASH, _AUTH, _GROUP, _LIFE_TYPE, _LIFE_DURATION, _KEY_LENGTH = 1, 2, 3, 4, 11, 12, 14
+_AES_CBC, _SHA1, _PRE_SHARED, _SECONDS = 7, 2, 1, 1
+
+
+def _attr(kind: int, value: int) -> bytes:
+    """RFC 2408 §3.3: TV when the value fits 16 bits, else TLV with 4 bytes."""
+    if value < 0x10000:
+        return struct.pack("!HH", 0x8000 | kind, value)
+    return struct.pack("!HH", kind, 4) + value.to_bytes(4, "big")
+
+
+def spoofed_mm1(icookie: bytes = bytes(8), *, dh_group: int = DH_GROUP,
+                lifetime_s: int = LIFETIME_S, key_bits: int = 128) -> bytes:
+    """Main-mode message 1 offering AES-`key_bits`, SHA-1, pre-shared key, `dh_group`:
+    header (RFC 2408 §3.1), SA (§3.4), one proposal (§3.5) with one transform (§3.6)."""
+    attrs = b"".join((_attr(_ENC, _AES_CBC), _attr(_KEY_LENGTH, key_bits), _attr(_HASH, _SHA1),
+                      _attr(_AUTH, _PRE_SHARED), _attr(_GROUP, dh_group),
+                      _attr(_LIFE_TYPE, _SECONDS), _attr(_LIFE_DURATION, lifetime_s)))
+    transform = struct.pack("!BBHBBH", 0, 0, 8 + len(attrs), 1, _KEY_IKE, 0) + attrs
+    proposal = struct.pack("!BBHBBBB", 0, 0, 8 + len(transform), 1, _PROTO_ISAKMP, 0, 1)
+    sa = struct.pack("!BBHII", 0, 0, 12 + len(proposal) + len(transform), _DOI_IPSEC,
+                     _SIT_IDENTITY_ONLY) + proposal + transform
+    header = struct.pack("!8s8sBBBBII", icookie, bytes(8), _PAYLOAD_SA, 0x10, _EXCHANGE_MAIN, 0,
+                         0, 28 + len(sa))
+    return header + sa
+
+
+def is_mm2_for(reply: bytes, icookie: bytes) -> bool:
+    """A main-mode answer to `icookie`: the responder's cookie set, an SA payload first."""
+    return (len(reply) >= 28 and reply[:8] == icookie and reply[8:16] != bytes(8)
+            and reply[16] == _PAYLOAD_SA and reply[18] == _EXCHANGE_MAIN)
+
+
+class SpoofSource:
+    """Forged MM1s: fresh cookie each, half "from" `peer` with a random port, half from random
+    addresses of 198.19.0.0/16; seeded, so every run sends the same sequence."""
+
+    def __init__(self, peer: str | None, seed: int, peer_share: float = 0.5, **mm1) -> None:
+        self.rng = random.Random(seed)
+        self.peer = peer
+        self.peer_share = peer_share if peer else 0.0
+        self.tail = spoofed_mm1(**mm1)[8:]
+
+    def next(self) -> tuple[bytes, tuple[str, int]]:
+        rng = self.rng
+        port = rng.randint(1024, 65535)
+        if rng.random() < self.peer_share:
+            src = self.peer
+        else:
+            src = f"198.19.{rng.randrange(256)}.{rng.randint(1, 254)}"
+        return rng.randbytes(8) + self.tail, (src, port)
+
+
+# --- a) bring-up under a flood -----------------------------------------------------------------
+
+
+def pair_config(local: str, peer: str, *, anonymous: bool):
+    """The seed set-up's `remote` and `sainfo` (AES-128, SHA-1, PSK, MODP-1024, PFS 2), plus a
+    passive `remote anonymous` when asked."""
+    from ikev1.policy import (
+        DpdSettings,
+        EngineConfig,
+        Phase1Proposal,
+        Phase2Policy,
+        RemotePolicy,
+    )
+
+    proposal = (Phase1Proposal("aes", "sha1", DH_GROUP, lifetime_s=LIFETIME_S),)
+    remotes = [RemotePolicy(peer, proposal, lifetime_s=LIFETIME_S, dpd=DpdSettings(20, 2, 2))]
+    if anonymous:
+        remotes.append(RemotePolicy("anonymous", proposal, lifetime_s=LIFETIME_S, passive=True))
+    sainfo = Phase2Policy(pfs_group=DH_GROUP, lifetime_s=LIFETIME_S)
+    return EngineConfig((local,), tuple(remotes), (sainfo,), {peer: PSK})
+
+
+class _Node:
+    """One engine as a server on the fake clock, behind a receive buffer of RCVBUF datagrams."""
+
+    def __init__(self, engine, address: str) -> None:
+        self.engine = engine
+        self.address = address
+        self.in_flight: list[tuple[float, int, bytes, tuple[str, int]]] = []  # a heap
+        self.buffer: deque[tuple[float, bytes, tuple[str, int], bool]] = deque()
+        self.free_at = 0.0
+        self.timer = engine.get_timer()
+        self.up_at: float | None = None
+        self.busy_s = 0.0
+        self.lost = {"spoofed": 0, "real": 0}
+        self.failures: list[str] = []
+
+
+def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_limit: float,
+             seed: int) -> dict:
+    """One run: flood A at `rate` from t=0, acquire at `initiator` at t=warmup, until both
+    ends report Phase2Up or t = warmup + limit. Times in simulated seconds."""
+    import heapq
+    import itertools
+
+    from ikev1 import events as ev
+    from ikev1.engine import Engine
+    from ikev1.policy import TrafficSelector
+
+    a = _Node(Engine(pair_config(A, B, anonymous=True)), A)
+    b = _Node(Engine(pair_config(B, A, anonymous=False)), B)
+    nodes = {A: a, B: b}
+    starter, other = (a, b) if initiator == "a" else (b, a)
+    spoofs = SpoofSource(B, seed)
+    step = 1.0 / rate if rate else math.inf
+    spoof_at = 0.0 if rate else math.inf
+    spoofed = answered = 0
+    initiate_at: float | None = warmup
+    deadline = warmup + limit
+    wall_end = time.monotonic() + wall_limit
+    seq = itertools.count()
+    inf = math.inf
+    reason = "up"
+
+    def next_arrival(node: _Node) -> float:
+        t = node.in_flight[0][0] if node.in_flight else inf
+        return min(t, spoof_at) if node is a else t
+
+    def due(node: _Node) -> float:
+        t = node.buffer[0][0] if node.buffer else next_arrival(node)
+        t = min(t, node.timer if node.timer is not None else inf)
+        if node is starter and initiate_at is not None:
+            t = min(t, initiate_at)
+        return max(node.free_at, t)
+
+    while not (a.up_at is not None and b.up_at is not None):
+        if time.monotonic() > wall_end:
+            reason = f"wall-clock limit ({wall_limit:.0f} s) reached"
+            break
+        node = min((a, b), key=due)
+        start = due(node)
+        if start > deadline:
+            reason = f"not up {limit:g} s after the acquire"
+            break
+        # What arrived by now enters the buffer while there is room (the harness's work,
+        # outside the measured time); the rest is lost, as the kernel drops it.
+        while next_arrival(node) <= start:
+            real_t = node.in_flight[0][0] if node.in_flight else inf
+            if node is a and spoof_at < real_t:
+                spoofed += 1
+                if len(node.buffer) < RCVBUF:
+                    data, src = spoofs.next()
+                    node.buffer.append((spoof_at, data, src, True))
+                else:
+                    node.lost["spoofed"] += 1
+                spoof_at += step
+            else:
+                t, _n, data, src = heapq.heappop(node.in_flight)
+                if len(node.buffer) < RCVBUF:
+                    node.buffer.append((t, data, src, False))
+                else:
+                    node.lost["real"] += 1
+        head = node.buffer[0][0] if node.buffer else inf
+        timer = node.timer if node.timer is not None else inf
+        batch: list[tuple[bytes, tuple[str, int], bool]] = []
+        if node is starter and initiate_at is not None and initiate_at <= min(head, timer):
+            kind = "initiate"
+        elif timer <= head:
+            kind = "timer"
+        else:
+            kind = "arrivals"
+            while node.buffer and len(batch) < BATCH:
+                _t, data, src, forged = node.buffer.popleft()
+                batch.append((data, src, forged))
+        engine = node.engine
+        local = (node.address, ISAKMP_PORT)
+        c0 = clock()
+        if kind == "initiate":
+            peer = other.address
+            engine.initiate(peer, start,
+                            TrafficSelector(ipaddress.ip_network(f"{node.address}/32"),
+                                            IPPROTO_GRE),
+                            TrafficSelector(ipaddress.ip_network(f"{peer}/32"), IPPROTO_GRE))
+        elif kind == "timer":
+            engine.handle_timer(start)
+        else:
+            for data, src, _forged in batch:
+                engine.receive_datagram(data, local, src, start + (clock() - c0))
+        out = engine.datagrams_to_send()
+        events = []
+        while (event := engine.next_event()) is not None:
+            events.append(event)
+        out += engine.datagrams_to_send()
+        node.timer = engine.get_timer()
+        spent = clock() - c0
+        if kind == "initiate":
+            initiate_at = None
+        end = start + spent
+        node.free_at = end
+        node.busy_s += spent
+        for event in events:
+            if isinstance(event, ev.Phase2Up) and node.up_at is None:
+                node.up_at = end
+            elif isinstance(event, ev.NegotiationFailed):
+                node.failures.append(f"phase {event.phase}: {event.reason}")
+        forged = {data[:8] for data, _src, f in batch if f}
+        for data, _local, peer in out:
+            if data[:8] in forged and is_mm2_for(data, data[:8]):
+                answered += 1
+            target = nodes.get(peer[0])
+            if target is not None and peer[1] == ISAKMP_PORT:
+                heapq.heappush(target.in_flight, (end + LATENCY_S, next(seq), data, local))
+    up = a.up_at is not None and b.up_at is not None
+    now = max(a.free_at, b.free_at, warmup)
+    return {
+        "up": up,
+        "bring_up_s": max(a.up_at, b.up_at) - warmup if up else None,
+        "reason": reason,
+        "spoofed": spoofed,
+        "answered": answered,
+        "lost": {"a": a.lost, "b": b.lost},
+        "a_busy_percent": 100.0 * a.busy_s / now if now else None,
+        "failures": {"a": a.failures[:3], "b": b.failures[:3]},
+    }
+
+
+def measure_bring_up(rounds: int, warmup: float, limit: float) -> dict:
+    """Every (initiator, rate) for `rounds` rounds, interleaved; a row that does not come up
+    in one round is not run again (its verdict is the figure)."""
+    rows: dict[str, dict] = {}
+    for initiator in INITIATORS:
+        for rate in RATES:
+            rows[f"{initiator}@{rate}"] = {"initiator": initiator, "rate": rate, "runs": []}
+    for r in range(rounds):
+        for index, row in enumerate(rows.values()):
+            if row["runs"] and not row["runs"][-1]["up"]:
+                continue
+            row["runs"].append(bring_up(row["rate"], row["initiator"], warmup=warmup,
+                                        limit=limit, wall_limit=RUN_WALL_LIMIT_S,
+                                        seed=1000 * r + index))
+    for row in rows.values():
+        samples = [run["bring_up_s"] * 1000 for run in row["runs"] if run["up"]]
+        row["up"] = all(run["up"] for run in row["runs"])
+        row["bring_up_ms"] = report.summary(samples)
+        row["real_lost"] = sum(run["lost"][side]["real"] for run in row["runs"]
+                               for side in ("a", "b"))
+        row["a_busy_percent"] = report.summary(
+            [run["a_busy_percent"] for run in row["runs"] if run["a_busy_percent"] is not None])
+        row["verdict"] = "up" if row["up"] else next(
+            run["reason"] for run in row["runs"] if not run["up"])
+    for initiator in INITIATORS:
+        base = rows[f"{initiator}@0"]["bring_up_ms"]["median"]
+        for rate in RATES:
+            row = rows[f"{initiator}@{rate}"]
+            row["vs_unflooded"] = report.ratio(row["bring_up_ms"]["median"], base) \
+                if row["up"] else None
+    return rows
+
+
+# --- b) per-MM1 cost beside established SAs, c) listing them ---------------------------------
+
+
+def _purge_half_open(engine, now: float) -> float:
+    """Move the fake clock on far enough that half-open exchanges time out."""
+    for _ in range(15):
+        now += 5.0
+        engine.handle_timer(now)
+        engine.datagrams_to_send()
+        while engine.next_event() is not None:
+            pass
+    return now
+
+
+def mm1_round(engine, local: tuple[str, int], source: SpoofSource, count: int, now: float
+              ) -> tuple[list[float], int]:
+    """`count` forged MM1s from random addresses: (µs each, how many got an MM2)."""
+    costs = []
+    answered = 0
+    for _ in range(count):
+        data, src = source.next()  # built before the clock starts
+        c0 = clock()
+        engine.receive_datagram(data, local, src, now)
+        out = engine.datagrams_to_send()
+        costs.append((clock() - c0) * 1e6)
+        answered += any(is_mm2_for(d, data[:8]) for d, _l, _p in out)
+        now += 1e-5
+    return costs, answered
+
+
+class _StandInDaemon:
+    """What pyike.control's `show-sa isakmp` and `status` read from the daemon."""
+
+    def __init__(self, engine, pairs: dict) -> None:
+        self.engine = engine
+        self.pairs = pairs
+        self.counters: dict = {}
+        self.dp_pid = 0
+        self.config_path = "racoon.conf"
+        self.started_wall = time.time()
+
+    async def query(self, what: str, *args):
+        return {"counters": {}, "tunnels": []} if what == "counters" else []
+
+
+def _timed(fn, rounds: int, wall_limit: float) -> dict:
+    samples: list[float] = []
+    started = time.monotonic()
+    while len(samples) < max(rounds, 1) and (not samples
+                                              or time.monotonic() - started < wall_limit):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return report.summary(samples)
+
+
+def measure_listing(engine, pairs: dict, rounds: int, wall_limit: float) -> dict:
+    out: dict[str, dict] = {
+        "phase1_sas": _timed(engine.phase1_sas, rounds, wall_limit),
+        "phase2_sas": _timed(engine.phase2_sas, rounds, wall_limit),
+    }
+    try:
+        from pyike import control
+
+        daemon = _StandInDaemon(engine, pairs)
+
+        def verb(name: str) -> None:
+            reply = asyncio.run(control.dispatch(daemon, name, ["isakmp"] if name == "ss"
+                                                 else [], False))
+            if not reply.get("ok"):
+                raise RuntimeError(reply.get("error"))
+
+        for name in ("ss", "status"):
+            try:
+                out[name] = _timed(lambda name=name: verb(name), rounds, wall_limit)
+            except Exception as exc:  # noqa: BLE001 - the daemon's shape may have moved on
+                out[name] = {**report.summary([]), "error": f"{type(exc).__name__}: {exc}"}
+    except ImportError as exc:
+        out["ss"] = out["status"] = {**report.summary([]), "error": str(exc)}
+    return out
+
+
+def measure_cost(rounds: int, sa_counts: tuple[int, ...], per_round: int,
+                 build_limit: float, list_limit: float) -> dict:
+    from benchmarks import memory
+    from ikev1.engine import Engine
+    from pyike.sadb import SadState
+
+    engine = Engine(memory.responder_config(max(max(sa_counts), 1)))
+    state = SadState()
+    pairs: dict = {}
+    now = 1000.0
+    built = failed = 0
+    started = time.monotonic()
+    points = []
+    # what the responder of benchmarks.memory accepts: ECP-256, its 8-hour default lifetime
+    source = SpoofSource(None, seed=7, dh_group=memory.DH_GROUP, lifetime_s=28800)
+    local = (memory.RESPONDER, ISAKMP_PORT)
+    mm1_round(engine, local, source, 20, now)  # lazy imports and caches: not per-MM1 cost
+    now = _purge_half_open(engine, now + 1.0)
+    for target in sa_counts:
+        while built < target and time.monotonic() - started < build_limit:
+            now += 0.001
+            if memory.establish(engine, state, pairs, built + failed, now):
+                built += 1
+            else:
+                failed += 1
+                if failed > 10 and built == 0:
+                    raise RuntimeError("no pair could be established in memory")
+        costs: list[float] = []
+        answered = sent = 0
+        for _ in range(max(rounds, 1)):
+            c, n = mm1_round(engine, local, source, per_round, now)
+            now = _purge_half_open(engine, now + 1.0)
+            costs += c
+            answered += n
+            sent += per_round
+        timer_us = []
+        for _ in range(5):
+            c0 = clock()
+            engine.get_timer()
+            timer_us.append((clock() - c0) * 1e6)
+        points.append({"target": target, "sas": built, "mm1_us": report.summary(costs),
+                       "answered": answered, "sent": sent,
+                       "get_timer_us": report.summary(timer_us)})
+        if built < target:
+            break  # out of time: the last checkpoint reached is reported
+    base = points[0]["mm1_us"]["median"] if points else None
+    for p in points:
+        p["vs_none"] = report.ratio(p["mm1_us"]["median"], base)
+    listing = measure_listing(engine, pairs, rounds, list_limit)
+    return {"points": points, "listing": listing, "listed_sas": built, "failed": failed,
+            "build_s": time.monotonic() - started}
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "not met")
+
+
+def tables(data: dict) -> list[str]:
+    bring = data["bring_up"]
+    rows = []
+    for row in bring.values():
+        med = row["bring_up_ms"]
+        figure = report.fmt(med["median"], 1) if row["up"] else row["verdict"]
+        goal = ""
+        if row["rate"] == max(RATES):
+            ratio = row["vs_unflooded"]
+            goal = f"<= {GOAL_BRINGUP_RATIO:g}x: " + _verdict(
+                ratio is not None and ratio <= GOAL_BRINGUP_RATIO)
+        rows.append([row["initiator"].upper(), f"{row['rate']:,}", figure,
+                     report.fmt_range(med, 1) if row["up"] else "-",
+                     report.fmt(row["vs_unflooded"], 2),
+                     report.fmt(row["a_busy_percent"]["median"], 0), str(row["real_lost"]),
+                     goal])
+    out = [report.table(
+        f"attack a) tunnel bring-up (main + quick mode, MODP-1024, PFS) while spoofed MM1s reach "
+        f"A (half from B's address): ms of simulated time from the acquire, median of "
+        f"{data['rounds']}; flood from {data['warmup_s']:g} s before; limit "
+        f"{data['limit_s']:g} s",
+        ["initiator", "spoofed MM1/s", "bring-up ms", "range", "vs 0/s", "A busy %",
+         "real lost", "goal"],
+        rows)]
+    cost = data["cost"]
+    rows = []
+    for i, p in enumerate(cost["points"]):
+        goal = ""
+        if i == len(cost["points"]) - 1 and i > 0:
+            goal = f"<= {GOAL_MM1_RATIO:g}x: " + _verdict(
+                p["vs_none"] is not None and p["vs_none"] <= GOAL_MM1_RATIO)
+        rows.append([f"{p['sas']:,}", report.fmt(p["mm1_us"]["median"], 1),
+                     report.fmt_range(p["mm1_us"], 1), f"{p['answered']}/{p['sent']}",
+                     report.fmt(p["get_timer_us"]["median"], 1), report.fmt(p["vs_none"], 2),
+                     goal])
+    out.append(report.table(
+        "attack b) responder cost of one spoofed MM1 (receive_datagram + datagrams_to_send, "
+        "CPU µs, median) beside N established phase-1 + phase-2 pairs",
+        ["pairs", "µs per MM1", "range", "answered", "get_timer() µs", "vs 0", "goal"], rows))
+    listing = cost["listing"]
+    labels = {"phase1_sas": "engine.phase1_sas()", "phase2_sas": "engine.phase2_sas()",
+              "ss": "pyikectl ss isakmp (control verb)", "status": "pyikectl status (control verb)"}
+    rows = []
+    for key, label in labels.items():
+        stats = listing.get(key, report.summary([]))
+        goal = ""
+        if key == "ss":
+            med = stats.get("median")
+            goal = f"< {GOAL_SS_ISAKMP_S:g} s: " + _verdict(
+                None if med is None else med < GOAL_SS_ISAKMP_S)
+        figure = report.fmt(stats["median"], 3) if stats.get("median") is not None \
+            else stats.get("error", "-")[:60]
+        rows.append([label, figure, report.fmt_range(stats, 3), str(len(stats["samples"])),
+                     goal])
+    out.append(report.table(
+        f"attack c) listing {cost['listed_sas']:,} established pairs: seconds (median)",
+        ["call", "seconds", "range", "samples", "goal"], rows))
+    return out
+
+
+def _plots(data: dict, out_dir: Path) -> list[Path]:
+    plots = []
+    bring = data["bring_up"]
+    limit_ms = data["limit_s"] * 1000
+    series = {}
+    for initiator in INITIATORS:
+        stats = []
+        for rate in RATES:
+            row = bring[f"{initiator}@{rate}"]
+            stats.append(row["bring_up_ms"] if row["up"] else
+                         {"median": limit_ms, "min": limit_ms, "max": limit_ms})
+        series[f"{initiator.upper()} initiates"] = stats
+    plots.append(report.bar_plot(
+        out_dir / "attack_bring_up.png",
+        "Tunnel bring-up under spoofed MM1 (bars at the limit: not up)", "ms (simulated)",
+        [f"{r:,}/s" for r in RATES], series, logy=True))
+    points = data["cost"]["points"]
+    if points:
+        plots.append(report.bar_plot(
+            out_dir / "attack_mm1_cost.png", "Responder CPU per spoofed MM1",
+            "µs per MM1 (median)", [f"{p['sas']:,} pairs" for p in points],
+            {"pyike engine": [p["mm1_us"] for p in points]}))
+    return [p for p in plots if p]
+
+
+def run(rounds: int, smoke: bool, out_dir: Path) -> dict:
+    s = SMOKE if smoke else {"warmup": WARMUP_S, "limit": LIMIT_S, "sa_counts": SA_COUNTS,
+                             "mm1": MM1_PER_ROUND, "build_limit": BUILD_WALL_LIMIT_S,
+                             "list_limit": LIST_WALL_LIMIT_S}
+    rounds = max(rounds, 1)
+    data: dict = {"name": "attack", "rounds": rounds, "warmup_s": s["warmup"],
+                  "limit_s": s["limit"], "rates": list(RATES),
+                  "goals": {"bring_up_ratio": GOAL_BRINGUP_RATIO, "mm1_ratio": GOAL_MM1_RATIO,
+                            "ss_isakmp_s": GOAL_SS_ISAKMP_S}}
+    data["bring_up"] = measure_bring_up(rounds, s["warmup"], s["limit"])
+    data["cost"] = measure_cost(rounds, s["sa_counts"], s["mm1"], s["build_limit"],
+                                s["list_limit"])
+    printed = tables(data)
+    for text in printed:
+        print(text)
+        print()
+    data["table"] = "\n\n".join(printed)
+    data["plots"] = [str(p) for p in _plots(data, out_dir)]
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.attack")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = run(args.rounds, args.smoke, args.out)
+    print(json.dumps({k: v for k, v in result.items() if k != "table"}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
