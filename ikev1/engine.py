@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from . import crypto
@@ -38,7 +38,7 @@ from .limits import (
     TokenBucket,
 )
 from .natt import KEEPALIVE, NattMixin
-from .phase1 import ZERO_COOKIE, Phase1Mixin
+from .phase1 import ZERO_COOKIE, MainMode2, Phase1Mixin
 from .policy import EngineConfig, RemotePolicy, TrafficSelector
 from .quick import QuickMixin
 from .sa import Address, Drop, Flight, PeerRecord, Phase1SA, Phase2SA, QuickExchange
@@ -72,12 +72,14 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__} in {tb.tb_frame.f_code.co_name}:{tb.tb_lineno}"
 
 
-_RemotesIndex = tuple[dict[ipaddress.IPv4Address | ipaddress.IPv6Address, RemotePolicy],
-                      RemotePolicy | None]
+_RemotesIndex = tuple[dict[str, RemotePolicy], RemotePolicy | None]
 
 
 def _index_remotes(remotes: tuple[RemotePolicy, ...]) -> _RemotesIndex:
-    """The first section for each address, and the first `anonymous` one (racoon's order)."""
+    """The first section for each address, and the first `anonymous` one (racoon's order).
+
+    Keyed by the address's canonical text, the form a socket reports a source in, so a lookup
+    per datagram parses nothing."""
     by_address: dict = {}
     anonymous = None
     for remote in remotes:
@@ -85,7 +87,7 @@ def _index_remotes(remotes: tuple[RemotePolicy, ...]) -> _RemotesIndex:
             anonymous = anonymous or remote
             continue
         try:
-            by_address.setdefault(ipaddress.ip_address(remote.remote), remote)
+            by_address.setdefault(str(ipaddress.ip_address(remote.remote)), remote)
         except ValueError:
             continue  # a name, not an address: it never matches a peer address
     return by_address, anonymous
@@ -113,6 +115,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         self._notify_replies = SourceBuckets(NOTIFY_RATE_PER_SOURCE, NOTIFY_BURST_PER_SOURCE,
                                              NOTIFY_RATE, NOTIFY_BURST, NOTIFY_SOURCES_TRACKED)
         self._refusals = FoldedEvents()
+        self._mm2_cache: OrderedDict[tuple[int, bytes], MainMode2 | None] = OrderedDict()
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[Event] = deque()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
@@ -446,9 +449,15 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         index = self._remotes_index
         if index is None or index[0] is not self.config.remotes:
             index = self._remotes_index = (self.config.remotes, _index_remotes(self.config.remotes))
+            self._mm2_cache.clear()  # its keys name sections of the configuration it replaced
         by_address, anonymous = index[1]
-        try:
-            return by_address.get(ipaddress.ip_address(peer_address), anonymous)
+        remote = by_address.get(peer_address)
+        if remote is not None:
+            return remote
+        if ":" not in peer_address:
+            return anonymous  # IPv4 text from a socket has one spelling only
+        try:  # another spelling of the same IPv6 address (case, zeros)
+            return by_address.get(str(ipaddress.ip_address(peer_address)), anonymous)
         except ValueError:
             return anonymous
 

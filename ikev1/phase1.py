@@ -6,6 +6,7 @@ RFC 2409 §5 (exchanges, SKEYID, HASH_I/HASH_R), §5.4 (PSK), App. B (encryption
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import crypto, vendor
@@ -20,6 +21,7 @@ from .codec import (
     VendorIdPayload,
     decode_payloads,
     encode_message,
+    encode_payloads,
 )
 from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto
 from .events import Phase1Up
@@ -42,6 +44,22 @@ if TYPE_CHECKING:
 ZERO_COOKIE = bytes(8)
 _EXCHANGE = {"main": Exchange.MAIN, "aggressive": Exchange.AGGRESSIVE}
 _AUTH_DROPS = ("decrypt_failed", "hash_mismatch")  # other keys: a wrong PSK, or a forgery
+
+
+MM2_CACHE_SIZE = 256  # main mode 2 answers kept, by message-1 body and remote section
+
+
+@dataclass(frozen=True)
+class MainMode2:
+    """Main mode 2 for one message-1 body and remote section, all of it but the cookies."""
+
+    suite: Phase1Suite
+    sa_b: bytes  # the initiator's SA payload body (RFC 2409 §5 SAi_b)
+    vendor_ids: tuple[str, ...]
+    peer_dpd: bool
+    natt: str | None
+    first_payload: int
+    body: bytes
 
 
 class Fail(Exception):
@@ -211,46 +229,84 @@ class Phase1Mixin:
         mode = "main" if hdr.exchange == Exchange.MAIN else "aggressive"
         if remote is None or mode not in remote.exchange_mode:
             raise Drop("unknown_sa")  # racoon: no remote block for this peer and mode
-        payloads = self._plain_payloads(hdr, data)
-        sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
-        if sa is None:
-            raise Drop("malformed")
         configured = remote.remote != "anonymous"
-        chosen = select_phase1(sa, remote)
-        if chosen is None:
-            self._refuse_first(hdr, local, peer, Fail("NO-PROPOSAL-CHOSEN",
-                                                      Notify.NO_PROPOSAL_CHOSEN), now)
-            return
-        if mode == "aggressive" and not self._aggressive_dh_allowed(peer[0], configured, now):
-            self._refused(peer, "aggressive mode paced", now)
-            raise Drop("aggressive_paced")
-        proposal, suite = chosen
-        p1 = Phase1SA(hdr.icookie, self._new_cookie(), local, peer, False, mode, remote, now,
-                      Flight(local, peer), suite=suite, sa_b=sa.body())
-        self._note_vendor_ids(p1, payloads)
-        reply_sa = SaPayload((proposal,), sa.doi, sa.situation)
-        try:
-            if mode == "main":
-                p1.state = Phase1State.R_MM2
-                out = [reply_sa, *self._vendor_payloads(p1)]
-            else:
-                p1.state = Phase1State.R_AM2
-                out = self._r_am1(p1, payloads, reply_sa)
-        except Fail as fail:
-            self._refuse_first(hdr, local, peer, fail, now)
-            return
+        no_proposal = Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
+        if mode == "main":
+            template = self._main_mode_2(remote, hdr, data, local, peer)
+            if template is None:
+                self._refuse_first(hdr, local, peer, no_proposal, now)
+                return
+            p1 = Phase1SA(hdr.icookie, self._new_cookie(), local, peer, False, mode, remote, now,
+                          Flight(local, peer), state=Phase1State.R_MM2, suite=template.suite,
+                          sa_b=template.sa_b, vendor_ids=list(template.vendor_ids),
+                          peer_dpd=template.peer_dpd, natt=template.natt)
+            reply = Header(p1.icookie, p1.rcookie, template.first_payload, hdr.exchange, 0, 0)
+            dgram = reply.encode(len(template.body)) + template.body
+        else:
+            payloads = self._plain_payloads(hdr, data)
+            sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
+            if sa is None:
+                raise Drop("malformed")
+            chosen = select_phase1(sa, remote)
+            if chosen is None:
+                self._refuse_first(hdr, local, peer, no_proposal, now)
+                return
+            if not self._aggressive_dh_allowed(peer[0], configured, now):
+                self._refused(peer, "aggressive mode paced", now)
+                raise Drop("aggressive_paced")
+            proposal, suite = chosen
+            p1 = Phase1SA(hdr.icookie, self._new_cookie(), local, peer, False, mode, remote, now,
+                          Flight(local, peer), state=Phase1State.R_AM2, suite=suite,
+                          sa_b=sa.body())
+            self._note_vendor_ids(p1, payloads)
+            try:
+                out = self._r_am1(p1, payloads, SaPayload((proposal,), sa.doi, sa.situation))
+            except Fail as fail:
+                self._refuse_first(hdr, local, peer, fail, now)
+                return
+            dgram = encode_message(Header(p1.icookie, p1.rcookie, 0, hdr.exchange, 0, 0), out)
         for victim in self._half_open.admit(peer[0], configured):  # the oldest in a full room
             self.counters["half_open_evicted"] += 1
             self._refused(victim.peer, "half-open exchange evicted", now)
             self._drop_p1(victim, now, "evicted", notify_peer=False)
         self._add_responder_p1(p1, configured)
         p1.flight.last_in = data
-        reply = Header(p1.icookie, p1.rcookie, 0, hdr.exchange, 0, 0)
         # Main mode 2 goes again only when message 1 does: one datagram per datagram from an
         # unproven address. Aggressive mode 2 keeps its resends: they recover a lost message 3.
-        self._send(p1.flight, [encode_message(reply, out)], now, expect_reply=True,
-                   quiet=mode == "main")
+        self._send(p1.flight, [dgram], now, expect_reply=True, quiet=mode == "main")
         self._schedule(p1)
+
+    def _main_mode_2(self: Engine, remote: RemotePolicy, hdr: Header, data: bytes,
+                     local: Address, peer: Address) -> MainMode2 | None:
+        """Our answer to a main mode 1, but for the cookies; None: no proposal chosen.
+
+        It depends only on the message's payloads and the remote section, so it is kept for
+        the latest bodies seen: a flood of one message under many cookies is answered without
+        decoding, choosing or encoding it again."""
+        key = (id(remote), data[HEADER_LEN:])
+        cache = self._mm2_cache
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        payloads = self._plain_payloads(hdr, data)
+        sa = next((pl for pl in payloads if isinstance(pl, SaPayload)), None)
+        if sa is None:
+            raise Drop("malformed")
+        chosen = select_phase1(sa, remote)
+        template = None
+        if chosen is not None:
+            proposal, suite = chosen
+            scratch = Phase1SA(hdr.icookie, ZERO_COOKIE, local, peer, False, "main", remote, 0.0,
+                               Flight(local, peer), suite=suite)
+            self._note_vendor_ids(scratch, payloads)
+            first, body = encode_payloads([SaPayload((proposal,), sa.doi, sa.situation),
+                                           *self._vendor_payloads(scratch)])
+            template = MainMode2(suite, sa.body(), tuple(scratch.vendor_ids), scratch.peer_dpd,
+                                 scratch.natt, first, body)
+        cache[key] = template
+        if len(cache) > MM2_CACHE_SIZE:
+            cache.popitem(last=False)
+        return template
 
     def _refuse_first(self: Engine, hdr: Header, local: Address, peer: Address, fail: Fail,
                       now: float) -> None:
