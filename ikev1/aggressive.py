@@ -20,7 +20,7 @@ from .codec import (
     encode_message,
 )
 from .constants import Exchange, Flag, Notify
-from .ids import identity_payload, identity_text
+from .ids import identity_payload, psk_name
 from .phase1 import Fail, required
 from .sa import Drop, Phase1SA
 
@@ -35,7 +35,7 @@ class AggressiveMixin:
         p1.id_peer = required(payloads, IdPayload, "ID")
         p1.dh, p1.gxr = crypto.dh_group(p1.suite.dh_group).generate(self._rng)
         p1.nr_b = self._rng(p1.remote.nonce_size)
-        self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(p1.id_peer)))
+        self._derive(p1, ke.data, nonce.data, self._psk(p1, psk_name(p1.id_peer)))
         p1.id_local = identity_payload(p1.remote.my_identifier, p1.local[0])
         auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
         return [reply_sa, KePayload(p1.gxr), NoncePayload(p1.nr_b), p1.id_local,
@@ -49,7 +49,7 @@ class AggressiveMixin:
         if suite.dh_group != (p1.dh.group if p1.dh else None):
             raise Fail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         p1.rcookie, p1.suite = hdr.rcookie, suite
-        self._derive(p1, ke.data, nonce.data, self._psk(p1, identity_text(peer_id)))
+        self._derive(p1, ke.data, nonce.data, self._psk(p1, psk_name(peer_id)))
         # a wrong HASH_R is dropped and the keys derived from this message are undone with it
         # (_receive_phase1), so a forged message 2 cannot end the exchange
         p1.id_peer = self._check_peer_auth(p1, payloads)

@@ -190,8 +190,15 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
     # --- control ------------------------------------------------------------------------
 
     def reconfigure(self, config: EngineConfig, now: float) -> None:
-        """A reloaded configuration: new negotiations use it; live SAs keep what they agreed."""
+        """A reloaded configuration: new negotiations use it; live SAs keep what they agreed.
+
+        The timeouts it sets (racoon's `phase1`, `phase2`) apply to what is waiting now: those
+        deadlines may have moved earlier, so their owners are scheduled again."""
         self.config = config
+        for peer_address in self._acquires:
+            self._schedule(("acquires", peer_address))
+        for qx in self._quick.values():
+            self._schedule(qx)
 
     def delete_phase2(self, spi_in: int, now: float) -> None:
         sa = self._p2.get(spi_in)
@@ -311,13 +318,14 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             self._by_cookies[(p1.icookie, p1.rcookie)] = p1
 
     def _p1_proven(self, p1: Phase1SA) -> None:
-        """The peer answered our reply: its address is real, the exchange leaves the pool."""
-        self._half_open.remove(p1)
+        """The peer answered our reply: its address is real; it is evicted last from now on."""
+        self._half_open.promote(p1)
         if self._first_seen.get((p1.icookie, p1.peer[0])) is p1:
             del self._first_seen[(p1.icookie, p1.peer[0])]
 
     def _p1_established(self, p1: Phase1SA) -> None:
         self._p1_proven(p1)
+        self._half_open.remove(p1)
         record = self._peer(p1.peer[0])
         if record.initiating is p1:
             record.initiating = None
@@ -330,6 +338,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         del self._phase1[p1]
         self._timers.forget(p1)
         self._p1_proven(p1)
+        self._half_open.remove(p1)
         if self._initiating.get(p1.icookie) is p1:
             del self._initiating[p1.icookie]
         if self._by_cookies.get((p1.icookie, p1.rcookie)) is p1:
@@ -430,11 +439,13 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
     def _emit(self, event: Event) -> None:
         self._events.append(event)
 
-    def _refused(self, peer: Address, reason: str, now: float) -> None:
-        """Unauthenticated input refused: counted always, an event once per reason and
-        interval with the number folded into it (a forged flood costs no log line each)."""
+    def _refused(self, peer: Address, reason: str, now: float, *, fold: str | None = None
+                 ) -> None:
+        """Unauthenticated input refused: counted always, an event once per kind (`fold`,
+        else the reason itself) and interval with the number folded into it (a forged flood
+        costs no log line each)."""
         self.counters["refused"] += 1
-        folded = self._refusals.allow(reason, now)
+        folded = self._refusals.allow(fold or reason, now)
         if folded is not None:
             self._emit(Refused(peer, reason, folded))
 
@@ -469,7 +480,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if bucket is None:  # one per configured address: bounded by the configuration
             bucket = self._aggressive_dh_configured[peer_address] = TokenBucket(
                 AGGRESSIVE_DH_RATE_CONFIGURED, AGGRESSIVE_DH_BURST_CONFIGURED)
-        return bucket.take(now)
+        # its own bucket first, then the shared one: a flood spoofing the address must
+        # exhaust both to hold the real peer off
+        return bucket.take(now) or self._aggressive_dh.take(now)
 
     def _new_spi(self) -> int:
         while True:

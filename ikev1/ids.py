@@ -31,6 +31,18 @@ def identity_text(pl: IdPayload) -> str:
     return pl.data.hex()
 
 
+def psk_name(pl: IdPayload) -> str | None:
+    """The psk.txt name an aggressive-mode ID looks its key up by, or None.
+
+    racoon looks the key up by the ID's own bytes (getpskbyname), so only name IDs (FQDN,
+    USER_FQDN, KEY_ID) can match a psk.txt line; an address ID never does, and the key is the
+    source address's. Matching an address ID's text would let the holder of one peer's key
+    authenticate from another peer's address."""
+    if pl.id_type in (IdType.FQDN, IdType.USER_FQDN, IdType.KEY_ID):
+        return pl.data.decode("utf-8", "replace")
+    return None
+
+
 def identity_matches(pl: IdPayload, identity: Identity) -> bool:
     """`verify_identifier`: does the peer's ID equal its configured `peers_identifier`?"""
     expected = identity_payload(identity, identity.value if identity.kind == "address" else "")

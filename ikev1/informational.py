@@ -103,7 +103,10 @@ class InformationalMixin:
                 p1.dpd.fails = 0
                 p1.dpd.next_probe = now + p1.remote.dpd.delay
         elif pl.msg_type == Notify.INITIAL_CONTACT:
-            self._initial_contact(p1, now)
+            # only from the peer's newest ISAKMP SA, once: a replay under an older one (its
+            # message IDs are remembered for a while only) purges nothing
+            if self._newest_p1(p1.peer[0]) is p1 and not p1.contact_honoured:
+                self._initial_contact(p1, now)
         elif pl.msg_type < _ERROR_LIMIT:
             self._quick_error(p1, pl)
 
@@ -135,6 +138,7 @@ class InformationalMixin:
 
     def _initial_contact(self: Engine, p1: Phase1SA, now: float) -> None:
         """The peer has restarted: every other SA with it is stale (RFC 2407 §4.6.3.3)."""
+        p1.contact_honoured = True
         for other in self._peer_p1(p1.peer[0]):
             if other is not p1:
                 self._drop_p1(other, now, "initial-contact", notify_peer=False)

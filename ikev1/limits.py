@@ -7,9 +7,9 @@ it costs may grow without bound or crowd out a configured peer:
   bounded per source address and in all. When a room is full the oldest unproven exchange in it
   is evicted for the new one, so a flood ages its own entries out instead of locking real peers
   out. Each address that a `remote ADDRESS` block names has a room of its own, outside the
-  shared pool that other addresses (`remote anonymous`) draw from. Only exchanges still waiting
-  for the peer's second message are unproven: one that got it came from an address that
-  receives our replies, and is never evicted.
+  shared pool that other addresses (`remote anonymous`) draw from. An exchange is unproven
+  until the peer's second message arrives: one that got it came from an address that receives
+  our replies, and is evicted only from a room that holds nothing unproven.
 - Aggressive mode computes a Diffie-Hellman value for its first message; that work is paced by
   token buckets, one per configured address and one for all other sources.
 - Replies that unauthenticated input causes beyond the one answer per first message (error
@@ -81,18 +81,37 @@ class SourceBuckets:
         return bucket.take(now) and self._total.take(now)
 
 
-class HalfOpenPool:
-    """Unproven responder exchanges, in rooms: one per configured address, and the shared pool
-    with a per-source cap for every other address. Entries are any hashable objects; the pool
-    only orders and counts them, all in constant time.
+class _Room:
+    """One room's entries, oldest first: unproven ones go before proven ones."""
 
-    admit() names the entries to evict for a new one (the oldest in the full room); the caller
-    tears them down, which calls remove(), and then add()s the new one.
+    __slots__ = ("unproven", "proven")
+
+    def __init__(self) -> None:
+        self.unproven: OrderedDict[Hashable, None] = OrderedDict()
+        self.proven: OrderedDict[Hashable, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.unproven) + len(self.proven)
+
+    def oldest(self) -> Hashable:
+        return next(iter(self.unproven or self.proven))
+
+
+class HalfOpenPool:
+    """Responder exchanges not yet authenticated, in rooms: one per configured address, and
+    the shared pool with a per-source cap for every other address. Entries are any hashable
+    objects; the pool only orders and counts them, all in constant time.
+
+    An entry is unproven until the peer's second message shows its address receives our
+    replies (promote()). A full room evicts its oldest unproven entry, and a proven one only
+    when it holds nothing else: a spoofed flood ages out its own entries, never a peer that
+    answered. admit() names the entry to evict for a new one; the caller tears it down, which
+    calls remove(), and then add()s the new one.
     """
 
     def __init__(self) -> None:
-        self._rooms: dict[str, OrderedDict[Hashable, None]] = {}  # source -> its entries
-        self._shared: OrderedDict[Hashable, str] = OrderedDict()  # unconfigured, oldest first
+        self._rooms: dict[str, _Room] = {}  # source -> its entries
+        self._shared = _Room()  # every entry of unconfigured sources
         self._source: dict[Hashable, tuple[str, bool]] = {}  # entry -> (source, configured)
 
     def __len__(self) -> int:
@@ -105,29 +124,43 @@ class HalfOpenPool:
         room = self._rooms.get(source)
         cap = HALF_OPEN_RESERVED if configured else HALF_OPEN_PER_SOURCE
         if room is not None and len(room) >= cap:
-            return [next(iter(room))]
+            return [room.oldest()]
         if not configured and len(self._shared) >= HALF_OPEN_SHARED:
-            return [next(iter(self._shared))]
+            return [self._shared.oldest()]
         return []
 
     def add(self, entry: Hashable, source: str, configured: bool) -> None:
-        self._rooms.setdefault(source, OrderedDict())[entry] = None
+        room = self._rooms.get(source)
+        if room is None:
+            room = self._rooms[source] = _Room()
+        room.unproven[entry] = None
         self._source[entry] = (source, configured)
         if not configured:
-            self._shared[entry] = source
+            self._shared.unproven[entry] = None
+
+    def promote(self, entry: Hashable) -> None:
+        """The peer answered our reply from that address: evicted last from now on."""
+        where = self._source.get(entry)
+        if where is None:
+            return
+        source, configured = where
+        for room in (self._rooms[source], *(() if configured else (self._shared,))):
+            if entry in room.unproven:
+                del room.unproven[entry]
+                room.proven[entry] = None
 
     def remove(self, entry: Hashable) -> None:
-        """Evicted, timed out, or proven (past its first round trip): out of the pool."""
+        """Evicted, timed out, or authenticated: out of the pool."""
         where = self._source.pop(entry, None)
         if where is None:
             return
         source, configured = where
         room = self._rooms[source]
-        del room[entry]
+        for r in (room, *(() if configured else (self._shared,))):
+            r.unproven.pop(entry, None)
+            r.proven.pop(entry, None)
         if not room:
             del self._rooms[source]
-        if not configured:
-            del self._shared[entry]
 
 
 @dataclass

@@ -160,6 +160,8 @@ class Phase1Mixin:
             raise Drop("unknown_sa")
         if self._is_duplicate(p1.flight, data):
             return
+        if data in p1.flight.datagrams:  # our own last message sent back to us
+            raise Drop("unexpected")
         step = PHASE1_STEPS.get((p1.exchange, p1.state))
         if step is None:
             raise Drop("unexpected")
@@ -220,8 +222,10 @@ class Phase1Mixin:
             self._drop_acquires(p1.peer[0])
         elif fail.authenticated:
             self._fail(p1.peer, 1, fail.reason)
-        else:  # a responder's exchange nobody proved: maybe a forged first message
-            self._refused(p1.peer, f"{fail.reason} in {p1.exchange} mode as responder", now)
+        else:  # a responder's exchange nobody authenticated: maybe a forged first message
+            # folded by kind, not by its reason, which a forger can vary (cleartext notifies)
+            self._refused(p1.peer, f"{fail.reason} in {p1.exchange} mode as responder", now,
+                          fold=f"responder {p1.exchange} mode failed")
 
     def _respond_phase1(self: Engine, hdr: Header, data: bytes, local: Address, peer: Address,
                         now: float) -> None:
@@ -361,6 +365,9 @@ class Phase1Mixin:
                 ) -> None:
         """Compute g^xy and the phase-1 keys (RFC 2409 §5) once both halves are known."""
         assert p1.suite is not None and p1.dh is not None
+        if gx_peer == p1.dh.public or nonce_peer in (p1.ni_b, p1.nr_b):
+            # our own message 3 (or 4) sent back: no peer chooses our g^x or our nonce
+            raise Fail("our own key exchange sent back", Notify.INVALID_KEY_INFORMATION)
         try:
             gxy = crypto.dh_group(p1.suite.dh_group).shared_secret(p1.dh, gx_peer)
         except crypto.DHError:
@@ -504,6 +511,7 @@ class Phase1Mixin:
         if self._flight_due(p1.flight, now) and not p1.established:
             self._fail_phase1(p1, Fail(p1.problem or "timeout"), None, now)
             return
+        self._keepalive_timer(p1, now)  # from the float on (RFC 3948 §2.3), not only once up
         if not p1.established:
             return
         if p1.expires_at is not None and now >= p1.expires_at:
@@ -519,8 +527,6 @@ class Phase1Mixin:
                     and not p1.remote.passive):
                 self._start_phase1(p1.peer[0], p1.remote, now)
         self._dpd_timers(p1, now)
-        if p1 in self._phase1:  # DPD may just have purged it
-            self._keepalive_timer(p1, now)
 
     def _newest_p1(self: Engine, peer_address: str) -> Phase1SA | None:
         record = self._peers.get(peer_address)

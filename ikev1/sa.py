@@ -106,6 +106,7 @@ class Phase1SA:
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
     problem: str | None = None  # why the last message was refused: a timeout's reason
+    contact_honoured: bool = False  # INITIAL-CONTACT acted on under this SA (at most once)
     seen_msgids: MessageIds = field(default_factory=MessageIds)  # quick modes, informationals
     sent_msgids: MessageIds = field(default_factory=MessageIds)  # the ones we began
     # what hangs off it, for its teardown (repr=False: no cycles, nothing long in a log line)
