@@ -7,6 +7,7 @@ list of hand-keyed SAs the file leaves behind. Keys are kept out of every repr.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from spd.errors import SetkeyError
@@ -114,13 +115,14 @@ class SetkeyFile:
     def spd_commands(self) -> list[SpdFlush | SpdCommand]:
         return [c for c in self.commands if isinstance(c, SpdFlush | SpdCommand)]
 
-    def manual_sas(self) -> list[ManualSA]:
-        """The hand-keyed SAs left after running the SAD commands in order from an empty SAD.
+    def manual_sas(self, before: Iterable[ManualSA] = ()) -> list[ManualSA]:
+        """The hand-keyed SAs left after running the SAD commands in order on the SAs
+        `before` (those of the files read earlier; none by default).
 
         An SA is identified by destination, protocol and SPI (RFC 4301 §4.1); adding one twice
         or deleting one that is not there is an error, as the kernel would refuse it.
         """
-        sad: dict[tuple, ManualSA] = {}
+        sad: dict[tuple, ManualSA] = {(sa.dst, sa.protocol, sa.spi): sa for sa in before}
         for cmd in self.commands:
             if isinstance(cmd, Flush):
                 sad = {k: sa for k, sa in sad.items()

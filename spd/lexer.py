@@ -30,6 +30,9 @@ class Token(NamedTuple):
 def tokenize(src: SourceText) -> list[Token]:
     """The command tokens; `-P` is followed by one "policy" token holding the raw policy text."""
     text = src.text
+    nul = text.find("\0")
+    if nul >= 0:  # setkey's C scanner would end the word (or key) there
+        raise src.error(nul, "\\0", "a NUL byte: setkey.conf is text")
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -44,7 +47,8 @@ def tokenize(src: SourceText) -> list[Token]:
         elif ch == '"':
             end = text.find('"', i + 1)
             if end < 0:
-                raise src.error(i, text[i:_end_of_line(text, i)], "unterminated quoted string")
+                # quoted strings are keys: the rest of the line is not shown
+                raise src.error(i, '"', "unterminated quoted string")
             tokens.append(Token("string", text[i + 1:end], i))
             i = end + 1
         else:

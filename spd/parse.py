@@ -37,7 +37,10 @@ from spd.policy import (
 from spd.policy_spec import parse_policy_spec
 from spd.protocols import ProtocolTable, default_table
 
-__all__ = ["SetkeyError", "SetkeyFile", "parse_setkey"]
+__all__ = ["MIN_SPI", "SetkeyError", "SetkeyFile", "parse_setkey"]
+
+MIN_SPI = 256  # RFC 4303 §2.1: SPIs 1-255 are reserved by IANA, 0 for local use
+_LONGEST_NUMBER = len("0x") + 16  # no number in a setkey.conf needs more than 64 bits
 
 # SA protocols setkey knows; pyike keys ESP only.
 _SA_PROTOCOLS = ("esp", "ah", "ipcomp", "esp-old", "ah-old", "esp-udp", "tcp")
@@ -74,6 +77,14 @@ class _Parser(Cursor):
     def __init__(self, src: SourceText, tokens: list[Token], protocols: ProtocolTable) -> None:
         super().__init__(src, tokens)
         self.protocols = protocols
+
+    def fail(self, tok: Token, msg: str) -> SetkeyError:
+        # A quoted string, or a 0x word longer than any 64-bit number, is most likely a key
+        # out of place (a missing algorithm name, a key split in two): its text is not shown.
+        if tok.kind == "string" or (tok.kind == "word" and tok.text[:2].lower() == "0x"
+                                    and len(tok.text) > _LONGEST_NUMBER):
+            return self.src.error(tok.start, "<key?>", msg)
+        return super().fail(tok, msg)
 
     def word(self, what: str) -> Token:
         tok = self.take()
@@ -265,8 +276,11 @@ class _Parser(Cursor):
             value = int(text[2:], 16) if text.startswith("0x") else int(text, 10)
         except ValueError:
             raise self.fail(tok, "expected an SPI (decimal or 0x hex)") from None
-        if not 0 < value <= 0xFFFFFFFF:  # RFC 4303 §2.1: 32 bits, zero is reserved
-            raise self.fail(tok, "SPI out of range (1 .. 0xffffffff)")
+        if value > 0xFFFFFFFF:  # RFC 4303 §2.1: a 32-bit field
+            raise self.fail(tok, "SPI out of range (256 .. 0xffffffff)")
+        if value < MIN_SPI:
+            raise self.fail(tok, f"SPI {value} is reserved (RFC 4303 §2.1: 1-255 are reserved "
+                                 "by IANA, 0 for local use); use 256 (0x100) or above")
         return value
 
     def sa_end_points(self) -> tuple[Token, IPAddress, int, IPAddress, int]:

@@ -191,29 +191,30 @@ def test_manual_sa_authentication_algorithms(auth, size, alg):
 
 def test_odd_hex_key_gets_a_leading_half_byte():
     key = "0x" + "1" * 31  # 15.5 bytes: setkey pads the front
-    (sa,) = parse_setkey(f"add 10.0.0.1 10.0.0.2 esp 1 -E aes-cbc {key} -A hmac-sha1 {SHA1};",
+    (sa,) = parse_setkey(f"add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc {key} -A hmac-sha1 {SHA1};",
                          "t.conf").commands
     assert sa.enc_key == bytes.fromhex("0" + "1" * 31)
 
 
 def test_manual_sas_fold_flush_add_delete():
     def add(spi, src="10.0.0.1", dst="10.0.0.2"):
-        return f"add {src} {dst} esp {spi} -E aes-cbc {AES128} -A hmac-sha1 {SHA1};\n"
+        return f"add {src} {dst} esp {0x1000 + spi} -E aes-cbc {AES128} -A hmac-sha1 {SHA1};\n"
     text = (add(1) + "flush;\n" + add(2) + add(3) + add(4, "10.0.0.2", "10.0.0.1")
-            + "delete 10.0.0.1 10.0.0.2 esp 2;\n" + add(5) + add(6, "10.0.0.9")
+            + "delete 10.0.0.1 10.0.0.2 esp 0x1002;\n" + add(5) + add(6, "10.0.0.9")
             + "deleteall 10.0.0.1 10.0.0.2 esp;\n")
     sk = parse_setkey(text, "t.conf")
     assert isinstance(sk.commands[5], ManualSADelete)
     assert isinstance(sk.commands[-1], ManualSADeleteAll)
-    assert [sa.spi for sa in sk.manual_sas()] == [4, 6]
+    assert [sa.spi for sa in sk.manual_sas()] == [0x1004, 0x1006]
 
 
 @pytest.mark.parametrize("tail,line,token,msg", [
-    ("add 10.0.0.1 10.0.0.2 esp 7 -E aes-cbc {k} -A hmac-sha1 {a};", 2, "0x7", "already"),
-    ("delete 10.0.0.1 10.0.0.2 esp 8;", 2, "0x8", "no such SA"),
+    ("add 10.0.0.1 10.0.0.2 esp 0x1007 -E aes-cbc {k} -A hmac-sha1 {a};", 2, "0x1007",
+     "already"),
+    ("delete 10.0.0.1 10.0.0.2 esp 0x1008;", 2, "0x1008", "no such SA"),
 ])
 def test_manual_sa_conflicts_name_their_line(tail, line, token, msg):
-    text = (f"add 10.0.0.1 10.0.0.2 esp 7 -E aes-cbc {AES128} -A hmac-sha1 {SHA1};\n"
+    text = (f"add 10.0.0.1 10.0.0.2 esp 0x1007 -E aes-cbc {AES128} -A hmac-sha1 {SHA1};\n"
             + tail.format(k=AES128, a=SHA1))
     sk = parse_setkey(text, "sa.conf")
     with pytest.raises(SetkeyError) as err:
@@ -273,22 +274,22 @@ MALFORMED = [
     ("spdlist;", 1, 1, "spdlist", "unknown command"),
     ("dump esp;", 1, 1, "dump", "not supported"),
     ("# only a comment\n  /;", 2, 3, "/", "command"),
-    ('add 10.0.0.1 10.0.0.2 esp 1 -E aes-cbc "unterminated;\n', 1, 40, '"unterminated;',
-     "unterminated"),
+    # a quoted string is a key: its text is never shown, only where it starts
+    ('add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc "unterminated;\n', 1, 42, '"', "unterminated"),
     ("add 10.0.0.1 10.0.0.2 ah 1 -A hmac-sha1 0x00;", 1, 23, "ah", "only esp"),
     ("add 10.0.0.1 10.0.0.2 esp 0 -E aes-cbc 0x00;", 1, 27, "0", "SPI"),
     ("add 10.0.0.1 10.0.0.2 esp 0x1ffffffff -E aes-cbc 0x00;", 1, 27, "0x1ffffffff", "SPI"),
     ("add 10.0.0.1 10.0.0.2 esp zz -E aes-cbc 0x00;", 1, 27, "zz", "SPI"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -E des-cbc 0x0011223344556677;", 1, 32, "des-cbc",
+    ("add 10.0.0.1 10.0.0.2 esp 999 -E des-cbc 0x0011223344556677;", 1, 34, "des-cbc",
      "not supported"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -E rot13 0x00;", 1, 32, "rot13", "unknown algorithm"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -E aes-cbc 0x0011;", 1, 40, "<16-bit key>", "128/192/256"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -E aes-cbc 0xzz;", 1, 40, "<key>", "0x"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -m sideways -E aes-cbc 0x00;", 1, 32, "sideways", "mode"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -r 64 -r 32;", 1, 35, "-r", "twice"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -q 1;", 1, 29, "-q", "unknown SA option"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -m transport;", 1, 41, ";", "-E"),
-    ("add 10.0.0.1 10.0.0.2 esp 1 -E aes-cbc " + AES128 + ";", 1, 74, ";", "-A"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -E rot13 0x00;", 1, 34, "rot13", "unknown algorithm"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc 0x0011;", 1, 42, "<16-bit key>", "128/192/256"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc 0xzz;", 1, 42, "<key>", "0x"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -m sideways -E aes-cbc 0x00;", 1, 34, "sideways", "mode"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -r 64 -r 32;", 1, 37, "-r", "twice"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -q 1;", 1, 31, "-q", "unknown SA option"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -m transport;", 1, 43, ";", "-E"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc " + AES128 + ";", 1, 76, ";", "-A"),
 ]
 
 
@@ -305,7 +306,7 @@ def test_malformed_file_reports_position_and_token(text, line, col, token, words
 def test_a_bad_key_is_never_echoed():
     secret = "0x" + "5e" * 15  # a 120-bit key: the wrong size
     with pytest.raises(SetkeyError) as err:
-        parse_setkey(f"add 10.0.0.1 10.0.0.2 esp 1 -E aes-cbc {secret} -A hmac-sha1 {SHA1};",
+        parse_setkey(f"add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc {secret} -A hmac-sha1 {SHA1};",
                      "k.conf")
     assert "5e5e" not in str(err.value)
 
