@@ -2,7 +2,9 @@
 
     pyike -f CONF [-F] [-v] [-d] [-l LOGFILE] [-t]
 
--t checks CONF and every file it pulls in and prints `OK` or `FILE:LINE: message` lines.
+-t checks CONF and every file it pulls in, running every check the daemon runs at start (the
+setkey files are applied to an empty SPD and SAD by the forwarding process's own function, with
+no socket or device opened), and prints `OK` or `FILE:LINE: message` lines.
 Without -F the daemon detaches, writes its pid file, and the command returns once it runs.
 """
 
@@ -14,8 +16,12 @@ import contextlib
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pyike import logsetup
+
+if TYPE_CHECKING:
+    from pyike.config.errors import ConfigError
 
 log = logging.getLogger("pyike")
 
@@ -34,16 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_error(err) -> str:
-    return f"{err.file}:{err.line}: {err.message}"
+def format_error(err: ConfigError) -> str:
+    return f"{err.where}: {err.message}"
 
 
-def format_warning(warning) -> str:
-    return f"{warning.file}:{warning.line}: warning: {warning.message}"
+def format_warning(warning: ConfigError) -> str:
+    return f"{warning.where}: warning: {warning.message}"
 
 
 def check(path: str) -> int:
-    """`pyike -t`: warnings on stderr, then `OK` (exit 0) or each error (exit 1)."""
+    """`pyike -t`: warnings on stderr, then `OK` (exit 0) or each error (exit 1). The checks are
+    those of the start (`run` loads the configuration the same way), so a configuration that
+    passes here is not refused at start for what it says."""
     from pyike import config
 
     cfg, errors = config.load_all(path)

@@ -76,13 +76,12 @@ NO_LOCAL_ADDRESS = ("no local address known: no `listen isakmp` line, no `gre` b
 
 
 def _spd_of(config):
-    """The SPD the configuration's setkey files make (raises what the SPD refuses)."""
-    from spd.db import SPD
+    """The SPD the configuration's setkey files make; raises what the forwarding process would
+    refuse in them (pyike.sadb.setkey_state, which loading the configuration also runs)."""
+    from pyike.sadb import setkey_state
 
-    spd = SPD()
-    for sf in setkey_files(config):
-        spd.apply(sf)
-    return spd
+    local = [str(g.local) for g in getattr(config, "gre_tunnels", ())]
+    return setkey_state(setkey_files(config), local, time.monotonic())[0]
 
 
 def _listen_addresses(config) -> list[tuple[str, int]]:

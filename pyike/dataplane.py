@@ -24,7 +24,7 @@ import time
 
 from pyike import pipe
 from pyike.droplog import DropLog
-from pyike.sadb import SadState, manual_sas_of
+from pyike.sadb import SadState, setkey_state
 from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import TunDevice
 
@@ -194,10 +194,8 @@ class DataPlane:
 
     def apply_setkey(self, setkey_files: list, now: float) -> None:
         """New SPD and hand-keyed SAs; if anything in the files is refused, nothing changes."""
-        manual = manual_sas_of(setkey_files, {t.spec.local for t in self.tunnels}, now)
-        self.state.load_setkey(setkey_files, now)
-        for sa in manual:
-            self.state.add(sa)
+        spd, manual = setkey_state(setkey_files, [t.spec.local for t in self.tunnels], now)
+        self.state.replace_setkey(spd, manual)
         self._refresh_policies()
 
     def _refresh_policies(self) -> None:

@@ -6,7 +6,9 @@ Negotiated SAs survive a setkey reload; manual SAs (`add` lines) are replaced by
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import gre
@@ -14,6 +16,7 @@ from esp import dump as esp_dump
 from esp.sa import EspSA, Lifetime
 from esp.sad import SAD
 from spd import dump as spd_dump
+from spd.commands import ManualSA, SetkeyFile
 from spd.db import SPD
 
 if TYPE_CHECKING:
@@ -29,21 +32,70 @@ def _lifetime(seconds: int, nbytes: int) -> Lifetime | None:
                     int(nbytes * SOFT_FRACTION) if nbytes else 0, nbytes or 0)
 
 
-def manual_sas_of(setkey_files: list, local_addresses: set[str], now: float) -> list[EspSA]:
-    """EspSAs for the hand-keyed ESP SAs the setkey files leave behind (`add` lines minus
-    `delete`/`flush`). An SA whose source is one of our addresses is outbound, others inbound.
-    """
-    sas = []
+def setkey_state(setkey_files: list[SetkeyFile], local_addresses: Iterable[str], now: float
+                 ) -> tuple[SPD, list[EspSA]]:
+    """The SPD and the hand-keyed ESP SAs that `setkey_files` make, applied in order to an
+    empty state. The forwarding process installs exactly this at start and at each reload, and
+    `pyike -t` runs it too, so the two refuse the same files. Raises SetkeyError, naming
+    FILE:LINE:COLUMN, at the first command refused."""
+    return spd_of(setkey_files), manual_sas_of(setkey_files, local_addresses, now)
+
+
+def spd_of(setkey_files: list[SetkeyFile]) -> SPD:
+    """The SPD the files' policy commands make; raises SetkeyError at the first refused."""
+    spd = SPD()
     for sk in setkey_files:
-        for m in sk.manual_sas():
-            if m.protocol != "esp":
-                continue
-            src = str(m.src)
+        spd.apply(sk)
+    return spd
+
+
+def manual_sas_of(setkey_files: list[SetkeyFile], local_addresses: Iterable[str], now: float
+                  ) -> list[EspSA]:
+    """EspSAs for the hand-keyed ESP SAs the setkey files leave behind (their `add` lines
+    minus `delete`/`deleteall`/`flush`, file after file as setkey would run them). An SA whose
+    source is one of our addresses is outbound, others inbound. Raises SetkeyError at the
+    command that makes an SA the SAD refuses or cannot hold next to the others.
+    """
+    left: list[ManualSA] = []
+    file_of: dict[int, SetkeyFile] = {}  # id(ManualSA) -> the file that added it
+    for sk in setkey_files:
+        left = sk.manual_sas(left)
+        for m in left:
+            file_of.setdefault(id(m), sk)
+    local = {_canonical(a) for a in local_addresses}
+    sas = []
+    inbound: dict[int, tuple[str, int]] = {}  # SPI -> where its inbound SA was added
+    for m in left:
+        if m.protocol != "esp":
+            continue
+        sk = file_of[id(m)]
+        spi = f"{m.spi:#x}"
+        src = str(m.src)
+        direction = "out" if src in local else "in"
+        if direction == "in":
+            # inbound SAs are found by SPI alone (RFC 4301 §4.1 allows it; pyike's SAD does it),
+            # so two inbound SAs with one SPI cannot both be kept
+            if m.spi in inbound:
+                first = inbound[m.spi]
+                raise sk.error(m, spi, f"SPI {spi} is already used by the inbound SA added at "
+                                       f"{first[0]}:{first[1]} (an SA is outbound only when "
+                                       "its source is a gre block's local address)")
+            inbound[m.spi] = (sk.filename, m.line)
+        try:
             sas.append(EspSA(
                 m.spi, src, str(m.dst), m.enc_alg, m.enc_key, m.auth_alg, m.auth_key,
-                direction="out" if src in local_addresses else "in",
+                direction=direction,
                 lifetime=Lifetime(m.soft_s, m.hard_s, m.soft_bytes, m.hard_bytes), now=now))
+        except ValueError as exc:  # what esp refuses; its messages never hold a key
+            raise sk.error(m, spi, str(exc)) from None
     return sas
+
+
+def _canonical(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
 
 
 class SadState:
@@ -60,15 +112,20 @@ class SadState:
         self.gre_packet_type = gre.GrePacket
 
     def load_setkey(self, setkey_files: list, now: float) -> None:
-        """All or nothing: a file the SPD refuses leaves the old SPD and SAs in place."""
-        spd = SPD()
-        for sk in setkey_files:
-            spd.apply(sk)
+        """The files' SPD alone, the hand-keyed SAs removed. All or nothing: a file the SPD
+        refuses leaves the old SPD and SAs in place."""
+        self.replace_setkey(spd_of(setkey_files), [])
+
+    def replace_setkey(self, spd: SPD, manual: list[EspSA]) -> None:
+        """Install what `setkey_state()` made: its SPD, and its hand-keyed SAs in place of the
+        old ones; negotiated SAs stay."""
         self.spd = spd
         for sa in self.manual:
             self.sad.remove(sa)
         self.manual.clear()
         self.generation += 1
+        for sa in manual:
+            self.add(sa)
 
     def add(self, sa: EspSA, *, manual: bool = True) -> None:
         self.sad.add(sa)

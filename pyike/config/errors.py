@@ -7,15 +7,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ConfigError:
-    """One problem in a configuration file; prints as `FILE:LINE: message`."""
+    """One problem in a configuration file; prints as `FILE:LINE: message`, or
+    `FILE:LINE:COLUMN: message` where the column is known (setkey.conf)."""
 
     file: str
     line: int
     keyword: str
     message: str
+    column: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" + (f":{self.column}" if self.column else "")
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.where}: {self.message}"
 
 
 class ConfigErrors(Exception):

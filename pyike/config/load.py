@@ -20,6 +20,8 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
     sources = parsed.sources
     psk = _load_psk(parsed, errors, sources)
     setkey = tuple(_load_setkey(p, tok, errors, sources) for p, tok in parsed.setkey_files)
+    if setkey and all(sf is not None for _, sf in setkey):
+        _check_setkey_state(setkey, parsed, errors)
     if errors:
         return None, errors
     engine = EngineConfig(
@@ -103,10 +105,29 @@ def _load_setkey(
         return (path, None)
 
 
+def _check_setkey_state(
+    setkey: tuple[tuple[str, Any], ...], parsed: ParsedConfig, errors: list[ConfigError]
+) -> None:
+    """Apply the setkey files to an empty SPD and SAD, as the forwarding process does at start
+    (the same function, without a socket or device), so that what start would refuse is an
+    error here."""
+    from pyike.sadb import setkey_state
+    from spd.parse import SetkeyError
+
+    local = [str(g.local) for g in parsed.gre_tunnels]  # the tunnels' local ends, as at start
+    try:
+        setkey_state([sf for _, sf in setkey], local, 0.0)
+    except SetkeyError as exc:
+        errors.append(_setkey_error(exc, exc.file))
+
+
 def _setkey_error(exc: Exception, path: str) -> ConfigError:
+    token = str(getattr(exc, "token", "") or "")
+    message = str(getattr(exc, "msg", None) or exc)
     return ConfigError(
         getattr(exc, "file", None) or path,
         int(getattr(exc, "line", 0) or 0),
-        str(getattr(exc, "token", "") or "setkey"),
-        str(getattr(exc, "msg", None) or exc),
+        token or "setkey",
+        f"{message} at '{token}'" if token else message,
+        int(getattr(exc, "col", 0) or 0),
     )

@@ -50,7 +50,8 @@ def test_error_in_setkey_file_points_into_it(seed_dir):
     setkey.write_text(text + "spdadd 198.18.0.1/32 198.18.0.2/32 gre -P sideways none;\n")
     out = pyike_t(seed_dir / "racoon.conf")
     assert out.returncode == 1
-    assert out.stdout.startswith(f"{setkey}:{text.count(chr(10)) + 1}: "), out.stdout
+    line = text.count(chr(10)) + 1
+    assert out.stdout == f"{setkey}:{line}:43: expected a direction: in, out or fwd at 'sideways'\n"
 
 
 def test_world_readable_psk_is_refused(seed_dir):
