@@ -32,7 +32,11 @@ from pyike.config.model import DEFAULT_ADMINSOCK, DEFAULT_ADMINSOCK_MODE, GreTun
 from pyike.config.remote import RemoteParser
 from pyike.config.sainfo import SainfoParser
 
-MAX_INCLUDE_DEPTH = 10  # as racoon's cftoken.l
+MAX_INCLUDE_DEPTH = 10  # racoon's cftoken.l: includes nest at most this deep
+# racoon has no bound on the number of files read. Without one, includes that repeat (each
+# file including the next one twice, ten levels deep) or a glob that matches the file that
+# holds it make the work grow exponentially; no real configuration comes near this many.
+MAX_FILES_READ = 256
 ISAKMP_PORT = 500
 NATT_PORT = 4500  # RFC 3947 §4
 PATH_TYPES = ("include", "pre_shared_key", "certificate", "script", "backupsa", "pidfile")
@@ -104,7 +108,11 @@ class _Parser:
         self.errors = self.out.errors
         self.remotes = RemoteParser(self.errors, self.warn, self.resolve, self._read_id_file)
         self.sainfos = SainfoParser(self.errors, self.remotes.identity)
-        self._depth = 0
+        # (real path, path) of each file being read, the main file first
+        self._reading: list[tuple[str, str]] = []
+        self._files_read = 0
+        self._include_errors_at: set[tuple[str, int]] = set()
+        self._files_bound_said = False
         self._handlers = {
             "privsep": self._privsep,
             "path": self._path,
@@ -123,6 +131,8 @@ class _Parser:
 
     def run(self) -> ParsedConfig:
         self.parse_file(self.out.main_file, None)
+        # a file read twice (a repeated include) reports its mistakes once
+        self.errors[:] = dict.fromkeys(self.errors)
         self.out.remotes = self.remotes.policies
         self.out.scripts = self.remotes.scripts
         self.out.sainfos = self.sainfos.policies
@@ -144,16 +154,24 @@ class _Parser:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
             where = (via.file, via.line) if via else (path, 0)
-            self.errors.append(
-                ConfigError(*where, "include", f"cannot read {path}: {exc.strerror}")
-            )
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.errors.append(ConfigError(*where, "include", f"cannot read {path}: {reason}"))
+            return
+        self._files_read += 1
+        if "\0" in text:
+            # racoon's flex scanner would end a word or path at it; pyike reads none of it
+            line = text.count("\n", 0, text.index("\0")) + 1
+            self.errors.append(ConfigError(
+                path, line, "\\0", "a NUL byte: a configuration file is text, so nothing in "
+                "this file is used"))
             return
         self.out.sources.append(path)
         tokens, lex_errors = tokenize(text, path)
         self.errors.extend(lex_errors)
         cur = Cursor(tokens)
+        self._reading.append((os.path.realpath(path), path))
         try:
             while cur.peek().kind != EOF:
                 tok = cur.peek()
@@ -166,6 +184,8 @@ class _Parser:
                         cur.next()  # a stray "}" at the top level
         except UnexpectedEof:
             pass
+        finally:
+            self._reading.pop()
 
     # -- top-level statements ------------------------------------------------------------
 
@@ -200,15 +220,36 @@ class _Parser:
         matches = sorted(glob.glob(pattern))
         if not matches:
             raise fail(name, f'include "{name.value}": no file matches {pattern}', "include")
-        if self._depth >= MAX_INCLUDE_DEPTH:
-            raise fail(kw, f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels")
         cur.end(kw)
-        self._depth += 1
-        try:
-            for match in matches:
-                self.parse_file(match, kw)
-        finally:
-            self._depth -= 1
+        if len(self._reading) > MAX_INCLUDE_DEPTH:
+            chain = " -> ".join(p for _, p in self._reading)
+            self._include_problem(
+                kw, f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels ({chain})")
+            return
+        for match in matches:
+            real = os.path.realpath(match)
+            open_files = [r for r, _ in self._reading]
+            if real in open_files:
+                cycle = [p for _, p in self._reading[open_files.index(real) :]] + [match]
+                self._include_problem(kw, f'include "{name.value}": an include cycle '
+                                      f"({' -> '.join(cycle)}); {match} is not read again")
+                continue
+            if self._files_read >= MAX_FILES_READ:
+                if not self._files_bound_said:  # said once, where it first happens
+                    self._files_bound_said = True
+                    self.errors.append(ConfigError(
+                        kw.file, kw.line, "include", f'include "{name.value}": more than '
+                        f"{MAX_FILES_READ} files read through includes, so {match} and the "
+                        "rest are not read (are the same files included more than once?)"))
+                return
+            self.parse_file(match, kw)
+
+    def _include_problem(self, kw: Token, message: str) -> None:
+        """One error per include statement: a file read many times (through a cycle or a glob
+        that matches itself) would otherwise repeat it once per path that reaches it."""
+        if (kw.file, kw.line) not in self._include_errors_at:
+            self._include_errors_at.add((kw.file, kw.line))
+            self.errors.append(ConfigError(kw.file, kw.line, "include", message))
 
     def _log(self, cur: Cursor, kw: Token) -> None:
         level = cur.choice("a log level", names.LOG_LEVELS)
