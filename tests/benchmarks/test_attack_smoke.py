@@ -41,7 +41,8 @@ def test_attack_smoke_through_cli(tmp_path):
     points = attack["cost"]["points"]
     assert [p["sas"] for p in points] == [0, 10, 50]
     for p in points:
-        assert p["mm1_us"]["median"] > 0 and p["answered"] > 0, p
+        assert p["mm1_us"]["median"] > 0 and p["mm1_varied_us"]["median"] > 0, p
+        assert p["answered"] > 0, p
     for call in ("phase1_sas", "phase2_sas", "ss", "status"):
         stats = attack["cost"]["listing"][call]
         assert stats["median"] is not None and stats["median"] >= 0, (call, stats)
