@@ -29,10 +29,16 @@ def phase1_json(entries: list[dict[str, Any]], mono_now: float, wall_now: float
 
 def format_isakmp(rows: list[dict[str, Any]]) -> str:
     lines = [HEADER]
+    stamps: dict[int, str] = {}  # SAs made in the same second share their text
     for r in rows:
         created = r["created"]
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) \
-            if isinstance(created, int | float) else str(created or "")
+        if isinstance(created, int | float):
+            stamp = stamps.get(int(created))
+            if stamp is None:
+                stamp = stamps[int(created)] = time.strftime("%Y-%m-%d %H:%M:%S",
+                                                             time.localtime(int(created)))
+        else:
+            stamp = str(created or "")
         exch = {"main": "M", "aggressive": "A"}.get(str(r["exchange"]), str(r["exchange"])[:1])
         state = r.get("racoon_state") or RACOON_STATES.get(r["state"], str(r["state"])[:2])
         side = "I" if r["side"] == "initiator" else "R"
