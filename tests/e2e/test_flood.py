@@ -270,10 +270,6 @@ def test_the_forged_mm1_is_one_router_a_answers(tmp_path):
         replies
 
 
-@pytest.mark.xfail(raises=TunnelNotUp, strict=False,
-                   reason="forged main-mode message 1 from the peer's address keeps the tunnel "
-                          "down: taken for a negotiation with the peer, or crowding out the one "
-                          "the peer starts")
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("initiator", ["a", "b"])
 def test_tunnel_comes_up_during_spoofed_mm1_flood(topo, attacker, initiator):
