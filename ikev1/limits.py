@@ -11,7 +11,8 @@ it costs may grow without bound or crowd out a configured peer:
   until the peer's second message arrives: one that got it came from an address that receives
   our replies, and is evicted only from a room that holds nothing unproven.
 - Aggressive mode computes a Diffie-Hellman value for its first message; that work is paced by
-  token buckets, one per configured address and one for all other sources.
+  token buckets: one shared by all sources, and one of its own for each configured address,
+  which draws on the shared one when it is empty.
 - Replies that unauthenticated input causes beyond the one answer per first message (error
   notifies) are capped per source and in all.
 - Events about refused input are folded: one per reason per interval, with a count.
