@@ -13,14 +13,18 @@ a) Bring-up: the time for a configured pair to bring a tunnel up (main mode + qu
    the acquire and goes on until both ends have their IPsec SAs, or LIMIT_S after the acquire.
    Goal: under 10,000 spoofed MM1/s, within 2x the unflooded time.
 
-   The model is a discrete-event simulation on a fake clock: each engine is a server that takes
-   arrivals in order (spoofed ones at exactly the rate, real ones LATENCY_S after they were
-   sent), up to BATCH datagrams per turn, then services itself as the daemon does
-   (datagrams_to_send, next_event, get_timer); the fake clock advances by the CPU time those
-   calls took. Engine timers fire at their deadlines. Arrivals wait in a receive buffer of
-   RCVBUF datagrams, as in the kernel's socket buffer: when it is full they are lost, real ones
-   too, and the engines' retransmissions have to recover them. A responder that needs more
-   than 1/rate seconds per spoofed MM1 therefore loses real messages to the flood.
+   The model is a discrete-event simulation on a fake clock: each engine is a server that
+   works as the daemon does. Arrivals (spoofed ones at exactly the rate, real ones LATENCY_S
+   after they were sent) wait in a receive buffer of RCVBUF datagrams, as in the kernel's
+   socket buffer: when it is full they are lost, real ones too, and the engines'
+   retransmissions have to recover them. A turn reads everything the buffer holds (up to
+   ikev1.ingress.READ_LIMIT, each read costing what one recvmsg() costs here, measured at the
+   start) into the daemon's ingress queue, which sorts by urgency and sheds the oldest first
+   messages beyond its room; then the engine handles up to ikev1.ingress.TURN datagrams from
+   it and services itself (datagrams_to_send, next_event, get_timer); the fake clock advances by
+   the CPU time those calls took. Engine timers fire at their deadlines. Beside it, at the
+   highest rate, the same engines taking datagrams in arrival order: a responder that needs
+   more than 1/rate seconds per spoofed MM1 then holds every real message behind the flood.
 
 b) Per-MM1 cost: the responder's microseconds per spoofed MM1 (receive_datagram and
    datagrams_to_send, median) with 0, 1,000 and 10,000 established phase-1 + phase-2 pairs,
@@ -51,6 +55,7 @@ from collections import deque
 from pathlib import Path
 
 from benchmarks import report
+from ikev1.ingress import READ_LIMIT, TURN, IngressQueue, Priority
 
 A = "198.18.0.1"
 B = "198.18.0.2"
@@ -66,7 +71,6 @@ WARMUP_S = 1.0  # simulated flood before the acquire
 LIMIT_S = 5.0  # simulated time after the acquire before a bring-up counts as failed
 RUN_WALL_LIMIT_S = 30.0  # real time for one bring-up run
 LATENCY_S = 0.0002  # one way, between the two engines
-BATCH = 32  # datagrams the daemon reads before it services the engine
 RCVBUF = 256  # about what Linux's default 208 KiB socket buffer holds of such datagrams
 SA_COUNTS = (0, 1_000, 10_000)
 MM1_PER_ROUND = 400
@@ -74,7 +78,7 @@ BUILD_WALL_LIMIT_S = 300.0
 LIST_WALL_LIMIT_S = 20.0  # per listed call: samples until `rounds` or this much time
 
 SMOKE = {"warmup": 0.1, "limit": 0.5, "sa_counts": (0, 10, 50), "mm1": 50,
-         "build_limit": 30.0, "list_limit": 2.0}
+         "build_limit": 30.0, "list_limit": 2.0, "run_wall_limit": 5.0}
 
 GOAL_BRINGUP_RATIO = 2.0
 GOAL_MM1_RATIO = 1.5
@@ -178,26 +182,65 @@ def pair_config(local: str, peer: str, *, anonymous: bool):
     return EngineConfig((local,), tuple(remotes), (sainfo,), {peer: PSK})
 
 
-class _Node:
-    """One engine as a server on the fake clock, behind a receive buffer of RCVBUF datagrams."""
+def _arrival_order(data: bytes, local: tuple[str, int], peer: tuple[str, int]) -> Priority:
+    return Priority.OTHER  # one queue: datagrams handled in the order they arrived
 
-    def __init__(self, engine, address: str) -> None:
+
+def read_cost_s(count: int = 2000) -> float:
+    """Seconds one recvmsg() of a 300-byte datagram costs here (a local datagram socket pair,
+    median of 5 batches): what the daemon pays per datagram it reads, sorts or sheds."""
+    import socket
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    samples = []
+    try:
+        left.setblocking(False)
+        right.setblocking(False)
+        payload = bytes(300)
+        for _ in range(5):
+            n = 0
+            for _ in range(min(count, 200)):
+                try:
+                    left.send(payload)
+                    n += 1
+                except BlockingIOError:
+                    break
+            c0 = clock()
+            for _ in range(n):
+                right.recvmsg(65535, 64)
+            samples.append((clock() - c0) / max(n, 1))
+    finally:
+        left.close()
+        right.close()
+    return sorted(samples)[len(samples) // 2]
+
+
+class _Node:
+    """One engine as a server on the fake clock, behind a receive buffer of RCVBUF datagrams,
+    with the daemon's ingress queue (ikev1.ingress) between the two; `sort=False` takes
+    datagrams in arrival order instead, for comparison."""
+
+    def __init__(self, engine, address: str, *, sort: bool = True) -> None:
         self.engine = engine
         self.address = address
         self.in_flight: list[tuple[float, int, bytes, tuple[str, int]]] = []  # a heap
         self.buffer: deque[tuple[float, bytes, tuple[str, int], bool]] = deque()
+        self.ingress = IngressQueue(engine.ingress_priority if sort else _arrival_order,
+                                    None if sort else dict.fromkeys(Priority, RCVBUF))
         self.free_at = 0.0
         self.timer = engine.get_timer()
         self.up_at: float | None = None
         self.busy_s = 0.0
         self.lost = {"spoofed": 0, "real": 0}
+        self.forged: set[bytes] = set()  # cookies of the forged datagrams read so far
         self.failures: list[str] = []
 
 
 def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_limit: float,
-             seed: int) -> dict:
+             seed: int, sort: bool = True, read_s: float = 0.0) -> dict:
     """One run: flood A at `rate` from t=0, acquire at `initiator` at t=warmup, until both
-    ends report Phase2Up or t = warmup + limit. Times in simulated seconds."""
+    ends report Phase2Up or t = warmup + limit. Times in simulated seconds; `read_s` is what
+    reading one datagram from the socket costs."""
     import heapq
     import itertools
 
@@ -205,8 +248,8 @@ def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_lim
     from ikev1.engine import Engine
     from ikev1.policy import TrafficSelector
 
-    a = _Node(Engine(pair_config(A, B, anonymous=True)), A)
-    b = _Node(Engine(pair_config(B, A, anonymous=False)), B)
+    a = _Node(Engine(pair_config(A, B, anonymous=True)), A, sort=sort)
+    b = _Node(Engine(pair_config(B, A, anonymous=False)), B, sort=sort)
     nodes = {A: a, B: b}
     starter, other = (a, b) if initiator == "a" else (b, a)
     spoofs = SpoofSource(B, seed, vary=True)
@@ -225,7 +268,8 @@ def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_lim
         return min(t, spoof_at) if node is a else t
 
     def due(node: _Node) -> float:
-        t = node.buffer[0][0] if node.buffer else next_arrival(node)
+        t = node.free_at if node.ingress else inf
+        t = min(t, node.buffer[0][0] if node.buffer else next_arrival(node))
         t = min(t, node.timer if node.timer is not None else inf)
         if node is starter and initiate_at is not None:
             t = min(t, initiate_at)
@@ -258,21 +302,28 @@ def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_lim
                     node.buffer.append((t, data, src, False))
                 else:
                     node.lost["real"] += 1
-        head = node.buffer[0][0] if node.buffer else inf
+        head = start if node.ingress else (node.buffer[0][0] if node.buffer else inf)
         timer = node.timer if node.timer is not None else inf
         batch: list[tuple[bytes, tuple[str, int], bool]] = []
+        engine = node.engine
+        local = (node.address, ISAKMP_PORT)
+        read = 0
         if node is starter and initiate_at is not None and initiate_at <= min(head, timer):
             kind = "initiate"
         elif timer <= head:
             kind = "timer"
         else:
             kind = "arrivals"
-            while node.buffer and len(batch) < BATCH:
-                _t, data, src, forged = node.buffer.popleft()
-                batch.append((data, src, forged))
-        engine = node.engine
-        local = (node.address, ISAKMP_PORT)
         c0 = clock()
+        if kind == "arrivals":  # the daemon's turn: read what the socket holds, then TURN
+            while node.buffer and read < READ_LIMIT:
+                _t, data, src, forged = node.buffer.popleft()
+                node.ingress.push(data, local, src)
+                read += 1
+                if forged:
+                    node.forged.add(data[:8])
+            while len(batch) < TURN and (item := node.ingress.pop()) is not None:
+                batch.append((item[0], item[2], item[0][:8] in node.forged))
         if kind == "initiate":
             peer = other.address
             engine.initiate(peer, start,
@@ -290,7 +341,7 @@ def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_lim
             events.append(event)
         out += engine.datagrams_to_send()
         node.timer = engine.get_timer()
-        spent = clock() - c0
+        spent = clock() - c0 + read * read_s
         if kind == "initiate":
             initiate_at = None
         end = start + spent
@@ -318,24 +369,30 @@ def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_lim
         "answered": answered,
         "lost": {"a": a.lost, "b": b.lost},
         "a_busy_percent": 100.0 * a.busy_s / now if now else None,
+        "shed": dict(a.ingress.shed) if sort else None,
         "failures": {"a": a.failures[:3], "b": b.failures[:3]},
     }
 
 
-def measure_bring_up(rounds: int, warmup: float, limit: float) -> dict:
+def measure_bring_up(rounds: int, warmup: float, limit: float, read_s: float,
+                     wall_limit: float = RUN_WALL_LIMIT_S) -> dict:
     """Every (initiator, rate) for `rounds` rounds, interleaved; a row that does not come up
     in one round is not run again (its verdict is the figure)."""
     rows: dict[str, dict] = {}
     for initiator in INITIATORS:
         for rate in RATES:
-            rows[f"{initiator}@{rate}"] = {"initiator": initiator, "rate": rate, "runs": []}
+            rows[f"{initiator}@{rate}"] = {"initiator": initiator, "rate": rate, "runs": [],
+                                           "order": "sorted"}
+        rows[f"{initiator}@{max(RATES)}/arrival"] = {"initiator": initiator, "rate": max(RATES),
+                                                     "runs": [], "order": "arrival"}
     for r in range(rounds):
         for index, row in enumerate(rows.values()):
             if row["runs"] and not row["runs"][-1]["up"]:
                 continue
             row["runs"].append(bring_up(row["rate"], row["initiator"], warmup=warmup,
-                                        limit=limit, wall_limit=RUN_WALL_LIMIT_S,
-                                        seed=1000 * r + index))
+                                        limit=limit, wall_limit=wall_limit,
+                                        seed=1000 * r + index, sort=row["order"] == "sorted",
+                                        read_s=read_s))
     for row in rows.values():
         samples = [run["bring_up_s"] * 1000 for run in row["runs"] if run["up"]]
         row["up"] = all(run["up"] for run in row["runs"])
@@ -346,12 +403,11 @@ def measure_bring_up(rounds: int, warmup: float, limit: float) -> dict:
             [run["a_busy_percent"] for run in row["runs"] if run["a_busy_percent"] is not None])
         row["verdict"] = "up" if row["up"] else next(
             run["reason"] for run in row["runs"] if not run["up"])
-    for initiator in INITIATORS:
-        base = rows[f"{initiator}@0"]["bring_up_ms"]["median"]
-        for rate in RATES:
-            row = rows[f"{initiator}@{rate}"]
-            row["vs_unflooded"] = report.ratio(row["bring_up_ms"]["median"], base) \
-                if row["up"] else None
+    for row in rows.values():
+        base = rows[f"{row['initiator']}@0"]["bring_up_ms"]["median"]
+        row["vs_unflooded"] = report.ratio(row["bring_up_ms"]["median"], base) \
+            if row["up"] else None
+        row["shed"] = sum(sum(run["shed"].values()) for run in row["runs"] if run["shed"])
     return rows
 
 
@@ -512,22 +568,23 @@ def tables(data: dict) -> list[str]:
         med = row["bring_up_ms"]
         figure = report.fmt(med["median"], 1) if row["up"] else row["verdict"]
         goal = ""
-        if row["rate"] == max(RATES):
+        if row["rate"] == max(RATES) and row["order"] == "sorted":
             ratio = row["vs_unflooded"]
             goal = f"<= {GOAL_BRINGUP_RATIO:g}x: " + _verdict(
                 ratio is not None and ratio <= GOAL_BRINGUP_RATIO)
-        rows.append([row["initiator"].upper(), f"{row['rate']:,}", figure,
+        rows.append([row["initiator"].upper(), f"{row['rate']:,}", row["order"], figure,
                      report.fmt_range(med, 1) if row["up"] else "-",
                      report.fmt(row["vs_unflooded"], 2),
                      report.fmt(row["a_busy_percent"]["median"], 0), str(row["real_lost"]),
-                     goal])
+                     f"{row['shed']:,}", goal])
     out = [report.table(
         f"attack a) tunnel bring-up (main + quick mode, MODP-1024, PFS) while spoofed MM1s reach "
         f"A (half from B's address): ms of simulated time from the acquire, median of "
         f"{data['rounds']}; flood from {data['warmup_s']:g} s before; limit "
-        f"{data['limit_s']:g} s",
-        ["initiator", "spoofed MM1/s", "bring-up ms", "range", "vs 0/s", "A busy %",
-         "real lost", "goal"],
+        f"{data['limit_s']:g} s; one datagram read {data['read_us']:.1f} µs; "
+        f"sorted: the daemon's ingress queue, arrival: in the order received",
+        ["initiator", "spoofed MM1/s", "order", "bring-up ms", "range", "vs 0/s", "A busy %",
+         "real lost", "shed", "goal"],
         rows)]
     cost = data["cost"]
     rows = []
@@ -598,13 +655,16 @@ def _plots(data: dict, out_dir: Path) -> list[Path]:
 def run(rounds: int, smoke: bool, out_dir: Path) -> dict:
     s = SMOKE if smoke else {"warmup": WARMUP_S, "limit": LIMIT_S, "sa_counts": SA_COUNTS,
                              "mm1": MM1_PER_ROUND, "build_limit": BUILD_WALL_LIMIT_S,
-                             "list_limit": LIST_WALL_LIMIT_S}
+                             "list_limit": LIST_WALL_LIMIT_S, "run_wall_limit": RUN_WALL_LIMIT_S}
     rounds = max(rounds, 1)
     data: dict = {"name": "attack", "rounds": rounds, "warmup_s": s["warmup"],
                   "limit_s": s["limit"], "rates": list(RATES),
                   "goals": {"bring_up_ratio": GOAL_BRINGUP_RATIO, "mm1_ratio": GOAL_MM1_RATIO,
                             "ss_isakmp_s": GOAL_SS_ISAKMP_S}}
-    data["bring_up"] = measure_bring_up(rounds, s["warmup"], s["limit"])
+    read_s = read_cost_s()
+    data["read_us"] = read_s * 1e6
+    data["bring_up"] = measure_bring_up(rounds, s["warmup"], s["limit"], read_s,
+                                         s["run_wall_limit"])
     data["cost"] = measure_cost(rounds, s["sa_counts"], s["mm1"], s["build_limit"],
                                 s["list_limit"])
     printed = tables(data)

@@ -22,6 +22,7 @@ from .constants import NON_ESP_MARKER, Exchange, Flag
 from .events import Event, NegotiationFailed, Phase1Down, Refused, SaDeleted, SaExpired
 from .ids import address_selector
 from .informational import InformationalMixin
+from .ingress import Priority
 from .limits import (
     AGGRESSIVE_DH_BURST,
     AGGRESSIVE_DH_BURST_CONFIGURED,
@@ -146,6 +147,27 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         except Exception as exc:  # noqa: BLE001 - a bug must not take the daemon down
             self.counters["internal_errors"] += 1
             self.last_internal_error = _where(exc)
+
+    def ingress_priority(self, data: bytes, local: Address, peer: Address) -> Priority:
+        """How urgent a received datagram is (ikev1.ingress); reads the header's cookies only,
+        so the shell can sort a flood at the rate it arrives."""
+        if local[1] == self.config.natt_port:
+            if data[:4] != NON_ESP_MARKER:
+                return Priority.OTHER  # a keepalive, or ESP: nothing of an exchange
+            data = data[4:4 + HEADER_LEN]
+        if len(data) < HEADER_LEN:
+            return Priority.OTHER
+        icookie, rcookie = data[:8], data[8:16]
+        if rcookie != ZERO_COOKIE:
+            if (icookie, rcookie) in self._by_cookies or icookie in self._initiating:
+                return Priority.EXCHANGE  # ours, or the reply to our first message
+            return Priority.OTHER  # no such SA: dropped at once
+        if icookie in self._initiating or (icookie, peer[0]) in self._first_seen:
+            return Priority.EXCHANGE  # a resent first message (or our own reflected)
+        remote = self._remote_for(peer[0])
+        if remote is not None and remote.remote != "anonymous":
+            return Priority.CONFIGURED
+        return Priority.OTHER
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         out, self._out = self._out, []

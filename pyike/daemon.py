@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from ikev1 import events as ev
+from ikev1.ingress import READ_LIMIT, TURN, IngressQueue
 from ikev1.policy import TrafficSelector
 from pyike import pipe
 from pyike.admin import AdminServer
@@ -107,6 +108,9 @@ IKE_DROP_REASONS = {
     "half_open_refused": "a first IKE message while too many negotiations are half open",
     "internal_errors": "an IKE message the engine could not handle",
     "engine_exceptions": "an IKE datagram that made the engine fail",
+    "shed_exchange": "an IKE message of a known exchange, dropped: too many queued",
+    "shed_configured": "a first IKE message from a configured peer, dropped: too many queued",
+    "shed_other": "a first IKE message, dropped: too many queued (a flood?)",
     "ike_send_errors": "an IKE datagram the kernel refused to send",
 }
 
@@ -148,6 +152,8 @@ class Daemon:
                          "phase1_up": 0, "phase2_up": 0, "negotiation_failed": 0, "dead_peers": 0,
                          "engine_exceptions": 0}
         self.drops = DropLog(log, "IKE:", IKE_DROP_REASONS)
+        self.ingress = IngressQueue(self.engine.ingress_priority)
+        self.ingress_resume = False  # a turn of the engine is scheduled
         self.drop_timer: asyncio.TimerHandle | None = None
 
     # --- start / stop --------------------------------------------------------------------------
@@ -295,7 +301,13 @@ class Daemon:
             log.info("listening on %s[%d]", addr, port)
 
     def _from_ike(self, sock: socket.socket, port: int) -> None:
-        for _ in range(32):
+        self._read_ike(sock, port)
+        self._work_ingress()
+
+    def _read_ike(self, sock: socket.socket, port: int) -> None:
+        """What the socket holds, up to READ_LIMIT datagrams, into the ingress queue: read at
+        the rate a flood arrives, so a real peer's message never waits behind it in the kernel."""
+        for _ in range(READ_LIMIT):
             try:
                 data, anc, _flags, peer = sock.recvmsg(65535, socket.CMSG_SPACE(12))
             except (BlockingIOError, InterruptedError):
@@ -313,12 +325,30 @@ class Daemon:
             if log.isEnabledFor(logging.DEBUG):  # racoon's debug log shows each datagram
                 log.debug("%d bytes message received from %s[%d] to %s[%d]", len(data), peer[0],
                           peer[1], local[0], local[1])
+            self.ingress.push(data, local, (peer[0], peer[1]))
+
+    def _work_ingress(self) -> None:
+        """The engine's turn: up to TURN datagrams, most urgent first; then the sockets again."""
+        for _ in range(TURN):
+            item = self.ingress.pop()
+            if item is None:
+                break
+            data, local, peer = item
             try:
-                self.engine.receive_datagram(data, local, (peer[0], peer[1]), time.monotonic())
+                self.engine.receive_datagram(data, local, peer, time.monotonic())
             except Exception as exc:  # the engine should never raise; one bad datagram must not
                 # stop us, nor a stream of them flood the log
                 self._engine_failed(exc, f"on a datagram from {peer[0]}[{peer[1]}]")
         self._service()
+        if self.ingress and not self.ingress_resume:
+            self.ingress_resume = True
+            asyncio.get_running_loop().call_soon(self._resume_ingress)
+
+    def _resume_ingress(self) -> None:
+        self.ingress_resume = False
+        for (_addr, port), sock in list(self.socks.items()):
+            self._read_ike(sock, port)
+        self._work_ingress()
 
     def _engine_failed(self, exc: Exception, where: str) -> None:
         """The first failure of each kind with its traceback; later ones are counted."""
@@ -331,7 +361,8 @@ class Daemon:
 
     def _drop_counters(self) -> dict[str, int]:
         counters = getattr(self.engine, "counters", {})
-        return {**(counters if isinstance(counters, dict) else {}), **self.counters}
+        shed = {f"shed_{name}": n for name, n in self.ingress.shed.items()}
+        return {**(counters if isinstance(counters, dict) else {}), **self.counters, **shed}
 
     def _check_drops(self) -> None:
         """Every DROP_CHECK_S: log the first drop of each reason, and the periodic summary."""

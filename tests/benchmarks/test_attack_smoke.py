@@ -30,7 +30,8 @@ def test_attack_smoke_through_cli(tmp_path):
     assert "error" not in attack, attack.get("error")
     assert attack["table"] in result.stdout
     bring_up = attack["bring_up"]
-    assert set(bring_up) == {f"{i}@{r}" for i in ("a", "b") for r in (0, 1_000, 10_000)}
+    assert set(bring_up) == ({f"{i}@{r}" for i in ("a", "b") for r in (0, 1_000, 10_000)}
+                            | {f"{i}@10000/arrival" for i in ("a", "b")})
     for initiator in ("a", "b"):
         unflooded = bring_up[f"{initiator}@0"]
         assert unflooded["up"] and unflooded["bring_up_ms"]["median"] > 0, unflooded["runs"]

@@ -108,3 +108,54 @@ def test_a_failing_engine_timer_is_retried_at_a_pace_and_logged_once(bare_config
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == ["engine failed in its timer (KeyError; further ones are counted only)"]
     assert d.counters["engine_exceptions"] == 1
+
+
+class _FakeIkeSocket:
+    """What recvmsg would give for a queue of datagrams, then EAGAIN."""
+
+    def __init__(self, local: str, datagrams: list[tuple[bytes, tuple[str, int]]]) -> None:
+        self.local = local
+        self.datagrams = list(datagrams)
+
+    def recvmsg(self, bufsize: int, ancbufsize: int):
+        if not self.datagrams:
+            raise BlockingIOError
+        data, peer = self.datagrams.pop(0)
+        return data, [], 0, peer
+
+    def getsockname(self):
+        return (self.local, 500)
+
+
+def test_a_message_of_a_known_exchange_is_handled_before_a_flood_of_first_messages(
+        bare_config, monkeypatch):
+    """The shell reads everything the socket holds, then lets the engine take the most urgent:
+    the real peer's message read last is handled first, and the flood beyond the queue's room
+    is shed and counted."""
+    from ikev1.ingress import QUEUE_LIMITS, TURN, Priority
+
+    d, _calls = _daemon(bare_config, monkeypatch, [["198.18.0.1"]])
+    real = bytes(range(1, 9)) + bytes(range(9, 17)) + bytes(12)
+    monkeypatch.setattr(d.engine, "ingress_priority",
+                        lambda data, local, peer: Priority.EXCHANGE if data == real
+                        else Priority.OTHER)
+    d.ingress = daemon_mod.IngressQueue(d.engine.ingress_priority)
+    handled = []
+    monkeypatch.setattr(d.engine, "receive_datagram",
+                        lambda data, local, peer, now: handled.append(data))
+    flood = [(i.to_bytes(4, "big") + bytes(24), ("198.19.0.9", 1000 + i)) for i in range(300)]
+    sock = _FakeIkeSocket("198.18.0.1", [*flood, (real, ("198.18.0.2", 500))])
+
+    async def main():
+        d.socks = {("198.18.0.1", 500): sock}
+        d._from_ike(sock, 500)
+        assert handled[0] == real and len(handled) == TURN  # one turn, then the loop again
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if not d.ingress:
+                break
+
+    asyncio.run(main())
+    assert not sock.datagrams and not d.ingress
+    assert len(handled) == 1 + QUEUE_LIMITS[Priority.OTHER]
+    assert d._drop_counters()["shed_other"] == 300 - QUEUE_LIMITS[Priority.OTHER]
