@@ -97,8 +97,8 @@ def establish(responder, state, pairs: dict, index: int, now: float) -> bool:
     while (event := responder.next_event()) is not None:
         if isinstance(event, ev.Phase2Up):
             pairs[event.inbound.spi] = event
-            state.install(SaSpec(event.inbound, "in", event.lifetime_s, 0, event.peer), now)
-            state.install(SaSpec(event.outbound, "out", event.lifetime_s, 0, event.peer), now)
+            state.install((SaSpec(event.inbound, "in", event.lifetime_s, 0, event.peer),
+                           SaSpec(event.outbound, "out", event.lifetime_s, 0, event.peer)), now)
             up = True
     return up
 

@@ -30,6 +30,9 @@ class AuthSpec:
     hash: type[hashes.HashAlgorithm]
     key_size: int  # bytes
     icv_size: int  # bytes carried on the wire (truncated HMAC output)
+    # Another length a peer may use for the same negotiated algorithm: an SA accepts both and
+    # sends both until the peer's first verified packet shows which one it uses (esp.sa).
+    other_icv_size: int = 0
 
 
 CIPHERS: dict[str, CipherSpec] = {
@@ -42,8 +45,9 @@ CIPHERS: dict[str, CipherSpec] = {
 AUTHS: dict[str, AuthSpec] = {
     # RFC 2404: HMAC-SHA1-96.
     "hmac-sha1": AuthSpec("hmac-sha1", hashes.SHA1, 20, 12),
-    # RFC 4868 §2.3: HMAC-SHA-256-128.
-    "hmac-sha256": AuthSpec("hmac-sha256", hashes.SHA256, 32, 16),
+    # RFC 4868 §2.3: HMAC-SHA-256-128, what strongSwan and libreswan use. A Linux racoon's
+    # kernel SAs truncate the same negotiated algorithm to 96 bits (PF_KEY predates RFC 4868).
+    "hmac-sha256": AuthSpec("hmac-sha256", hashes.SHA256, 32, 16, other_icv_size=12),
     # The pre-RFC 4868 96-bit truncation older Linux kernels put on the wire for racoon peers.
     "hmac-sha256-96": AuthSpec("hmac-sha256-96", hashes.SHA256, 32, 12),
     # RFC 2403: HMAC-MD5-96.

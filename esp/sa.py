@@ -13,6 +13,16 @@ Hot path. Every cipher and MAC object is built once, at install:
 - The HMAC is a keyed template copied per packet. The ICV is checked in constant time before
   anything is decrypted, and the replay window moves only after it verified.
 Both persistent contexts are only ever fed whole blocks, so they stay aligned across packets.
+
+Two ICV lengths for one algorithm. A negotiated HMAC-SHA-256 is 128 bits on the wire for
+strongSwan and libreswan (RFC 4868 §2.3) and 96 bits for a Linux racoon, whose PF_KEY SAs use
+the older truncation; IKEv1 names both the same. Such an SA (AuthSpec.other_icv_size) opens
+either length: the two differ by 4 bytes and the cipher's block is at least 8, so the packet's
+length alone says which ICV it carries and no packet costs two HMACs. Until the peer's first
+verified packet arrives, the outbound SA of the pair also makes the packet with the other
+length (`alternate`, same sequence number) for the caller to send after it; the peer drops the
+one it cannot verify, before its replay window moves (RFC 4303 §3.4.3). After that packet the
+outbound SA sends only the peer's length. Nothing unauthenticated can choose it.
 """
 
 from __future__ import annotations
@@ -86,6 +96,7 @@ class EspSA:
         "lifetime", "created", "first_used", "seq", "replay",
         "packets", "bytes", "replay_drops", "icv_failures", "malformed", "expired_drops",
         "dummies",
+        "alternate", "_other_icv", "_partner",
         "_bs", "_icv", "_fixed", "_min_len", "_spi_bytes", "_enc", "_dec", "_mac",
         "_hard_at", "_hard_bytes", "_soft_at", "_soft_bytes", "_trailers", "_pool", "_pool_at",
     )
@@ -131,9 +142,12 @@ class EspSA:
 
         bs = cspec.block_size
         self._bs = bs
-        self._icv = aspec.icv_size
-        self._fixed = 8 + aspec.icv_size  # SPI, sequence number, ICV
-        self._min_len = self._fixed + 2 * bs  # IV plus at least one block (pad length, next header)
+        self._set_icv(aspec.icv_size)
+        # inbound: the other length it also opens; outbound: the other length it also sends,
+        # until its inbound partner settles it (see the module docstring). 0: none.
+        self._other_icv = aspec.other_icv_size if bs >= 8 else 0
+        self._partner: EspSA | None = None  # inbound: the outbound SA to settle
+        self.alternate: bytes | None = None  # outbound: the last sealed packet, other ICV
         self._spi_bytes = spi.to_bytes(4, "big")
         # The starting chaining value is never seen: every packet begins with a random block.
         cipher = Cipher(cspec.factory(self.enc_key), modes.CBC(os.urandom(bs)))
@@ -182,7 +196,10 @@ class EspSA:
         self.bytes += n
         if self.first_used is None:
             self.first_used = now
-        return packet + mac.finalize()[:self._icv]
+        digest = mac.finalize()
+        if self._other_icv:
+            self.alternate = packet + digest[:self._other_icv]
+        return packet + digest[:self._icv]
 
     def open(self, packet: bytes, now: float) -> tuple[int, bytes] | EspDrop:
         """(next header, payload) from an ESP packet (SPI .. ICV), or why it was dropped."""
@@ -190,9 +207,13 @@ class EspSA:
             return EspDrop.WRONG_DIRECTION
         n = len(packet)
         bs = self._bs
+        icv = self._icv
         if n < self._min_len or (n - self._fixed) % bs or packet[:4] != self._spi_bytes:
-            self.malformed += 1
-            return EspDrop.MALFORMED
+            icv = self._other_icv
+            if (not icv or n < 8 + icv + 2 * bs or (n - 8 - icv) % bs
+                    or packet[:4] != self._spi_bytes):
+                self.malformed += 1
+                return EspDrop.MALFORMED
         if now >= self._hard_at or self.bytes >= self._hard_bytes:
             self.expired_drops += 1
             return EspDrop.EXPIRED
@@ -203,14 +224,16 @@ class EspSA:
             if verdict != OK:
                 self.replay_drops += 1
                 return EspDrop.REPLAYED if verdict == REPLAYED else EspDrop.TOO_OLD
-        end = n - self._icv
+        end = n - icv
         mac = self._mac.copy()
         mac.update(packet[:end])
         # RFC 4303 §3.4.4: integrity first, in constant time, before any decryption.
-        if not hmac.compare_digest(mac.finalize()[:self._icv], packet[end:]):
+        if not hmac.compare_digest(mac.finalize()[:icv], packet[end:]):
             self.icv_failures += 1
             return EspDrop.ICV_FAILURE
         replay.accept(seq)
+        if self._partner is not None or icv != self._icv:
+            self._peer_uses(icv)
         plain = self._dec(packet[8:end])  # first block is junk: see the module docstring
         pad_len = plain[-2]
         stop = len(plain) - 2 - pad_len
@@ -226,6 +249,42 @@ class EspSA:
         if self.first_used is None:
             self.first_used = now
         return next_header, plain[bs:stop]
+
+    # -- the ICV length of a two-length algorithm (module docstring) ---------------------------
+
+    def _set_icv(self, size: int) -> None:
+        self._icv = size
+        self._fixed = 8 + size  # SPI, sequence number, ICV
+        self._min_len = self._fixed + 2 * self._bs  # IV plus one block (pad length, next header)
+
+    def pair_with(self, outbound: EspSA) -> None:
+        """Inbound SA: the outbound SA of the same negotiation, which sends both ICV lengths
+        until this one has verified a packet from the peer."""
+        if self.direction != "in" or outbound.direction != "out":
+            raise ValueError("pair_with() takes the inbound SA and its outbound partner")
+        if self._other_icv and outbound._other_icv:
+            self._partner = outbound
+
+    def _peer_uses(self, size: int) -> None:
+        """A verified packet carried a `size`-byte ICV: open that length first from now on,
+        and tell the outbound partner to send only that."""
+        if size != self._icv:
+            self._other_icv = self._icv
+            self._set_icv(size)
+        partner, self._partner = self._partner, None
+        if partner is not None:
+            partner._settle(size)
+
+    def _settle(self, size: int) -> None:
+        self._set_icv(size)
+        self._other_icv = 0
+        self.alternate = None
+
+    @property
+    def icv_settled(self) -> bool:
+        """Outbound: whether it sends one ICV length only (always, but for a two-length
+        algorithm before the peer's first packet)."""
+        return not self._other_icv if self.direction == "out" else self._partner is None
 
     def _make_trailers(self, next_header: int) -> tuple[bytes, ...]:
         """Padding | pad length | next header for each payload length modulo the block size."""

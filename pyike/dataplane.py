@@ -47,6 +47,7 @@ class Counters:
         "gre_clear_in", "no_sa_dropped", "queued", "acquires", "discarded", "seal_dropped",
         "open_dropped", "unknown_spi", "policy_dropped", "gre_clear_dropped", "malformed",
         "tun_out", "send_errors", "ctl_dropped", "recv_errors",
+        "esp_out_other_icv",  # copies with the other ICV length, until the peer's first packet
     )
 
     def __init__(self) -> None:
@@ -236,8 +237,7 @@ class DataPlane:
         verb = msg[0]
         if verb == "install":  # the SAs of one negotiation, inbound first
             specs: tuple[SaSpec, ...] = msg[1]
-            for spec in specs:
-                self.state.install(spec, now)
+            self.state.install(specs, now)
             self._flush_queues(now)
         elif verb == "remove":
             self.state.remove(msg[1], msg[2])
@@ -333,14 +333,19 @@ class DataPlane:
             self.counters.seal_dropped += 1
             t.cache_gen = -1  # the SA may have died (hard lifetime, sequence exhausted)
             return
+        other = sa.alternate  # the same packet with the other ICV length (esp.sa), or None
         if t.out_udp is not None:  # RFC 3948 §2.1: UDP checksum zero over IPv4
             out = t.out_udp + (8 + len(out)).to_bytes(2, "big") + b"\x00\x00" + out
+            if other is not None:
+                other = t.out_udp + (8 + len(other)).to_bytes(2, "big") + b"\x00\x00" + other
             sock = self.udp_sock
         else:
             sock = self.esp_sock
         if self._send(sock, out, t.spec.remote):
             self.counters.esp_out += 1
             self.counters.esp_out_bytes += len(g)
+        if other is not None and self._send(sock, other, t.spec.remote):
+            self.counters.esp_out_other_icv += 1
 
     def _send(self, sock: socket.socket, data: bytes, dst: str) -> bool:
         try:

@@ -133,14 +133,24 @@ class SadState:
             self.manual.append(sa)
         self.generation += 1
 
-    def install(self, spec: SaSpec, now: float) -> None:
-        k = spec.keys
-        sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
-                   direction=spec.direction,
-                   lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
-        if spec.encap is not None and spec.direction == "out":
-            self.udp_ports[id(sa)] = struct.pack("!HH", *spec.encap)
-        self.add(sa, manual=False)
+    def install(self, specs: Iterable[SaSpec], now: float) -> list[EspSA]:
+        """The SAs of one negotiation (an inbound and an outbound one), paired so that a
+        two-length ICV (esp.sa) is settled by the peer's first packet."""
+        sas = []
+        for spec in specs:
+            k = spec.keys
+            sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
+                       direction=spec.direction,
+                       lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
+            if spec.encap is not None and spec.direction == "out":
+                self.udp_ports[id(sa)] = struct.pack("!HH", *spec.encap)
+            self.add(sa, manual=False)
+            sas.append(sa)
+        inbound = [sa for sa in sas if sa.direction == "in"]
+        outbound = [sa for sa in sas if sa.direction == "out"]
+        if len(inbound) == 1 and len(outbound) == 1:
+            inbound[0].pair_with(outbound[0])
+        return sas
 
     def udp_ports_of(self, sa: EspSA | None) -> bytes | None:
         """The UDP ports of a UDP-encapsulated outbound SA (RFC 3948), None for plain ESP."""
