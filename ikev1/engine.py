@@ -228,10 +228,15 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             self._delete_p2(sa, now, "deleted", notify_peer=True)
 
     def delete_phase1(self, peer: Address | str, now: float) -> None:
+        """`racoonctl delete-sa`: the peer's ISAKMP SAs and, as racoon's purge_remote() does,
+        the IPsec SAs with it; each one's delete goes out under the ISAKMP SA while it is up,
+        so a peer that keeps IPsec SAs after an ISAKMP delete does not keep these."""
         addr = peer if isinstance(peer, str) else peer[0]
         record = self._peers.get(addr)
         if record is None:
             return
+        for sa in list(record.phase2.values()):
+            self._delete_p2(sa, now, "deleted", notify_peer=True)
         for p1 in [*record.phase1, *([record.initiating] if record.initiating else [])]:
             self._drop_p1(p1, now, "deleted", notify_peer=p1.established)
 

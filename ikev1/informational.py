@@ -129,12 +129,26 @@ class InformationalMixin:
                 # RFC 2408 §3.15: both cookies name it
                 target = self._by_cookies.get((spi[:8], spi[8:])) if len(spi) == 16 else None
                 if target is not None and target.peer[0] == p1.peer[0]:
+                    purge = self._rekeys(target)
                     self._drop_p1(target, now, "peer-deleted", notify_peer=False)
+                    if purge:
+                        self._purge_orphans(target, now)
         elif pl.protocol == Proto.ESP:
             values = {int.from_bytes(spi, "big") for spi in pl.spis}
             for sa in self._peer_p2(p1.peer[0]):
                 if values & {sa.spi_out, sa.spi_in}:
                     self._delete_p2(sa, now, "peer-deleted", notify_peer=False)
+
+    def _purge_orphans(self: Engine, deleted: Phase1SA, now: float) -> None:
+        """A peer that deletes an ISAKMP SA while it rekeys (racoon's `rekey`, DPD on) has
+        purged the IPsec SAs with us unless another ISAKMP SA with us is still up, and sends no
+        delete for them (racoon's isakmp_inf.c and purge_remote(); `racoonctl delete-sa` does
+        the same): drop them too, so that the next packet negotiates a new pair instead of
+        being sealed into SAs the peer no longer has."""
+        if self._peer_p1(deleted.peer[0]):
+            return  # racoon keeps every established IPsec SA while an ISAKMP SA remains
+        for sa in self._peer_p2(deleted.peer[0]):
+            self._delete_p2(sa, now, "peer-deleted-isakmp", notify_peer=False)
 
     def _initial_contact(self: Engine, p1: Phase1SA, now: float) -> None:
         """The peer has restarted: every other SA with it is stale (RFC 2407 §4.6.3.3)."""

@@ -61,18 +61,70 @@ def test_esp_delete_both_ways():
     assert of_type(events(a), SaDeleted)[0].spi_in == ua.inbound.spi
 
 
-def test_isakmp_delete_and_flush():
+def test_an_operators_isakmp_delete_takes_the_ipsec_sas_with_it_on_both_sides():
+    """racoonctl delete-sa: racoon purges the IPsec SAs with the peer (purge_remote()); pyike
+    does the same, and tells the peer of each one first."""
     a, b = pair()
-    _up(a, b)
+    ua, _ub = _up(a, b)
     b.delete_phase1(A, 1.0)
     pump(a, b, 1.0)
+    ea, eb = events(a), events(b)
+    assert of_type(ea, Phase1Down)[0].reason == "peer-deleted"
+    assert of_type(eb, Phase1Down)[0].reason == "deleted"
+    assert [(d.spi_in, d.reason) for d in of_type(ea, SaDeleted)] == [
+        (ua.inbound.spi, "peer-deleted")]
+    assert a.phase1_sas() == a.phase2_sas() == b.phase1_sas() == b.phase2_sas() == []
+    _up(a, b, 2.0)  # and the next acquire negotiates afresh
+
+
+def _drop_isakmp_only(eng: Engine, now: float) -> None:
+    """What racoon does on `delete-sa` (or at an ISAKMP SA's end): the delete of the ISAKMP SA
+    goes out, its IPsec SAs are purged without a delete of their own."""
+    (p1,) = eng._peer_p1(A if eng.config.local_addresses[0] == B else B)
+    eng._drop_p1(p1, now, "deleted", notify_peer=True)
+
+
+def test_a_peer_deleting_the_isakmp_sa_while_it_rekeys_has_purged_the_ipsec_sas():
+    a, b = pair()  # DPD on both ends, `rekey on`: racoon purges on such a delete
+    ua, _ub = _up(a, b)
+    _drop_isakmp_only(b, 1.0)
+    pump(a, b, 1.0)
+    assert [(d.spi_in, d.reason) for d in of_type(events(a), SaDeleted)] == [
+        (ua.inbound.spi, "peer-deleted-isakmp")]
+    assert a.phase1_sas() == a.phase2_sas() == []
+
+
+@pytest.mark.parametrize("remote", [{"rekey": "off"}, {"dpd": DpdSettings(0, 2, 2)}])
+def test_a_peer_deleting_the_isakmp_sa_without_rekey_keeps_the_ipsec_sas(remote):
+    """racoon's isakmp_ph1expire() path (`rekey off`, or `rekey on` without DPD): phase 2
+    outlives phase 1."""
+    a, b = pair({"remote": remote})
+    _up(a, b)
+    _drop_isakmp_only(b, 1.0)
+    pump(a, b, 1.0)
     assert of_type(events(a), Phase1Down)[0].reason == "peer-deleted"
-    assert of_type(events(b), Phase1Down)[0].reason == "deleted"
-    assert a.phase1_sas() == [] and len(a.phase2_sas()) == 1  # phase 2 outlives phase 1
+    assert not of_type(events(a), SaDeleted)
+    assert a.phase1_sas() == [] and len(a.phase2_sas()) == 1
     a.flush(2.0)
     pump(a, b, 2.0)
     assert of_type(events(a), SaDeleted)[0].reason == "flushed"
     assert a.phase2_sas() == []
+
+
+def test_an_isakmp_delete_purges_nothing_while_another_isakmp_sa_is_up():
+    """A phase-1 rekey: the new ISAKMP SA is up before the old one's delete arrives."""
+    short = {"proposals": (Phase1Proposal("aes", "sha1", 2, lifetime_s=100),)}
+    a, b = pair(short, short)
+    _up(a, b)
+    advance(a, b, 0.0, 95.0)  # rekey at 90 % of the lifetime, then the old one is deleted
+    events(a), events(b)
+    assert len(a._peer_p1(B)) == 2 and len(b._peer_p1(A)) == 2
+    old = a._peer_p1(B)[0]
+    a._drop_p1(old, 96.0, "deleted", notify_peer=True)
+    pump(a, b, 96.0)
+    assert of_type(events(b), Phase1Down)[0].reason == "peer-deleted"
+    assert not of_type(events(b), SaDeleted)
+    assert len(b.phase2_sas()) == 1 and len(b.phase1_sas()) == 1
 
 
 # --- INITIAL-CONTACT ----------------------------------------------------------------------

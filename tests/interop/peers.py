@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,19 +301,21 @@ conn {self.conn}
 RACOON_BINARIES = ("sbin/racoon", "sbin/setkey", "bin/racoonctl")
 
 
+RACOON_DEFAULT_PREFIX = "/opt/racoon"  # where a site's own build of ipsec-tools usually goes
+
+
 def racoon_prefix() -> Path | None:
-    """The install prefix named by PYIKE_RACOON_PREFIX, when it holds racoon, setkey, racoonctl."""
-    prefix = os.environ.get("PYIKE_RACOON_PREFIX")
-    if not prefix:
-        return None
-    p = Path(prefix)
+    """The install prefix named by PYIKE_RACOON_PREFIX, else /opt/racoon, when it holds racoon,
+    setkey and racoonctl."""
+    p = Path(os.environ.get("PYIKE_RACOON_PREFIX") or RACOON_DEFAULT_PREFIX)
     return p if all((p / f).exists() for f in RACOON_BINARIES) else None
 
 
 class RacoonPeer(Peer):
-    """racoon from ipsec-tools (not packaged by Debian: only when PYIKE_RACOON_PREFIX names an
-    install), configured with the seed article's own setkey.conf, racoon.conf and psk.txt for
-    router B, less the two statements that only pyike has (`setkey` and `gre`)."""
+    """racoon from ipsec-tools (not packaged by Debian: only when PYIKE_RACOON_PREFIX or
+    /opt/racoon holds an install), configured with the seed article's own setkey.conf,
+    racoon.conf and psk.txt for router B, less the two statements that only pyike has (`setkey`
+    and `gre`)."""
 
     name = "racoon"
     sock = "/run/racoon.sock"
@@ -321,19 +324,22 @@ class RacoonPeer(Peer):
     def image_spec(cls) -> initramfs.ImageSpec:
         prefix = racoon_prefix()
         if prefix is None:
-            raise VmError("PYIKE_RACOON_PREFIX does not name a racoon install")
+            raise VmError("no racoon install at PYIKE_RACOON_PREFIX or /opt/racoon")
         return initramfs.ImageSpec(
             name="racoon",
             host_files=tuple((str(prefix / f), f"usr/{f}") for f in RACOON_BINARIES),
             empty_dirs=("etc/racoon", "var/racoon"),
         )
 
-    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
+                  edit: Callable[[str], str] | None = None) -> None:
         def text(name: str) -> str:
             return seed_text("b", name, self.vm, dh_group=self.dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s)
 
         conf = text("racoon.conf")
+        if edit is not None:
+            conf = edit(conf)
         conf = re.sub(r"(?m)^setkey .*$", "", conf)
         conf = re.sub(r'(?ms)^gre "[^"]*" \{.*?^\}', "", conf)
         conf = conf.replace('"psk.txt"', '"/etc/racoon/psk.txt"')
@@ -351,9 +357,14 @@ class RacoonPeer(Peer):
     def kill(self) -> None:
         self.vm.run(f"killall -9 racoon; rm -f {self.sock} /run/racoon.pid; setkey -F")
 
-    def delete_sas(self) -> None:
+    def delete_sas(self, kind: str = "isakmp") -> None:
+        """`racoonctl delete-sa isakmp|esp`: racoon sends the ISAKMP SA's delete and purges
+        its IPsec SAs with pyike without a delete for them (admin.c, purge_remote())."""
         a, b = self.vm.host_addr, self.vm.guest_addr
-        self.vm.check(f"racoonctl -s {self.sock} delete-sa isakmp inet {b} {a}", timeout=20)
+        self.vm.check(f"racoonctl -s {self.sock} delete-sa {kind} inet {b} {a}", timeout=20)
+
+    def ctl(self, *args: str) -> str:
+        return self.vm.check(f"racoonctl -s {self.sock} " + " ".join(args), timeout=20)
 
     def stop(self) -> None:
         self.vm.run("killall racoon", timeout=10)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.e2e.netns import Router
@@ -24,11 +24,14 @@ class Pyike(Router):
         super().__init__("a", vm.ns.name, workdir)
         self.vm = vm
 
-    def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+    def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600,
+                  edit: Callable[[str], str] | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("racoon.conf", "setkey.conf", "psk.txt"):
             text = seed_text("a", name, self.vm, dh_group=dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s)
+            if edit is not None and name == "racoon.conf":
+                text = edit(text)
             text = text.replace("/run/pyike/", f"{self.workdir}/")  # the rest is relative
             (self.workdir / name).write_text(text)
         (self.workdir / "psk.txt").chmod(0o600)

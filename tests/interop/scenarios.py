@@ -29,7 +29,7 @@ from tests.interop.vm import PeerVm
 T = TypeVar("T")
 
 # pyike's names (esp/) for what the Linux kernel calls cbc(aes) and hmac(sha1).
-KERNEL_ALG = {"aes-cbc": "cbc(aes)", "hmac-sha1": "hmac(sha1)"}
+KERNEL_ALG = {"aes-cbc": "cbc(aes)", "hmac-sha1": "hmac(sha1)", "hmac-sha256": "hmac(sha256)"}
 IKE_PORTS = (500, 4500)
 IPPROTO_ESP = 50
 
@@ -41,12 +41,16 @@ class Env:
     pyike: Pyike
 
     def start(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-              peer_lifetime_s: int | None = None) -> None:
-        """Configure and start the peer's daemon, then pyike; neither has SAs yet."""
-        self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s)
+              peer_lifetime_s: int | None = None,
+              edit: Callable[[str], str] | None = None) -> None:
+        """Configure and start the peer's daemon, then pyike; neither has SAs yet. `edit`
+        rewrites both racoon.conf files (a racoon peer's and pyike's: one grammar)."""
+        more = {"edit": edit} if edit else {}
+        self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s,
+                            **more)
         self.peer.start()
         self.pyike.configure(dh_group=self.peer.dh_group, dpd_delay=dpd_delay,
-                             lifetime_s=lifetime_s)
+                             lifetime_s=lifetime_s, **more)
         self.pyike.start()
         self.pyike.wait_tun()
 
@@ -105,7 +109,9 @@ def assert_same_sas(env: Env, *, stale_in_guest: set[int] = frozenset()) -> list
         assert k is not None, f"SPI {sa['spi']:#x} {sa['src']}->{sa['dst']} not in {kernel}"
         assert k.enc_alg == KERNEL_ALG[sa["enc"]["alg"]] and k.enc_key == sa["enc"]["key"]
         assert k.auth_alg == KERNEL_ALG[sa["auth"]["alg"]] and k.auth_key == sa["auth"]["key"]
-        assert k.auth_bits == sa["auth"]["icv_bits"] == 96  # RFC 2404: HMAC-SHA1-96
+        assert k.auth_bits == sa["auth"]["icv_bits"], (k, sa["auth"]["icv_bits"])
+        if sa["auth"]["alg"] == "hmac-sha1":
+            assert k.auth_bits == 96  # RFC 2404: HMAC-SHA1-96
     current = {key for key in kernel if key[2] not in stale_in_guest}
     assert current == {(sa["src"], sa["dst"], sa["spi"]) for sa in sad}
     return sad

@@ -1,21 +1,27 @@
 """pyike against racoon (ipsec-tools) with the seed article's own files, when a racoon build is
-supplied: PYIKE_RACOON_PREFIX names an install prefix holding sbin/racoon, sbin/setkey and
-bin/racoonctl, linked against this system's libc and libcrypto. Debian no longer packages racoon
-and the project never downloads or builds it."""
+there: PYIKE_RACOON_PREFIX names an install prefix holding sbin/racoon, sbin/setkey and
+bin/racoonctl, else /opt/racoon is used when it holds them, linked against this system's libc
+and libcrypto. Debian no longer packages racoon and the project never downloads or builds it.
+
+Besides the seven shared scenarios, racoon's own forms: scenario 5 as racoon deletes, and the
+algorithms a racoon site runs."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from tests.interop import scenarios
-from tests.interop.peers import RACOON_BINARIES, RacoonPeer, racoon_prefix
-from tests.interop.scenarios import Env
+from tests.interop.peers import INNER_PEER, RACOON_BINARIES, RacoonPeer, racoon_prefix, xfrm_states
+from tests.interop.scenarios import Env, assert_same_sas, received, wait_for
 
 PEER = RacoonPeer
 
 pytestmark = pytest.mark.skipif(
     racoon_prefix() is None,
-    reason="set PYIKE_RACOON_PREFIX to an install prefix holding " + ", ".join(RACOON_BINARIES),
+    reason="no racoon: set PYIKE_RACOON_PREFIX (or install to /opt/racoon) to a prefix holding "
+           + ", ".join(RACOON_BINARIES),
 )
 
 
@@ -32,6 +38,74 @@ test_1_pyike_initiates = scenarios.pyike_initiates
 test_2_peer_initiates = scenarios.peer_initiates
 test_3_dpd_both_ways = scenarios.dpd_both_ways
 test_4_initial_contact_after_restart = scenarios.initial_contact_after_restart
-test_5_deletes_both_ways = scenarios.deletes_both_ways
 test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
+
+
+def _spis(sad: list[dict]) -> set[int]:
+    return {sa["spi"] for sa in sad}
+
+
+def _guest(env: Env) -> dict[int, str]:
+    """The guest kernel's ESP SPIs, each with its direction as seen from racoon."""
+    return {s.spi: "out" if s.src == str(env.vm.guest_addr) else "in" for s in xfrm_states(env.vm)}
+
+
+def test_5_deletes_both_ways_racoon_form(env: Env) -> None:
+    """pyike's delete: racoon removes its outbound SA of the pair and keeps the inbound one
+    until it expires (its purge_ipsec_spi() skips inbound SAs, so packets in flight still
+    open). pyike removes both of its own and sends nothing into the kept one, so the stale SA
+    is harmless; pyike lets racoon keep it. racoon's `delete-sa` (isakmp or esp: one path in
+    racoon) sends only the ISAKMP SA's delete and purges its IPsec SAs: pyike drops its pair
+    too, and the next packet negotiates a new one."""
+    env.start()
+    env.establish_from_pyike()
+    first = _spis(assert_same_sas(env))
+    out = env.pyike.ctl("delete-sa", "esp", str(env.vm.host_addr), str(env.vm.guest_addr))
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: not {s for s, d in _guest(env).items() if d == "out"} & first, 15,
+             "pyike's delete did not remove racoon's outbound SA", env)
+    assert not (_spis(env.pyike.sad()) & first)
+    kept = set(_guest(env)) & first
+    assert kept and all(_guest(env)[s] == "in" for s in kept), _guest(env)
+
+    env.establish_from_pyike()
+    second = _spis(assert_same_sas(env, stale_in_guest=kept))
+    for kind in ("isakmp", "esp"):
+        env.peer.delete_sas(kind)
+        wait_for(lambda second=second: not (_spis(env.pyike.sad()) & second), 15,
+                 f"racoon's delete-sa {kind} did not remove pyike's SAs", env)
+        # traffic resumes at once: the next packet negotiates a new pair
+        env.establish_from_pyike(timeout=10)
+        assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+        assert env.guest_ping(count=3) == 3
+        second = _spis(assert_same_sas(env, stale_in_guest=kept))
+
+
+def _sha256(text: str) -> str:
+    """AES-256 with SHA-256 in phase 1, hmac_sha256 in phase 2, on either racoon.conf."""
+    text = re.sub(r"encryption_algorithm aes( 128)?;", "encryption_algorithm aes 256;", text)
+    text = re.sub(r"hash_algorithm sha1;", "hash_algorithm sha256;", text)
+    return re.sub(r"authentication_algorithm hmac_sha1;", "authentication_algorithm hmac_sha256;",
+                  text)
+
+
+@pytest.mark.parametrize("first", ["pyike", "racoon"])
+def test_8_hmac_sha256_carries_traffic_with_racoons_96_bit_icv(env: Env, first: str) -> None:
+    """A Linux racoon's kernel SAs put a 96-bit ICV on a negotiated hmac_sha256 (RFC 4868 says
+    128, which strongSwan and libreswan use): pyike sends both lengths until racoon's first
+    packet, then racoon's alone; whichever side speaks first."""
+    env.start(edit=_sha256)
+    conf = (env.pyike.workdir / "racoon.conf").read_text()
+    assert "hmac_sha256" in conf and "sha256;" in conf
+    if first == "pyike":
+        env.establish_from_pyike()
+    else:
+        wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
+                 "no ping reply through the tunnel (racoon initiating)", env)
+    assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+    assert env.guest_ping(count=5) == 5
+    sad = assert_same_sas(env)
+    assert {sa["auth"]["alg"] for sa in sad} == {"hmac-sha256"}
+    assert {s.auth_bits for s in xfrm_states(env.vm)} == {96}
+    assert {sa["auth"]["icv_bits"] for sa in sad} == {96}
