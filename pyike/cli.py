@@ -115,8 +115,14 @@ def run(opts: argparse.Namespace) -> int:
     if cfg is None:
         return 1
     level = logsetup.level_for(getattr(cfg, "log_level", None), opts.verbose + opts.debug)
+    try:  # before detaching, so that the command can still say what is wrong with the logs
+        warning = logsetup.setup(level, foreground=opts.foreground, logfile=opts.logfile)
+    except OSError as exc:
+        print(f"pyike: cannot log to {opts.logfile}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if warning:
+        print(f"pyike: warning: {warning}", file=sys.stderr)
     ready_fd = None if opts.foreground else _detach()
-    logsetup.setup(level, foreground=opts.foreground, logfile=opts.logfile)
     pidfile = getattr(cfg, "pidfile", None) or DEFAULT_PIDFILE
 
     from pyike.daemon import Daemon
