@@ -139,7 +139,7 @@ def run(opts: argparse.Namespace) -> int:
 
     daemon = None
     try:
-        daemon = Daemon(cfg, opts.conf)
+        daemon = Daemon(cfg, opts.conf, verbose=opts.verbose + opts.debug)
         # the forwarding process must not hold the start-up pipe open after we report
         daemon.start_dataplane(close_fds=() if ready_fd is None else (ready_fd,))
         if not opts.foreground:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ikev1 import events as ev
 from ikev1.policy import TrafficSelector
-from pyike import pipe
+from pyike import logsetup, pipe
 from pyike.admin import AdminServer
 from pyike.droplog import DropLog
 from pyike.hooks import run_hook
@@ -118,11 +118,12 @@ def _log_warnings(config) -> None:
 
 
 class Daemon:
-    def __init__(self, config, config_path: str) -> None:
+    def __init__(self, config, config_path: str, *, verbose: int = 0) -> None:
         from ikev1.engine import Engine  # imported here so `pyike -t` needs no engine
 
         self.config = config
         self.config_path = config_path
+        self.verbose = verbose  # -v/-d: debug logs whatever a reloaded `log` says
         self.tunnels = tunnel_specs(config)
         self.engine = Engine(engine_config(config, self.tunnels))
         self.started_wall = time.time()
@@ -621,6 +622,7 @@ class Daemon:
             log.error("reload refused: gre blocks: %s", error)
             return [f"gre blocks: {error}"]
         self.config = new
+        self._apply_log_level(new)
         _log_warnings(new)
         # live SAs keep the terms they agreed
         self.engine.reconfigure(engine_config(new, self.tunnels), time.monotonic())
@@ -629,6 +631,14 @@ class Daemon:
         log.info("configuration reloaded from %s", self.config_path)
         self._service()
         return []
+
+    def _apply_log_level(self, config) -> None:
+        """A changed `log` statement, in both processes (the line goes out at the old level)."""
+        level = logsetup.level_for(config.log_level, self.verbose)
+        if logging.getLogger().level != level:
+            log.info("log level %s", logsetup.level_name(level))
+        if logsetup.set_level(level):
+            self._to_dataplane("log_level", level)
 
     async def _retunnel(self, tunnels: list[TunnelSpec]) -> str | None:
         """Have the forwarding process apply changed `gre` blocks; None, or why it could not."""

@@ -1,6 +1,7 @@
 """Where the log lines go, and in which layout.
 
-- `-l FILE`: racoon's lines, `2026-01-12 21:43:15: INFO: ISAKMP-SA established ...`.
+- `-l FILE`: racoon's lines, `2026-01-12 21:43:15: INFO: ISAKMP-SA established ...`, in a file
+  that is reopened when it is renamed or removed (logrotate without copytruncate).
 - `-F` without `-l`: the same lines on stderr; under systemd (stderr is the journal) without
   the timestamp, which the journal adds, and with a `<N>` severity prefix the journal reads.
 - detached without `-l`: syslog (`/dev/log`), facility daemon, tagged `pyike[PID]: `, no
@@ -80,8 +81,9 @@ def syslog_handler(address: str = SYSLOG_ADDRESS) -> logging.Handler:
 
 
 def file_handler(path: str) -> logging.Handler:
-    """racoon's lines in `path`."""
-    handler = logging.FileHandler(path)
+    """racoon's lines in `path`, reopened at the first line after the file was renamed or
+    removed (logrotate without copytruncate), in both processes, with no signal needed."""
+    handler = logging.handlers.WatchedFileHandler(path)
     handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
     return handler
 
@@ -126,3 +128,17 @@ def setup(level: int, *, foreground: bool, logfile: str | None,
         logging.getLogger("pyike").warning("%s", warning)
     return warning
 
+
+
+def level_name(level: int) -> str:
+    """racoon's name for a root level, for the line a reload logs."""
+    return next(name for name, lv in RACOON_LEVELS.items() if lv == level)
+
+
+def set_level(level: int) -> bool:
+    """A new root level (a reloaded `log` statement); True if it changed."""
+    root = logging.getLogger()
+    if root.level == level:
+        return False
+    root.setLevel(level)
+    return True
