@@ -1,6 +1,7 @@
 """pyike: the daemon's command line, with racoon's flags.
 
     pyike -f CONF [-F] [-v] [-d] [-l LOGFILE] [-t]
+    pyike --version | -V
 
 -t checks CONF and every file it pulls in, running every check the daemon runs at start (the
 setkey files are applied to an empty SPD and SAD by the forwarding process's own function, with
@@ -19,6 +20,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from pyike import logsetup
+from pyike.version import version
 
 if TYPE_CHECKING:
     from pyike.config.errors import ConfigError
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", dest="debug", action="count", default=0, help="debug logs")
     p.add_argument("-l", dest="logfile", help="log to this file")
     p.add_argument("-t", dest="test", action="store_true", help="check the configuration, exit")
+    p.add_argument("-V", "--version", action="version", version=f"pyike {version()}",
+                   help="print the version, exit")  # racoon -V prints its version too
     return p
 
 
