@@ -22,7 +22,7 @@ from typing import Any
 
 from ikev1 import events as ev
 from ikev1.policy import TrafficSelector
-from pyike import logsetup, pipe
+from pyike import logsetup, pipe, sdnotify
 from pyike.admin import AdminServer
 from pyike.droplog import DropLog
 from pyike.hooks import run_hook
@@ -192,6 +192,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
             log.info("pyike started (pid %d, forwarding pid %d)", os.getpid(), self.dp_pid)
             self.on_ready()
+            sdnotify.ready(self._status_line())
             self._service()
             self._check_drops()
             await self.stopping.wait()
@@ -214,6 +215,7 @@ class Daemon:
         return task
 
     async def shutdown(self) -> None:
+        sdnotify.stopping()
         log.info("pyike shutting down: deleting SAs")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
@@ -605,7 +607,20 @@ class Daemon:
     # --- reload --------------------------------------------------------------------------------
 
     async def reload(self) -> list[str]:
-        """SIGHUP / reload-config: new configuration and SPD; SAs that still match stay."""
+        """SIGHUP / reload-config: new configuration and SPD; SAs that still match stay. The
+        service manager hears of the reload's start and end (refused or not)."""
+        sdnotify.reloading()
+        try:
+            return await self._reload()
+        finally:
+            sdnotify.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        """systemctl status's one line about us."""
+        return (f"{len(self.tunnels)} tunnel(s), {len(self.pairs)} IPsec-SA pair(s), "
+                f"configuration {self.config_path}")
+
+    async def _reload(self) -> list[str]:
         from pyike import config as config_mod
 
         try:

@@ -4,76 +4,15 @@ both processes, and a reload applies a changed `log` statement (a refused one ch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
-from pyike import daemon as daemon_mod
-from pyike import logsetup, pipe
-from pyike.config import load
+from pyike import logsetup
+from tests.daemon.conftest import reload_beside_fake_forwarding, seed_daemon
 
-SEED_A = Path(__file__).resolve().parents[2] / "examples" / "seed" / "a"
-
-
-@pytest.fixture(autouse=True)
-def root_logger():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield root
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
-@pytest.fixture
-def seed(tmp_path):
-    for f in SEED_A.iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    (tmp_path / "psk.txt").chmod(0o600)
-    return tmp_path
-
-
-async def reload_beside_fake_forwarding(d: daemon_mod.Daemon) -> tuple[list[str], list[tuple]]:
-    """`d.reload()` with a forwarding process that accepts every `tunnels` message; returns
-    the reload's errors and what the forwarding process was sent."""
-    ours, theirs = pipe.make_pipe()
-    ours.setblocking(False)
-    theirs.setblocking(False)
-    loop = asyncio.get_running_loop()
-    d.dp, d.stopping = ours, asyncio.Event()
-    seen: list[tuple] = []
-
-    def answer() -> None:
-        with contextlib.suppress(BlockingIOError):
-            while (msg := pipe.recv(theirs)) is not None:
-                seen.append(msg)
-                if msg[0] == "tunnels":
-                    pipe.send(theirs, "reply", msg[1], None)
-
-    loop.add_reader(ours.fileno(), d._from_dataplane)
-    loop.add_reader(theirs.fileno(), answer)
-    try:
-        errors = await asyncio.wait_for(d.reload(), 10)
-        answer()
-    finally:
-        loop.remove_reader(ours.fileno())
-        loop.remove_reader(theirs.fileno())
-        d.dp = None
-        ours.close()
-        theirs.close()
-    return errors, seen
-
-
-def _daemon(seed: Path, verbose: int = 0) -> daemon_mod.Daemon:
-    conf = str(seed / "racoon.conf")
-    return daemon_mod.Daemon(load(conf), conf, verbose=verbose)
+pytestmark = pytest.mark.usefixtures("root_logger")
 
 
 def test_a_renamed_log_file_is_followed_by_a_new_one(tmp_path):
@@ -106,7 +45,7 @@ def test_the_forwarding_process_follows_the_rotation_too(tmp_path):
 def test_reload_after_rotation_logs_into_the_new_file_and_applies_the_log_level(seed):
     path = seed / "pyike.log"
     conf = seed / "racoon.conf"
-    d = _daemon(seed)
+    d = seed_daemon(seed)
     logsetup.setup(logsetup.level_for(d.config.log_level, 0), foreground=True,
                    logfile=str(path))
     path.rename(seed / "pyike.log.1")
@@ -128,7 +67,7 @@ def test_reload_after_rotation_logs_into_the_new_file_and_applies_the_log_level(
 
 def test_an_unchanged_level_is_not_sent_and_a_refused_reload_keeps_the_level(seed):
     conf = seed / "racoon.conf"
-    d = _daemon(seed)
+    d = seed_daemon(seed)
     logsetup.setup(logging.INFO, foreground=True, logfile=str(seed / "pyike.log"))
     errors, seen = asyncio.run(reload_beside_fake_forwarding(d))
     assert errors == [] and not [m for m in seen if m[0] == "log_level"]
@@ -140,7 +79,7 @@ def test_an_unchanged_level_is_not_sent_and_a_refused_reload_keeps_the_level(see
 
 def test_debug_from_the_command_line_outlives_a_reload(seed):
     conf = seed / "racoon.conf"
-    d = _daemon(seed, verbose=1)
+    d = seed_daemon(seed, verbose=1)
     logsetup.setup(logsetup.level_for("notify", 1), foreground=True,
                    logfile=str(seed / "pyike.log"))
     conf.write_text(conf.read_text().replace("log notify;", "log error;"))

@@ -142,18 +142,3 @@ def test_config_warnings_logged_once_at_start_and_once_per_reload(topo):
              what="the SIGHUP reload")
     assert count() == 3
 
-
-def test_a_rotated_log_file_is_followed_and_sighup_logs_into_the_new_one(topo):
-    """logrotate's way without copytruncate: rename, then SIGHUP (postrotate)."""
-    topo.write_configs()
-    a = topo.routers["a"]
-    a.start()
-    rotated = a.log.with_name("pyike.log.1")
-    a.log.rename(rotated)
-    a.send_signal(signal.SIGHUP)
-    wait_for(lambda: a.log.exists() and "configuration reloaded" in a.log.read_text(), 10,
-             what="the reload's line in the new file")
-    assert "pyike started" in rotated.read_text()
-    assert "configuration reloaded" not in rotated.read_text()
-    assert a.stop(signal.SIGTERM) == 0
-    assert "pyike stopped" in a.log.read_text()
