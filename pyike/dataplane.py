@@ -176,9 +176,12 @@ class DataPlane:
         if not self.create_tun:
             return None
         try:
-            return TunDevice(spec.name, spec.address, spec.peer, spec.mtu)
+            tun = TunDevice(spec.name, spec.address, spec.peer, spec.mtu)
         except Exception as exc:
             raise RuntimeError(f"{spec.name}: cannot create the TUN device: {exc}") from exc
+        if tun.adopted:
+            log.info("%s: the existing TUN device adopted; it stays when pyike stops", spec.name)
+        return tun
 
     def _forget_fd(self, t: Tunnel) -> None:
         """Stop watching a tunnel's descriptor (before it closes, or after it failed)."""

@@ -1,5 +1,6 @@
 """The service side of a router, as an operator of racoon runs it: log rotation (logrotate's
-snippet, a renamed file and SIGHUP) and a service manager's notifications."""
+snippet, a renamed file and SIGHUP), a service manager's notifications, and a TUN device that
+outlives a restart with the routes through it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.netns import PYTHON, REPO
+from tests.e2e.netns import LAN, OUTER, PYTHON, REPO, capture, in_ns
 from tests.e2e.test_daemon_misc import _alive
 from tests.e2e.test_pyike_pair import wait_for
 
@@ -87,3 +88,37 @@ def test_the_logrotate_snippet_rotates_a_detached_pyikes_log(topo, tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not _alive(pid), 10, what="daemon gone")
+
+
+def test_an_adopted_tun_device_keeps_its_routes_and_lets_nothing_out_while_pyike_is_down(
+        topo, tmp_path):
+    from scapy.all import IP, rdpcap
+
+    topo.write_configs()
+    a, b = topo.routers["a"], topo.routers["b"]
+    ns = topo.ns["a"]
+    in_ns(ns, "ip", "tuntap", "add", "dev", "tun0", "mode", "tun")  # persistent, as at boot
+    # a way out in clear: were the route through tun0 lost, the far LAN's packets would take it
+    in_ns(ns, "ip", "route", "add", "default", "via", OUTER["b"])
+    a.start()
+    b.start()
+    topo.route_lans()
+    assert topo.ping(count=3, interval=0.2, deadline=30).returncode == 0
+    assert "tun0: the existing TUN device adopted" in a.log.read_text()
+    assert a.stop(signal.SIGTERM) == 0
+
+    def far_lan_route() -> str:
+        return in_ns(ns, "ip", "route", "show", LAN["b"][2]).stdout
+
+    assert "dev tun0" in far_lan_route()
+    assert "NO-CARRIER" in in_ns(ns, "ip", "link", "show", "tun0").stdout
+    pcap = tmp_path / "down.pcap"
+    with capture(ns, "wan0", pcap):
+        assert topo.ping(count=5, interval=0.2, deadline=3).returncode != 0
+    seen = [p[IP] for p in rdpcap(str(pcap)) if IP in p]
+    lan = LAN["a"][2].rsplit(".", 1)[0] + "."
+    # neither the ping in clear nor GRE in clear; ESP neither, with no SA and no pyike
+    assert [p for p in seen if p.src.startswith(lan) or p.proto in (47, 50)] == []
+    a.start()
+    assert "dev tun0" in far_lan_route()
+    assert topo.ping(count=3, interval=0.5, deadline=30).returncode == 0
