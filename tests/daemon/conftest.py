@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -39,6 +40,18 @@ def seed(tmp_path) -> Path:
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "psk.txt").chmod(0o600)
     return tmp_path
+
+
+def log_in_child(logger: str, text: str) -> int:
+    """Log one INFO line from a forked child, as the forwarding process would; its pid."""
+    child = os.fork()
+    if child == 0:
+        try:
+            logging.getLogger(logger).info("%s", text)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    return child
 
 
 def seed_daemon(seed: Path, verbose: int = 0) -> daemon_mod.Daemon:

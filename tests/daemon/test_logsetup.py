@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from pyike import logsetup
+from tests.daemon.conftest import log_in_child
 
 DAEMON = 3  # syslog facility `daemon` (RFC 5424 §6.2.1)
 SEVERITY = {"error": 3, "warning": 4, "info": 6, "debug": 7}
@@ -53,13 +54,7 @@ def test_syslog_tag_carries_the_pid_of_the_process_that_logs(fake_syslog):
     """The forwarding process is forked after set-up; its lines name its own pid."""
     path, sock = fake_syslog
     logsetup.setup(logging.INFO, foreground=False, logfile=None, syslog_address=path)
-    child = os.fork()
-    if child == 0:
-        try:
-            logging.getLogger("pyike.dataplane").info("from the child")
-        finally:
-            os._exit(0)
-    os.waitpid(child, 0)
+    child = log_in_child("pyike.dataplane", "from the child")
     assert sock.recv(2048) == f"<30>pyike[{child}]: INFO: from the child".encode()
 
 

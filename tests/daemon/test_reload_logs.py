@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import pytest
 
 from pyike import logsetup
-from tests.daemon.conftest import reload_beside_fake_forwarding, seed_daemon
+from tests.daemon.conftest import log_in_child, reload_beside_fake_forwarding, seed_daemon
 
 pytestmark = pytest.mark.usefixtures("root_logger")
 
@@ -32,13 +31,7 @@ def test_the_forwarding_process_follows_the_rotation_too(tmp_path):
     logsetup.setup(logging.INFO, foreground=True, logfile=str(path))
     logging.getLogger("pyike").info("parent, before")
     path.rename(tmp_path / "pyike.log.1")
-    child = os.fork()
-    if child == 0:
-        try:
-            logging.getLogger("pyike.dataplane").info("child, after")
-        finally:
-            os._exit(0)
-    os.waitpid(child, 0)
+    log_in_child("pyike.dataplane", "child, after")
     assert path.read_text().endswith(": INFO: child, after\n")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.netns import LAN, OUTER, PYTHON, REPO, capture, in_ns
+from tests.e2e.netns import LAN, OUTER, REPO, capture, in_ns
 from tests.e2e.test_daemon_misc import _alive
 from tests.e2e.test_pyike_pair import wait_for
 
@@ -64,12 +64,8 @@ def test_service_manager_hears_ready_reloading_and_stopping(topo, monkeypatch):
 def test_the_logrotate_snippet_rotates_a_detached_pyikes_log(topo, tmp_path):
     topo.write_configs()
     a = topo.routers["a"]
-    pidfile = a.workdir / "pyike.pid"
-    started = subprocess.run(["ip", "netns", "exec", topo.ns["a"], PYTHON, "-m", "pyike", "-f",
-                              str(a.conf), "-l", str(a.log)], cwd=REPO, capture_output=True,
-                             text=True, timeout=30)
-    assert started.returncode == 0, started.stderr
-    pid = int(pidfile.read_text())
+    pidfile = a.pidfile
+    pid = a.start_detached()
     try:
         snippet = (REPO / "packaging" / "pyike.logrotate").read_text()
         assert "/var/log/pyike.log" in snippet and "/run/pyike/pyike.pid" in snippet
