@@ -1,6 +1,7 @@
 """pyike: the daemon's command line, with racoon's flags.
 
     pyike -f CONF [-F] [-v] [-d] [-l LOGFILE] [-t]
+    pyike --version | -V
 
 -t checks CONF and every file it pulls in, running every check the daemon runs at start (the
 setkey files are applied to an empty SPD and SAD by the forwarding process's own function, with
@@ -19,6 +20,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from pyike import logsetup
+from pyike.version import version
 
 if TYPE_CHECKING:
     from pyike.config.errors import ConfigError
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", dest="debug", action="count", default=0, help="debug logs")
     p.add_argument("-l", dest="logfile", help="log to this file")
     p.add_argument("-t", dest="test", action="store_true", help="check the configuration, exit")
+    p.add_argument("-V", "--version", action="version", version=f"pyike {version()}",
+                   help="print the version, exit")  # racoon -V prints its version too
     return p
 
 
@@ -115,8 +119,14 @@ def run(opts: argparse.Namespace) -> int:
     if cfg is None:
         return 1
     level = logsetup.level_for(getattr(cfg, "log_level", None), opts.verbose + opts.debug)
+    try:  # before detaching, so that the command can still say what is wrong with the logs
+        warning = logsetup.setup(level, foreground=opts.foreground, logfile=opts.logfile)
+    except OSError as exc:
+        print(f"pyike: cannot log to {opts.logfile}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if warning:
+        print(f"pyike: warning: {warning}", file=sys.stderr)
     ready_fd = None if opts.foreground else _detach()
-    logsetup.setup(level, foreground=opts.foreground, logfile=opts.logfile)
     pidfile = getattr(cfg, "pidfile", None) or DEFAULT_PIDFILE
 
     from pyike.daemon import Daemon
@@ -133,7 +143,7 @@ def run(opts: argparse.Namespace) -> int:
 
     daemon = None
     try:
-        daemon = Daemon(cfg, opts.conf)
+        daemon = Daemon(cfg, opts.conf, verbose=opts.verbose + opts.debug)
         # the forwarding process must not hold the start-up pipe open after we report
         daemon.start_dataplane(close_fds=() if ready_fd is None else (ready_fd,))
         if not opts.foreground:

@@ -23,7 +23,7 @@ from typing import Any
 from ikev1 import events as ev
 from ikev1.ingress import READ_LIMIT, TURN, IngressQueue
 from ikev1.policy import TrafficSelector
-from pyike import pipe
+from pyike import logsetup, pipe, sdnotify
 from pyike.admin import AdminServer
 from pyike.droplog import DropLog
 from pyike.hooks import run_hook
@@ -122,11 +122,12 @@ def _log_warnings(config) -> None:
 
 
 class Daemon:
-    def __init__(self, config, config_path: str) -> None:
+    def __init__(self, config, config_path: str, *, verbose: int = 0) -> None:
         from ikev1.engine import Engine  # imported here so `pyike -t` needs no engine
 
         self.config = config
         self.config_path = config_path
+        self.verbose = verbose  # -v/-d: debug logs whatever a reloaded `log` says
         self.tunnels = tunnel_specs(config)
         self.engine = Engine(engine_config(config, self.tunnels))
         self.started_wall = time.time()
@@ -197,6 +198,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
             log.info("pyike started (pid %d, forwarding pid %d)", os.getpid(), self.dp_pid)
             self.on_ready()
+            sdnotify.ready(self._status_line())
             self._service()
             self._check_drops()
             await self.stopping.wait()
@@ -219,6 +221,7 @@ class Daemon:
         return task
 
     async def shutdown(self) -> None:
+        sdnotify.stopping()
         log.info("pyike shutting down: deleting SAs")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
@@ -635,7 +638,20 @@ class Daemon:
     # --- reload --------------------------------------------------------------------------------
 
     async def reload(self) -> list[str]:
-        """SIGHUP / reload-config: new configuration and SPD; SAs that still match stay."""
+        """SIGHUP / reload-config: new configuration and SPD; SAs that still match stay. The
+        service manager hears of the reload's start and end (refused or not)."""
+        sdnotify.reloading()
+        try:
+            return await self._reload()
+        finally:
+            sdnotify.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        """systemctl status's one line about us."""
+        return (f"{len(self.tunnels)} tunnel(s), {len(self.pairs)} IPsec-SA pair(s), "
+                f"configuration {self.config_path}")
+
+    async def _reload(self) -> list[str]:
         from pyike import config as config_mod
 
         try:
@@ -652,6 +668,7 @@ class Daemon:
             log.error("reload refused: gre blocks: %s", error)
             return [f"gre blocks: {error}"]
         self.config = new
+        self._apply_log_level(new)
         _log_warnings(new)
         # live SAs keep the terms they agreed
         self.engine.reconfigure(engine_config(new, self.tunnels), time.monotonic())
@@ -660,6 +677,14 @@ class Daemon:
         log.info("configuration reloaded from %s", self.config_path)
         self._service()
         return []
+
+    def _apply_log_level(self, config) -> None:
+        """A changed `log` statement, in both processes (the line goes out at the old level)."""
+        level = logsetup.level_for(config.log_level, self.verbose)
+        if logging.getLogger().level != level:
+            log.info("log level %s", logsetup.level_name(level))
+        if logsetup.set_level(level):
+            self._to_dataplane("log_level", level)
 
     async def _retunnel(self, tunnels: list[TunnelSpec]) -> str | None:
         """Have the forwarding process apply changed `gre` blocks; None, or why it could not."""

@@ -1,9 +1,9 @@
 """The forwarding process: TUN <-> GRE <-> ESP <-> raw sockets, fed SA installs over a pipe.
 
 It runs in its own process so that IKE work (a DH computation, a config reload) never stalls a
-packet. The IKE process sends `install`, `remove`, `setkey`, `flush`, `query` and `stop`
-messages; this process answers queries and reports `acquire` (an outbound policy needs an SA)
-and `expire` (an SA reached a soft or hard lifetime).
+packet. The IKE process sends `install`, `remove`, `setkey`, `tunnels`, `flush`, `log_level`,
+`query` and `stop` messages; this process answers queries and reports `acquire` (an outbound
+policy needs an SA) and `expire` (an SA reached a soft or hard lifetime).
 
 Outbound: TUN read -> gre.encap -> SPD `out` lookup (cached per tunnel) -> EspSA.seal -> raw
 IPPROTO_ESP socket. Inbound: raw ESP socket -> SA by SPI -> open -> SPD `in` check -> gre.decap
@@ -177,9 +177,12 @@ class DataPlane:
         if not self.create_tun:
             return None
         try:
-            return TunDevice(spec.name, spec.address, spec.peer, spec.mtu)
+            tun = TunDevice(spec.name, spec.address, spec.peer, spec.mtu)
         except Exception as exc:
             raise RuntimeError(f"{spec.name}: cannot create the TUN device: {exc}") from exc
+        if tun.adopted:
+            log.info("%s: the existing TUN device adopted; it stays when pyike stops", spec.name)
+        return tun
 
     def _forget_fd(self, t: Tunnel) -> None:
         """Stop watching a tunnel's descriptor (before it closes, or after it failed)."""
@@ -253,6 +256,8 @@ class DataPlane:
             self.apply_setkey(msg[1], now)
         elif verb == "flush":
             self.state.flush()
+        elif verb == "log_level":  # a reloaded `log` statement
+            logging.getLogger().setLevel(msg[1])
         elif verb == "query":
             req_id, what = msg[1], msg[2]
             self._tell("reply", req_id, self._answer(what))

@@ -66,14 +66,27 @@ def _host_prefix(address: str) -> int:
     return 32 if ipaddress.ip_address(address).version == 4 else 128
 
 
+def link_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
+
+
 class TunDevice:
-    """One point-to-point TUN device carrying raw IP packets (no packet-information header)."""
+    """One point-to-point TUN device carrying raw IP packets (no packet-information header).
+
+    A device of that name that exists already (`ip tuntap add dev NAME mode tun`: persistent)
+    is adopted, not made: pyike attaches to it and leaves it, its addresses and the routes
+    through it in place when it lets go. With no reader the kernel drops what is routed into it,
+    so while pyike is down nothing for the far LAN leaves at all, in clear or otherwise.
+    """
 
     def __init__(self, name: str, address: str, peer: str, mtu: int) -> None:
         self.name = name
         self.address = address
         self.peer = peer
         self.mtu = mtu
+        self.adopted = link_exists(name)
+        # on an existing device of another kind (or one another process holds) this fails
         self._dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
         self._configure()
 
@@ -81,8 +94,9 @@ class TunDevice:
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self._dev.name)[0]
             ipr.link("set", index=index, mtu=self.mtu)
-            ipr.addr("add", index=index, local=self.address, address=self.peer,
-                     prefixlen=_host_prefix(self.address))
+            # an adopted device may hold the address from our last run already
+            ipr.addr("replace" if self.adopted else "add", index=index, local=self.address,
+                     address=self.peer, prefixlen=_host_prefix(self.address))
             ipr.link("set", index=index, state="up")
 
     def reconfigure(self, address: str, peer: str, mtu: int) -> None:
@@ -104,7 +118,8 @@ class TunDevice:
         return self._dev.fileno()
 
     def close(self) -> None:
-        """Closing the only descriptor of a non-persistent TUN device removes the device."""
+        """Closing the only descriptor of a device pyike made removes it; an adopted device
+        (persistent) stays, without carrier, dropping what is routed into it."""
         try:
             self._dev.close()
         except OSError:

@@ -79,6 +79,20 @@ class Router:
             time.sleep(0.2)
         raise RuntimeError(f"pyike ({self.side}) did not come up: {self.log.read_text()}")
 
+    @property
+    def pidfile(self) -> Path:
+        return self.workdir / "pyike.pid"  # the seed's `path pidfile`, moved here
+
+    def start_detached(self) -> int:
+        """`pyike -f CONF -l LOG` as an init script runs it; the pid its pid file names once
+        the command has returned 0."""
+        out = subprocess.run(["ip", "netns", "exec", self.ns, PYTHON, "-m", "pyike", "-f",
+                              str(self.conf), "-l", str(self.log)], cwd=REPO,
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode:
+            raise RuntimeError(f"pyike ({self.side}) did not start: {out.stderr}")
+        return int(self.pidfile.read_text())
+
     def ctl(self, *args: str, timeout: float = 15) -> subprocess.CompletedProcess:
         return subprocess.run([PYTHON, "-m", "pyike.ctl", "-s", self.sock, *args], cwd=REPO,
                               capture_output=True, text=True, timeout=timeout)

@@ -59,12 +59,8 @@ def test_hooks_run_with_racoons_environment_and_logs_hold_no_secret(topo):
 def test_detaches_writes_pid_file_and_stops_on_sigterm(topo):
     topo.write_configs()
     a = topo.routers["a"]
-    pidfile = a.workdir / "pyike.pid"
-    started = subprocess.run(["ip", "netns", "exec", topo.ns["a"], PYTHON, "-m", "pyike", "-f",
-                              str(a.conf), "-l", str(a.log)], cwd=REPO, capture_output=True,
-                             text=True, timeout=30)
-    assert started.returncode == 0, started.stderr
-    pid = int(pidfile.read_text())
+    pidfile = a.pidfile
+    pid = a.start_detached()
     try:
         os.kill(pid, 0)
         assert a.ctl("status").returncode == 0
@@ -141,3 +137,4 @@ def test_config_warnings_logged_once_at_start_and_once_per_reload(topo):
     wait_for(lambda: a.log.read_text().count("configuration reloaded") == 2, 10,
              what="the SIGHUP reload")
     assert count() == 3
+
