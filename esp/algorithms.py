@@ -44,6 +44,9 @@ AUTHS: dict[str, AuthSpec] = {
     "hmac-sha1": AuthSpec("hmac-sha1", hashes.SHA1, 20, 12),
     # RFC 4868 §2.3: HMAC-SHA-256-128.
     "hmac-sha256": AuthSpec("hmac-sha256", hashes.SHA256, 32, 16),
+    # RFC 4868 §2.3: HMAC-SHA-384-192 and HMAC-SHA-512-256, keys as long as the digest.
+    "hmac-sha384": AuthSpec("hmac-sha384", hashes.SHA384, 48, 24),
+    "hmac-sha512": AuthSpec("hmac-sha512", hashes.SHA512, 64, 32),
     # The pre-RFC 4868 96-bit truncation older Linux kernels put on the wire for racoon peers.
     "hmac-sha256-96": AuthSpec("hmac-sha256-96", hashes.SHA256, 32, 12),
     # RFC 2403: HMAC-MD5-96.

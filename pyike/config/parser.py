@@ -107,7 +107,7 @@ class _Parser:
         self.base_dir = os.path.dirname(os.path.abspath(path))
         self.errors = self.out.errors
         self.remotes = RemoteParser(self.errors, self.warn, self.resolve, self._read_id_file)
-        self.sainfos = SainfoParser(self.errors, self.remotes.identity)
+        self.sainfos = SainfoParser(self.errors, self.remotes.identity, self.warn)
         # (real path, path) of each file being read, the main file first
         self._reading: list[tuple[str, str]] = []
         self._files_read = 0
