@@ -186,20 +186,27 @@ class RemoteParser:
 
     def _exchange_mode(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         modes: list[str] = []
+        base: Token | None = None
         while cur.peek().kind != SEMI:
             if cur.peek().kind == COMMA:  # racoon's lexer skips commas here
                 cur.next()
                 continue
-            tok = cur.word("main or aggressive")
-            if tok.value == "base":
-                raise unsupported(tok, "base mode: use main or aggressive")
-            if tok.value not in ("main", "aggressive"):
-                raise fail(tok, f"exchange_mode: expected main or aggressive, found {tok.value}")
-            if tok.value not in modes:
+            tok = cur.word("main, aggressive or base")
+            if tok.value == "base":  # racoon's base mode: pyike has none
+                base = tok
+            elif tok.value not in ("main", "aggressive"):
+                raise fail(tok, f"exchange_mode: expected main, aggressive or base, found "
+                                f"{tok.value}")
+            elif tok.value not in modes:
                 modes.append(tok.value)
         if not modes:
+            if base is not None:
+                raise unsupported(base, "base mode: use main or aggressive")
             raise fail(kw, "exchange_mode needs main and/or aggressive")
         cur.end(kw)
+        if base is not None:
+            self._warn(kw, f"exchange_mode: pyike has no base mode; it is left out "
+                           f"({', '.join(modes)} remain)")
         d.settings["exchange_mode"] = tuple(modes)
 
     def identity(self, cur: Cursor, kw: Token) -> Identity | None:

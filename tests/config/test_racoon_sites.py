@@ -189,3 +189,22 @@ def test_sha2_384_512_from_racoon_conf_negotiate_and_carry(write, auth):
     packet = seal.seal(b"gre inside", 47, 0.0)
     assert isinstance(packet, bytes) and seal.icv_size == int(bits) // 16
     assert opener.open(packet, 0.0) == (47, b"gre inside")
+
+
+# -- 2. exchange_mode base ------------------------------------------------------------------
+
+
+def test_base_mode_is_left_out_when_other_modes_remain(write):
+    text = _conf().replace("exchange_mode main;", "exchange_mode main,base, aggressive;")
+    root, config, errors = _load(write, text)
+    assert errors == []
+    assert config.engine.remotes[0].exchange_mode == ("main", "aggressive")
+    (warning,) = [w for w in config.warnings if w.keyword == "exchange_mode"]
+    assert (warning.file, warning.line) == (str(root / "racoon.conf"), _line_of(text, "base"))
+    assert "base" in warning.message
+
+
+def test_base_mode_alone_is_an_error(write):
+    text = _conf().replace("exchange_mode main;", "exchange_mode base;")
+    _, _, errors = _load(write, text)
+    assert [(e.line, e.keyword) for e in errors][0] == (_line_of(text, "base"), "base")
