@@ -450,7 +450,8 @@ class Phase1Mixin:
     def _check_peer_identity(self: Engine, p1: Phase1SA, peer_id: IdPayload) -> None:
         """racoon `verify_identifier`: an authenticated peer with another identity is refused."""
         wanted = p1.remote.peers_identifier
-        if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):
+        if p1.remote.verify_identifier and wanted and not any(
+                identity_matches(peer_id, identity) for identity in wanted):
             raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION,
                        authenticated=True)
 

@@ -68,7 +68,9 @@ class RemotePolicy:
     proposals: tuple[Phase1Proposal, ...]
     exchange_mode: tuple[str, ...] = ("main",)  # in preference order: "main", "aggressive"
     my_identifier: Identity | None = None  # None: our IP address
-    peers_identifier: Identity | None = None
+    # racoon's peers_identifier lines: with verify_identifier the peer's ID must be one of
+    # them; () checks nothing
+    peers_identifier: tuple[Identity, ...] = ()
     verify_identifier: bool = False
     initial_contact: bool = True
     dpd: DpdSettings = field(default_factory=DpdSettings)

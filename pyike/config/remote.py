@@ -338,8 +338,6 @@ class RemoteParser:
             raise fail(d.token, f"remote {_label(d)}: no exchange_mode specified")
         if not d.proposals:
             raise fail(d.token, f"remote {_label(d)}: no proposal block")
-        if len(d.peers_identifiers) > 1:
-            raise fail(d.token, f"remote {_label(d)}: pyike accepts one peers_identifier")
         lifetime = int(d.settings.get("lifetime_s", RemotePolicy.lifetime_s))
         built = [(p, _proposal_policy(p, lifetime)) for p in d.proposals]
         proposals = tuple(policy for p, policy in built if not p.unusable)
@@ -354,11 +352,10 @@ class RemoteParser:
         settings = dict(d.settings)
         settings["dpd"] = DpdSettings(**{**_dpd_defaults(), **d.dpd})
         if d.peers_identifiers:
-            peer_id = d.peers_identifiers[0]
-            if peer_id == Identity("address", ""):
-                # the peer's address; for an anonymous remote any address is its own
-                peer_id = None if d.remote == "anonymous" else Identity("address", d.remote)
-            settings["peers_identifier"] = peer_id
+            # racoon keeps every peers_identifier line and takes a peer matching any of them
+            wanted = tuple(_peer_identity(i, d.remote) for i in d.peers_identifiers)
+            # for an anonymous remote `address;` alone is any address: nothing left to check
+            settings["peers_identifier"] = () if None in wanted else tuple(dict.fromkeys(wanted))
         policy = RemotePolicy(remote=d.remote, port=d.port, proposals=proposals, **settings)
         self.drafts[d.key] = d
         if name is not None:
@@ -448,6 +445,13 @@ def _proposal_policy(p: ProposalDraft, remote_lifetime: int) -> Phase1Proposal:
         auth_method=p.auth_method,
         lifetime_s=p.lifetime_s if p.lifetime_s is not None else remote_lifetime,
     )
+
+
+def _peer_identity(ident: Identity, remote: str) -> Identity | None:
+    """`peers_identifier address;` alone is the peer's own address; None: any address."""
+    if ident != Identity("address", ""):
+        return ident
+    return None if remote == "anonymous" else Identity("address", remote)
 
 
 def _inherit(parent: RemoteDraft, child: RemoteDraft) -> RemoteDraft:

@@ -72,9 +72,9 @@ def test_peers_identifier_address_alone_is_the_remote_address(write):
     text += _remote("remote anonymous", "\tpeers_identifier address;\n")
     _, config = _load(write, text)
     named, anon = config.engine.remotes
-    assert named.peers_identifier == Identity("address", "198.18.0.2")
+    assert named.peers_identifier == (Identity("address", "198.18.0.2"),)
     assert named.my_identifier is None
-    assert anon.peers_identifier is None
+    assert anon.peers_identifier == ()
 
 
 def test_scripts_and_ports_and_absolute_paths(write):
@@ -156,7 +156,8 @@ def test_inherited_peers_identifier_is_replaced(write):
     text += "remote 198.18.0.3 inherit anonymous;\n"
     _, config = _load(write, text)
     parent, child, copy = config.engine.remotes
-    assert child.peers_identifier == Identity("fqdn", "child.example.net")
+    assert child.peers_identifier == (Identity("fqdn", "child.example.net"),)
     assert (
-        copy.peers_identifier == parent.peers_identifier == Identity("fqdn", "parent.example.net")
+        copy.peers_identifier == parent.peers_identifier
+        == (Identity("fqdn", "parent.example.net"),)
     )

@@ -13,9 +13,10 @@ from esp.sa import EspSA
 from ikev1 import proposals as engine
 from ikev1.crypto import SUPPORTED_GROUPS
 from ikev1.engine import Engine
-from ikev1.events import Phase2Up
+from ikev1.events import Phase1Up, Phase2Up
+from ikev1.policy import Identity
 from pyike.config import names
-from tests.ikev1.harness import A, B, events, gre_selector, of_type, pump, seeded
+from tests.ikev1.harness import A, B, events, gre_selector, of_type, pair, pump, seeded
 
 PSK_PROPOSAL = "authentication_method pre_shared_key;"
 
@@ -208,3 +209,35 @@ def test_base_mode_alone_is_an_error(write):
     text = _conf().replace("exchange_mode main;", "exchange_mode base;")
     _, _, errors = _load(write, text)
     assert [(e.line, e.keyword) for e in errors][0] == (_line_of(text, "base"), "base")
+
+
+# -- 3. several peers_identifier lines ---------------------------------------------------------
+
+
+def test_several_peers_identifiers_are_all_kept(write):
+    text = _conf(remote_body="""
+	verify_identifier on;
+	peers_identifier address 198.18.0.2;
+	peers_identifier fqdn "b.example";
+	peers_identifier user_fqdn "ops@b.example";
+	proposal {
+		encryption_algorithm aes; hash_algorithm sha1;
+		authentication_method pre_shared_key; dh_group 2;
+	}
+""")
+    _, config, errors = _load(write, text)
+    assert errors == []
+    assert config.engine.remotes[0].peers_identifier == (
+        Identity("address", "198.18.0.2"), Identity("fqdn", "b.example"),
+        Identity("user_fqdn", "ops@b.example"))
+
+
+@pytest.mark.parametrize(("sent", "up"), [("b.example", True), ("b2.example", True),
+                                          ("c.example", False)])
+def test_the_engine_takes_a_peer_matching_any_peers_identifier(sent, up):
+    wanted = (Identity("fqdn", "b.example"), Identity("fqdn", "b2.example"))
+    a, b = pair({"remote": {"verify_identifier": True, "peers_identifier": wanted}},
+                {"remote": {"my_identifier": Identity("fqdn", sent)}})
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    pump(a, b, 0.0)
+    assert bool(of_type(events(a), Phase1Up)) is up

@@ -51,7 +51,7 @@ def test_full_configuration(install):
     assert gw2.remote == "198.18.0.2"
     assert gw2.exchange_mode == ("aggressive", "main")
     assert gw2.my_identifier == Identity("fqdn", "gw1.example.net")
-    assert gw2.peers_identifier == Identity("user_fqdn", "admin@gw2.example.net")
+    assert gw2.peers_identifier == (Identity("user_fqdn", "admin@gw2.example.net"),)
     assert gw2.verify_identifier is True
     assert gw2.lifetime_s == 7200
     assert gw2.initial_contact is False
@@ -76,7 +76,7 @@ def test_full_configuration(install):
 
     assert (v6.remote, v6.port) == ("2001:db8::2", 8000)
     assert v6.my_identifier == Identity("keyid", "gw1-key")
-    assert v6.peers_identifier == Identity("keyid", "gw2-identity")
+    assert v6.peers_identifier == (Identity("keyid", "gw2-identity"),)
     assert v6.proposals == (Phase1Proposal("aes", "sha512", 18, key_length=192),)
     # racoon's defaults where the block says nothing
     assert v6.dpd == DpdSettings(delay=0, retry=5, maxfail=5)
