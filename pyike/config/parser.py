@@ -309,11 +309,10 @@ class _Parser:
         path = cur.string('the socket path in quotes, or "disabled"')
         owner = group = None
         mode = DEFAULT_ADMINSOCK_MODE
-        if cur.peek().kind == STRING:
-            owner = cur.next().value
-            group = cur.string("the group in quotes").value
-            mode_tok = cur.word("the mode (e.g. 660)")
-            mode = _octal_mode(mode_tok)
+        if cur.peek().kind == STRING:  # racoon's `adminsock PATH OWNER GROUP MODE`
+            owner = _socket_owner(cur.next(), "owner")
+            group = _socket_owner(cur.string("the group in quotes"), "group")
+            mode = _octal_mode(cur.word("the mode (e.g. 0660)"))
         cur.end(kw)
         self.out.adminsock = self.resolve("adminsock", path.value)
         self.out.adminsock_owner, self.out.adminsock_group = owner, group
@@ -441,10 +440,25 @@ def _store(target: dict, name: str, value: object, cur: Cursor, kw: Token) -> No
 
 
 def _octal_mode(tok: Token) -> int:
-    """racoon writes the adminsock mode as decimal digits meant as octal (660 = 0660)."""
-    if not re.fullmatch(r"[0-7]{1,3}", tok.value):
-        raise fail(tok, f"adminsock mode {tok.value} is not a mode like 600 or 660")
+    """racoon reads the adminsock mode as a decimal number whose digits are meant as octal
+    (660 and 0660 are both 0660); a digit above 7 or a number above 777 it refuses. (racoon
+    turns an execute bit into a write bit there; pyike sets the mode as written.)"""
+    if not (tok.value.isdigit() and int(tok.value) <= 777 and set(tok.value) <= set("01234567")):
+        raise fail(tok, f"adminsock mode {tok.value} is not a mode like 600, 660 or 0660")
     return int(tok.value, 8)
+
+
+def _socket_owner(tok: Token, kind: str) -> str:
+    """racoon looks the adminsock's owner and group up as it reads them (a number is taken as
+    it is): an unknown name is an error here, not at start."""
+    from pyike.admin import group_id, user_id
+
+    try:
+        (user_id if kind == "owner" else group_id)(tok.value)
+    except KeyError:
+        raise fail(tok, f'adminsock: {"user" if kind == "owner" else "group"} '
+                        f'"{tok.value}" does not exist', "adminsock") from None
+    return tok.value
 
 
 def _gre_key(tok: Token) -> int:

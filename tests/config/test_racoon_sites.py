@@ -241,3 +241,27 @@ def test_the_engine_takes_a_peer_matching_any_peers_identifier(sent, up):
     a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
     pump(a, b, 0.0)
     assert bool(of_type(events(a), Phase1Up)) is up
+
+
+# -- 4. adminsock PATH OWNER GROUP MODE ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "mode"), [("0660", 0o660), ("660", 0o660), ("0600", 0o600),
+                                               ("0", 0)])
+def test_adminsock_documented_four_argument_form(write, written, mode):
+    top = f'listen {{\n\tadminsock "/run/racoon/racoon.sock" "root" "0" {written};\n}}\n'
+    _, config, errors = _load(write, _conf(top=top))
+    assert errors == []
+    assert (config.adminsock, config.adminsock_owner, config.adminsock_group,
+            config.adminsock_mode) == ("/run/racoon/racoon.sock", "root", "0", mode)
+
+
+@pytest.mark.parametrize(("args", "keyword"), [('"no-such-user-x" "0" 0660', "adminsock"),
+                                               ('"0" "no-such-group-x" 0660', "adminsock"),
+                                               ('"0" "0" 0680', "0680"),
+                                               ('"0" "0" 1777', "1777")])
+def test_adminsock_owner_group_and_mode_racoon_refuses(write, args, keyword):
+    top = f'listen {{\n\tadminsock "/run/racoon/racoon.sock" {args};\n}}\n'
+    text = _conf(top=top)
+    _, _, errors = _load(write, text)
+    assert [(e.line, e.keyword) for e in errors] == [(_line_of(text, "adminsock"), keyword)]
