@@ -10,6 +10,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# psk.txt's `*` ID: the key of every peer that no entry names (racoon's getpsk())
+PSK_WILDCARD = "*"
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -120,7 +123,8 @@ class EngineConfig:
     local_addresses: tuple[str, ...]
     remotes: tuple[RemotePolicy, ...]
     sainfos: tuple[Phase2Policy, ...]
-    psk: Mapping[str, bytes] = field(repr=False)  # psk.txt: address or identifier -> key
+    # psk.txt: address or identifier (or PSK_WILDCARD) -> key
+    psk: Mapping[str, bytes] = field(repr=False)
     timer: RetransmitTimer = field(default_factory=RetransmitTimer)
     isakmp_port: int = 500
     natt_port: int = 4500

@@ -265,3 +265,36 @@ def test_adminsock_owner_group_and_mode_racoon_refuses(write, args, keyword):
     text = _conf(top=top)
     _, _, errors = _load(write, text)
     assert [(e.line, e.keyword) for e in errors] == [(_line_of(text, "adminsock"), keyword)]
+
+
+# -- 5. psk.txt `*` ---------------------------------------------------------------------------
+
+
+def test_psk_star_line_is_kept_and_lines_below_it_are_never_used(write):
+    psk = "198.18.0.9 nine\n* everyone\n198.18.0.2 shadowed\n"
+    root, config, errors = _load(write, _conf(), psk=psk)
+    assert errors == []
+    assert dict(config.engine.psk) == {"198.18.0.9": b"nine", "*": b"everyone"}
+    (warning,) = [w for w in config.warnings if w.file.endswith("psk.txt")]
+    assert warning.line == 3 and "never used" in warning.message
+    assert "shadowed" not in warning.message and "everyone" not in warning.message
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_the_engine_uses_the_star_key_for_a_peer_no_line_names(mode):
+    remote = {"exchange_mode": (mode,)}
+    if mode == "aggressive":
+        remote["my_identifier"] = Identity("fqdn", "a.example")
+    a, b = pair({"remote": remote}, {"remote": {"exchange_mode": (mode,)}})
+    b.config = replace(b.config, psk={"198.18.0.9": b"other", "*": b"a shared secret"})
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    pump(a, b, 0.0)
+    assert of_type(events(a), Phase1Up) and of_type(events(b), Phase1Up)
+
+
+def test_a_named_line_above_the_star_wins():
+    a, b = pair()
+    b.config = replace(b.config, psk={A: b"wrong key", "*": b"a shared secret"})
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    pump(a, b, 0.0)
+    assert not of_type(events(a), Phase1Up)
