@@ -27,7 +27,7 @@ from pyike.config.cursor import (
     skip_statement,
 )
 from pyike.config.errors import ConfigError
-from pyike.config.lexer import EOF, RBRACE, STRING, WORD, Token, tokenize
+from pyike.config.lexer import EOF, PORT, RBRACE, STRING, WORD, Token, tokenize
 from pyike.config.model import DEFAULT_ADMINSOCK, DEFAULT_ADMINSOCK_MODE, GreTunnel
 from pyike.config.remote import RemoteParser
 from pyike.config.sainfo import SainfoParser
@@ -284,8 +284,14 @@ class _Parser:
 
         def isakmp_natt(c: Cursor, k: Token) -> None:
             address = c.address("an IP address")
-            port = c.optional_port(NATT_PORT)
+            given = c.peek().kind == PORT
+            # racoon's ike_port: no port is ISAKMP_PORT for isakmp_natt too (cfparse.y)
+            port = c.optional_port(ISAKMP_PORT)
             c.end(k)
+            if not given:
+                self.warn(k, f"isakmp_natt {address} has no port, so it listens on "
+                             f"{ISAKMP_PORT} as racoon does, not on the NAT-T port; write "
+                             f"{address} [{NATT_PORT}] for NAT traversal")
             out.listen_natt.append((address, port))
 
         def strict_address(c: Cursor, k: Token) -> None:

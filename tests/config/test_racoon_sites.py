@@ -16,6 +16,7 @@ from ikev1.engine import Engine
 from ikev1.events import Phase1Up, Phase2Up
 from ikev1.policy import Identity
 from pyike.config import names
+from pyike.daemon import _listen_addresses
 from tests.ikev1.harness import A, B, events, gre_selector, of_type, pair, pump, seeded
 
 PSK_PROPOSAL = "authentication_method pre_shared_key;"
@@ -298,3 +299,25 @@ def test_a_named_line_above_the_star_wins():
     a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
     pump(a, b, 0.0)
     assert not of_type(events(a), Phase1Up)
+
+
+# -- 6. isakmp_natt without a port --------------------------------------------------------------
+
+
+def test_isakmp_natt_without_a_port_is_port_500_as_in_racoon(write):
+    top = "listen {\n\tisakmp 198.18.0.1;\n\tisakmp_natt 198.18.0.1;\n}\n"
+    text = _conf(top=top)
+    _, config, errors = _load(write, text)
+    assert errors == []
+    assert config.listen_natt == (("198.18.0.1", 500),)
+    assert config.engine.natt_port == 4500  # where IKE floats to: no NAT-T socket is 500
+    (warning,) = [w for w in config.warnings if w.keyword == "isakmp_natt"]
+    assert warning.line == _line_of(text, "isakmp_natt") and "[4500]" in warning.message
+    assert _listen_addresses(config) == [("198.18.0.1", 500)]
+
+
+def test_isakmp_natt_with_a_port_is_the_port_ike_floats_to(write):
+    top = "listen {\n\tisakmp 198.18.0.1;\n\tisakmp_natt 198.18.0.1 [4501];\n}\n"
+    _, config, errors = _load(write, _conf(top=top))
+    assert errors == [] and not [w for w in config.warnings if w.keyword == "isakmp_natt"]
+    assert config.engine.natt_port == 4501
