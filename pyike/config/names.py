@@ -123,13 +123,12 @@ COMPRESSION = AlgorithmClass(
     {},
 )
 
-# Oakley groups by racoon's names and numbers (cfparse.y num2dhgroup): MODP of RFC 2409
-# §6.1-6.2 (1, 2) and RFC 3526 (5, 14-18), EC2N of RFC 2409 §6.3-6.4 (3, 4).
+# Oakley groups by racoon's names (algorithm.c: MODP only) and numbers (cfparse.y num2dhgroup:
+# also the EC2N groups 3 and 4 of RFC 2409 §6.3-6.4): MODP of RFC 2409 §6.1-6.2 (1, 2) and
+# RFC 3526 (5, 14-18).
 DH_GROUP_NAMES = {
     "modp768": 1,
     "modp1024": 2,
-    "ec2n155": 3,
-    "ec2n185": 4,
     "modp1536": 5,
     "modp2048": 14,
     "modp3072": 15,
@@ -137,7 +136,7 @@ DH_GROUP_NAMES = {
     "modp6144": 17,
     "modp8192": 18,
 }
-DH_GROUPS_RACOON = frozenset(DH_GROUP_NAMES.values())
+DH_GROUPS_RACOON = frozenset({*DH_GROUP_NAMES.values(), 3, 4})
 # What the engine computes; ECP 19-21 (RFC 5903) are beyond racoon and taken by number.
 DH_GROUPS_SUPPORTED = frozenset(ike_crypto.SUPPORTED_GROUPS)
 
