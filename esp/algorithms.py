@@ -19,9 +19,13 @@ except ImportError:  # pragma: no cover - older cryptography
 @dataclass(frozen=True)
 class CipherSpec:
     name: str
-    block_size: int  # bytes; also the IV length for CBC (RFC 3602 §3, RFC 2451 §3)
-    key_sizes: tuple[int, ...]  # bytes
+    # bytes the payload and trailer are aligned to; also the IV length for CBC (RFC 3602 §3,
+    # RFC 2451 §3)
+    block_size: int
+    key_sizes: tuple[int, ...]  # bytes (for CTR: the key and the 4-byte nonce after it)
     factory: type[CipherAlgorithm]
+    iv_size: int = 0  # bytes of IV on the wire; 0: block_size
+    mode: str = "cbc"  # "cbc" | "ctr"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ CIPHERS: dict[str, CipherSpec] = {
     "aes-cbc": CipherSpec("aes-cbc", 16, (16, 24, 32), algorithms.AES),
     # RFC 2451: 3DES-CBC, 192-bit key, 8-byte explicit IV.
     "3des-cbc": CipherSpec("3des-cbc", 8, (24,), TripleDES),
+    # RFC 3686: AES-CTR, 8-byte IV, a 4-byte nonce at the end of the key material (§5.1),
+    # padding to 4 bytes (§3.2, RFC 4303 §2.4).
+    "aes-ctr": CipherSpec("aes-ctr", 4, (20, 28, 36), algorithms.AES, iv_size=8, mode="ctr"),
 }
 
 AUTHS: dict[str, AuthSpec] = {
