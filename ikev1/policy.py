@@ -81,11 +81,11 @@ class RemotePolicy:
     proposal_check: str = "strict"  # "obey" | "strict" | "claim" | "exact"
     nat_traversal: str = "off"  # "on" | "off" | "force"
     passive: bool = False
-    generate_policy: str = "off"
+    # racoon's support_proxy: quick mode always carries the client IDs, also where they would
+    # only repeat the IKE addresses (racoon leaves them out there otherwise)
     support_proxy: bool = False
     nonce_size: int = 16
     lifetime_s: int = 28800
-    ike_frag: bool = False
     port: int = 500  # `remote ADDRESS [PORT]`: the peer's IKE port
 
 

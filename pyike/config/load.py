@@ -44,7 +44,6 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
         adminsock_mode=parsed.adminsock_mode,
         adminsock_owner=parsed.adminsock_owner,
         adminsock_group=parsed.adminsock_group,
-        strict_address=parsed.strict_address,
         pidfile=pidfile if os.path.isabs(pidfile) else os.path.join(RUN_DIR, pidfile),
         log_level=parsed.log_level,
         setkey=setkey,

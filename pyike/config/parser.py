@@ -64,7 +64,6 @@ class ParsedConfig:
     adminsock_mode: int = DEFAULT_ADMINSOCK_MODE
     adminsock_owner: str | None = None
     adminsock_group: str | None = None
-    strict_address: bool = False
     # racoon's localconf.h defaults (ipsec-tools 0.8)
     timer: dict[str, float] = field(
         default_factory=lambda: {
@@ -295,8 +294,8 @@ class _Parser:
             out.listen_natt.append((address, port))
 
         def strict_address(c: Cursor, k: Token) -> None:
+            # racoon then fails when a listen address cannot be bound, which pyike always does
             c.end(k)
-            out.strict_address = True
 
         handlers = {
             "isakmp": isakmp,

@@ -2,7 +2,9 @@
 
 Defaults are racoon's (ipsec-tools 0.8 remoteconf.c newrmconf(), oakley.c): main mode must
 be named, lifetime 8 hours, DPD off (dpd_delay 0) with retry 5 / maxfail 5, rekey on,
-initial_contact on, proposal_check strict, nat_traversal off, ike_frag off, nonce 16 bytes.
+initial_contact on, proposal_check strict, nat_traversal off, nonce 16 bytes. `ike_frag on`
+and `off` both mean unfragmented messages here; `ike_frag force` and `generate_policy` other than
+off are refused.
 `inherit` copies the parent block; a `proposal` in the child replaces the inherited ones.
 """
 
@@ -244,15 +246,23 @@ class RemoteParser:
 
     def _ike_frag(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         mode = cur.choice("on, off or force", ("on", "off", "force"))
+        if mode == "force":  # raised before the ";", which the error recovery skips to
+            # racoon then sends its own main-mode messages in fragments; pyike has no IKE
+            # fragmentation (no fragment payload, no vendor ID)
+            raise unsupported(kw, "ike_frag force: pyike does not fragment IKE messages")
         cur.end(kw)
-        if mode == "force":
-            self._warn(kw, "ike_frag force: pyike fragments only when needed (as with on)")
-        d.settings["ike_frag"] = mode != "off"
+        if mode == "on":
+            # racoon fragments only towards a peer that sent the fragmentation vendor ID,
+            # which pyike never sends: the peer sends whole messages, as with `off`
+            self._warn(kw, "ike_frag on: pyike does not fragment IKE messages and does not "
+                           "announce fragmentation, so the peer sends them whole (as off)")
 
     def _generate_policy(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         level = cur.choice("on, off, require or unique", ("on", "off", "require", "unique"))
+        if level != "off":  # raised before the ";", which the error recovery skips to
+            raise unsupported(kw, f"generate_policy {level}: pyike does not make policies from "
+                                  "a peer's proposal; write them in setkey.conf")
         cur.end(kw)
-        d.settings["generate_policy"] = level
 
     def _dpd_switch(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         if not cur.switch():

@@ -100,12 +100,12 @@ class SainfoParser:
             if cur.peek().kind != COMMA:
                 break
             cur.next()
-        cur.end(kw)
         usable = [a for a in found if a.supported]
-        if not usable:
+        if not usable:  # raised before the ";", which the error recovery skips to
             words = ", ".join(a.token.value for a in found)
             raise fail(kw, f"{kw.value}: pyike can do none of {words} "
                            f"(it can do {_CLASSES[klass].usable})")
+        cur.end(kw)
         left_out(self._warn, kw, [a for a in found if not a.supported], "the proposals")
         if klass == "encryption":
             fields[klass] = tuple(dict.fromkeys((a.name, a.key_bits) for a in usable))

@@ -75,12 +75,13 @@ def test_racoon_manual_example_cipher_list_keeps_what_pyike_can_do(write):
 def test_nothing_usable_left_in_a_list_is_an_error(write):
     text = _conf(sainfo_body="""
 	encryption_algorithm blowfish, twofish 256;
-	authentication_algorithm hmac_sha1;
+	authentication_algorithm hmac_sha1, bogus;
 	compression_algorithm deflate;
 """)
     root, _, errors = _load(write, text)
-    assert [(e.line, e.keyword) for e in errors] == [(_line_of(text, "blowfish"),
-                                                     "encryption_algorithm")]
+    # the statement after the refused one is still read
+    assert [(e.line, e.keyword) for e in errors] == [
+        (_line_of(text, "blowfish"), "encryption_algorithm"), (_line_of(text, "bogus"), "bogus")]
     assert "none of blowfish, twofish" in errors[0].message
 
 
@@ -321,3 +322,47 @@ def test_isakmp_natt_with_a_port_is_the_port_ike_floats_to(write):
     _, config, errors = _load(write, _conf(top=top))
     assert errors == [] and not [w for w in config.warnings if w.keyword == "isakmp_natt"]
     assert config.engine.natt_port == 4501
+
+
+# -- 7. ike_frag, generate_policy, support_proxy, strict_address ---------------------------------
+
+
+@pytest.mark.parametrize(("statement", "outcome"), [
+    ("ike_frag off;", "quiet"), ("ike_frag on;", "warning"), ("ike_frag force;", "error"),
+    ("generate_policy off;", "quiet"), ("generate_policy on;", "error"),
+    ("generate_policy require;", "error"), ("generate_policy unique;", "error"),
+    ("support_proxy on;", "quiet"), ("support_proxy off;", "quiet")])
+def test_remote_statements_do_what_racoon_does_or_are_refused(write, statement, outcome):
+    text = _conf(remote_body=f"""
+	{statement}
+	proposal {{
+		encryption_algorithm aes; hash_algorithm sha1; {PSK_PROPOSAL} dh_group 2;
+	}}
+""")
+    _, config, errors = _load(write, text)
+    keyword, line = statement.split()[0], _line_of(text, statement)
+    if outcome == "error":
+        assert [(e.line, e.keyword) for e in errors] == [(line, keyword)]
+        assert "not supported by pyike" in errors[0].message
+        return
+    assert errors == []
+    said = [(w.line, w.keyword) for w in config.warnings if w.keyword == keyword]
+    assert said == ([(line, keyword)] if outcome == "warning" else [])
+
+
+def test_strict_address_is_what_pyike_always_does(write):
+    _, config, errors = _load(write, _conf(top="listen {\n\tstrict_address;\n}\n"))
+    assert errors == [] and config.warnings == ()
+
+
+@pytest.mark.parametrize("proxy", [False, True])
+def test_support_proxy_sends_client_ids_where_racoon_would_leave_them_out(proxy):
+    """racoon's isakmp_quick.c: without support_proxy, a quick mode for all traffic between the
+    IKE addresses carries no client IDs; with it, it always does. The responder's record of
+    the exchange shows whether the IDs came."""
+    a, b = pair({"remote": {"support_proxy": proxy}})
+    a.initiate(B, 0.0, None, None)
+    pump(a, b, 0.0)
+    assert of_type(events(a), Phase2Up)
+    (qx,) = b._quick.values()
+    assert (qx.id_ci is not None, qx.id_cr is not None) == (proxy, proxy)
