@@ -19,21 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from ikev1.policy import (
-    DpdSettings,
-    EngineConfig,
-    Phase1Proposal,
-    Phase2Policy,
-    RemotePolicy,
-    RetransmitTimer,
-    TrafficSelector,
-)
+from ikev1 import policy
 from pyike.config.model import DaemonConfig, GreTunnel
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = ("ikev1", "pyike", "esp", "spd", "gre")  # pyike/config/ excluded below
-CONFIG_CLASSES = (DaemonConfig, GreTunnel, EngineConfig, RemotePolicy, Phase1Proposal,
-                  Phase2Policy, TrafficSelector, DpdSettings, RetransmitTimer)
+CONFIG_CLASSES = (DaemonConfig, GreTunnel, policy.EngineConfig, policy.RemotePolicy,
+                  policy.Phase1Proposal, policy.Phase2Policy, policy.TrafficSelector,
+                  policy.DpdSettings, policy.RetransmitTimer)
 # field -> where it is read when not as `.field`
 READ_OTHERWISE = {
     # no statement's setting: the loader's record of the files it read
