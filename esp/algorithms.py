@@ -19,9 +19,13 @@ except ImportError:  # pragma: no cover - older cryptography
 @dataclass(frozen=True)
 class CipherSpec:
     name: str
-    block_size: int  # bytes; also the IV length for CBC (RFC 3602 §3, RFC 2451 §3)
-    key_sizes: tuple[int, ...]  # bytes
+    # bytes the payload and trailer are aligned to; also the IV length for CBC (RFC 3602 §3,
+    # RFC 2451 §3)
+    block_size: int
+    key_sizes: tuple[int, ...]  # bytes (for CTR: the key and the 4-byte nonce after it)
     factory: type[CipherAlgorithm]
+    iv_size: int = 0  # bytes of IV on the wire; 0: block_size
+    mode: str = "cbc"  # "cbc" | "ctr"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ CIPHERS: dict[str, CipherSpec] = {
     "aes-cbc": CipherSpec("aes-cbc", 16, (16, 24, 32), algorithms.AES),
     # RFC 2451: 3DES-CBC, 192-bit key, 8-byte explicit IV.
     "3des-cbc": CipherSpec("3des-cbc", 8, (24,), TripleDES),
+    # RFC 3686: AES-CTR, 8-byte IV, a 4-byte nonce at the end of the key material (§5.1),
+    # padding to 4 bytes (§3.2, RFC 4303 §2.4).
+    "aes-ctr": CipherSpec("aes-ctr", 4, (20, 28, 36), algorithms.AES, iv_size=8, mode="ctr"),
 }
 
 AUTHS: dict[str, AuthSpec] = {
@@ -48,6 +55,9 @@ AUTHS: dict[str, AuthSpec] = {
     # RFC 4868 §2.3: HMAC-SHA-256-128, what strongSwan and libreswan use. A Linux racoon's
     # kernel SAs truncate the same negotiated algorithm to 96 bits (PF_KEY predates RFC 4868).
     "hmac-sha256": AuthSpec("hmac-sha256", hashes.SHA256, 32, 16, other_icv_size=12),
+    # RFC 4868 §2.3: HMAC-SHA-384-192 and HMAC-SHA-512-256, keys as long as the digest.
+    "hmac-sha384": AuthSpec("hmac-sha384", hashes.SHA384, 48, 24),
+    "hmac-sha512": AuthSpec("hmac-sha512", hashes.SHA512, 64, 32),
     # The pre-RFC 4868 96-bit truncation older Linux kernels put on the wire for racoon peers.
     "hmac-sha256-96": AuthSpec("hmac-sha256-96", hashes.SHA256, 32, 12),
     # RFC 2403: HMAC-MD5-96.

@@ -32,12 +32,13 @@ import hmac
 import ipaddress
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
-from esp.algorithms import auth_spec, cipher_spec
+from esp.algorithms import CipherSpec, auth_spec, cipher_spec
 from esp.replay import OK, REPLAYED, ReplayWindow
 
 SEQ_MAX = 0xFFFFFFFF  # RFC 4303 §3.3.3: without ESN the counter must not cycle
@@ -47,6 +48,7 @@ NEXT_HEADER_NONE = 59  # RFC 4303 §2.6: dummy packet, discarded by the receiver
 _RANDOM_POOL = 4096  # bytes of os.urandom drawn at a time for per-packet random blocks
 # RFC 4303 §2.4: the padding bytes are 1, 2, 3, ...; index by pad length.
 _PAD = tuple(bytes(range(1, n + 1)) for n in range(256))
+_CTR_FIRST_BLOCK = (1).to_bytes(4, "big")  # RFC 3686 §4: the block counter starts at one
 
 
 class EspDrop(enum.Enum):
@@ -84,6 +86,35 @@ class EspCounters:
     dummies: int
 
 
+def _ctr_functions(cspec: CipherSpec, keymat: bytes
+                   ) -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]:
+    """seal's and open's body functions for AES-CTR (RFC 3686), shaped like CBC's `update`:
+    each takes IV-sized bytes, then the rest, and gives back the IV, then the rest transformed.
+
+    RFC 3686 §5.1: the key material ends with the 4-byte nonce; the counter block is
+    nonce | IV | block counter from 1. The IV must never repeat under one key (§2.1), and a
+    hand-keyed SA keeps its key across restarts: so the IV is a 64-bit counter started at a
+    random value at install, not the sequence number, and seal ignores the random bytes it is
+    given in front."""
+    key, nonce = keymat[:-4], keymat[-4:]
+    algorithm = cspec.factory(key)
+    counter = [int.from_bytes(os.urandom(8), "big")]
+    iv_size = cspec.iv_size
+
+    def encrypt(data: bytes) -> bytes:
+        value = counter[0] = (counter[0] + 1) & 0xFFFFFFFFFFFFFFFF
+        iv = value.to_bytes(8, "big")
+        stream = Cipher(algorithm, modes.CTR(nonce + iv + _CTR_FIRST_BLOCK)).encryptor()
+        return iv + stream.update(data[iv_size:])
+
+    def decrypt(data: bytes) -> bytes:
+        iv = data[:iv_size]
+        stream = Cipher(algorithm, modes.CTR(nonce + iv + _CTR_FIRST_BLOCK)).decryptor()
+        return iv + stream.update(data[iv_size:])
+
+    return encrypt, decrypt
+
+
 def _limit(value: float | None) -> float:
     return value if value else math.inf
 
@@ -97,7 +128,7 @@ class EspSA:
         "packets", "bytes", "replay_drops", "icv_failures", "malformed", "expired_drops",
         "dummies",
         "alternate", "_other_icv", "_partner",
-        "_bs", "_icv", "_fixed", "_min_len", "_spi_bytes", "_enc", "_dec", "_mac",
+        "_bs", "_iv", "_icv", "_fixed", "_min_len", "_spi_bytes", "_enc", "_dec", "_mac",
         "_hard_at", "_hard_bytes", "_soft_at", "_soft_bytes", "_trailers", "_pool", "_pool_at",
     )
 
@@ -142,17 +173,22 @@ class EspSA:
 
         bs = cspec.block_size
         self._bs = bs
+        self._iv = cspec.iv_size or bs
         self._set_icv(aspec.icv_size)
         # inbound: the other length it also opens; outbound: the other length it also sends,
-        # until its inbound partner settles it (see the module docstring). 0: none.
+        # until its inbound partner settles it (see the module docstring). 0: none. Only for
+        # block ciphers: there the 4 bytes between the lengths cannot both be aligned.
         self._other_icv = aspec.other_icv_size if bs >= 8 else 0
         self._partner: EspSA | None = None  # inbound: the outbound SA to settle
         self.alternate: bytes | None = None  # outbound: the last sealed packet, other ICV
         self._spi_bytes = spi.to_bytes(4, "big")
-        # The starting chaining value is never seen: every packet begins with a random block.
-        cipher = Cipher(cspec.factory(self.enc_key), modes.CBC(os.urandom(bs)))
-        self._enc = cipher.encryptor().update
-        self._dec = cipher.decryptor().update
+        if cspec.mode == "ctr":
+            self._enc, self._dec = _ctr_functions(cspec, self.enc_key)
+        else:
+            # The starting chaining value is never seen: every packet begins with a random block.
+            cipher = Cipher(cspec.factory(self.enc_key), modes.CBC(os.urandom(bs)))
+            self._enc = cipher.encryptor().update
+            self._dec = cipher.decryptor().update
         self._mac = crypto_hmac.HMAC(self.auth_key, aspec.hash())
         lt = self.lifetime
         self._soft_at = now + _limit(lt.soft_s)
@@ -187,8 +223,9 @@ class EspSA:
             self._pool = os.urandom(_RANDOM_POOL)
             at = 0
         bs = self._bs
-        self._pool_at = at + bs
-        body = self._enc(b"".join((self._pool[at:at + bs], payload, trailers[n % bs])))
+        iv = self._iv
+        self._pool_at = at + iv
+        body = self._enc(b"".join((self._pool[at:at + iv], payload, trailers[n % bs])))
         packet = self._spi_bytes + seq.to_bytes(4, "big") + body  # SPI .. ciphertext
         mac = self._mac.copy()
         mac.update(packet)
@@ -210,7 +247,7 @@ class EspSA:
         icv = self._icv
         if n < self._min_len or (n - self._fixed) % bs or packet[:4] != self._spi_bytes:
             icv = self._other_icv
-            if (not icv or n < 8 + icv + 2 * bs or (n - 8 - icv) % bs
+            if (not icv or n < 8 + icv + self._iv + bs or (n - 8 - icv) % bs
                     or packet[:4] != self._spi_bytes):
                 self.malformed += 1
                 return EspDrop.MALFORMED
@@ -237,7 +274,8 @@ class EspSA:
         plain = self._dec(packet[8:end])  # first block is junk: see the module docstring
         pad_len = plain[-2]
         stop = len(plain) - 2 - pad_len
-        if stop < bs or plain[stop:-2] != _PAD[pad_len]:
+        iv = self._iv
+        if stop < iv or plain[stop:-2] != _PAD[pad_len]:
             self.malformed += 1
             return EspDrop.MALFORMED
         next_header = plain[-1]
@@ -245,17 +283,18 @@ class EspSA:
             self.dummies += 1
             return EspDrop.DUMMY
         self.packets += 1
-        self.bytes += stop - bs
+        self.bytes += stop - iv
         if self.first_used is None:
             self.first_used = now
-        return next_header, plain[bs:stop]
+        return next_header, plain[iv:stop]
 
     # -- the ICV length of a two-length algorithm (module docstring) ---------------------------
 
     def _set_icv(self, size: int) -> None:
         self._icv = size
         self._fixed = 8 + size  # SPI, sequence number, ICV
-        self._min_len = self._fixed + 2 * self._bs  # IV plus one block (pad length, next header)
+        # IV plus at least one aligned unit (pad length, next header)
+        self._min_len = self._fixed + self._iv + self._bs
 
     def pair_with(self, outbound: EspSA) -> None:
         """Inbound SA: the outbound SA of the same negotiation, which sends both ICV lengths

@@ -37,7 +37,9 @@ class EspKeys:
     dst: str
     enc_alg: str  # "aes-cbc" | "3des-cbc"
     enc_key: bytes = field(repr=False)  # keys never reach a log through repr()
-    auth_alg: str  # "hmac-sha1" | "hmac-sha256" (128-bit ICV) | "hmac-sha256-96" | "hmac-md5"
+    # "hmac-sha1" | "hmac-sha256" (128-bit ICV) | "hmac-sha256-96" | "hmac-sha384" |
+    # "hmac-sha512" | "hmac-md5"
+    auth_alg: str
     auth_key: bytes = field(repr=False)
 
 

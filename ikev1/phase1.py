@@ -26,7 +26,7 @@ from .codec import (
 from .constants import HEADER_LEN, Exchange, Flag, Notify, Proto
 from .events import Phase1Up
 from .ids import identity_matches, identity_payload, identity_text
-from .policy import RemotePolicy
+from .policy import PSK_WILDCARD, RemotePolicy
 from .proposals import (
     Phase1Suite,
     parse_phase1_transform,
@@ -353,10 +353,15 @@ class Phase1Mixin:
         self._send(p1.flight, [encode_message(out, mm3)], now, expect_reply=True)
 
     def _psk(self: Engine, p1: Phase1SA, identity: str | None = None) -> bytes:
-        """racoon: the key of the peer's address in main mode, of its identifier otherwise."""
-        if identity is not None and identity in self.config.psk:
-            return self.config.psk[identity]
-        key = self.config.psk.get(p1.peer[0])
+        """racoon: the key of the peer's address in main mode, of its identifier otherwise;
+        psk.txt's `*` entry for a peer no line above it names (racoon's getpsk() takes the first
+        line that is the name or `*`; the loader keeps no line below a `*`)."""
+        psk = self.config.psk
+        if identity is not None:
+            key = psk.get(identity, psk.get(PSK_WILDCARD))
+            if key is not None:
+                return key
+        key = psk.get(p1.peer[0], psk.get(PSK_WILDCARD))
         if key is None:
             raise Fail("no pre-shared key for peer", Notify.AUTHENTICATION_FAILED)
         return key
@@ -450,7 +455,8 @@ class Phase1Mixin:
     def _check_peer_identity(self: Engine, p1: Phase1SA, peer_id: IdPayload) -> None:
         """racoon `verify_identifier`: an authenticated peer with another identity is refused."""
         wanted = p1.remote.peers_identifier
-        if p1.remote.verify_identifier and wanted and not identity_matches(peer_id, wanted):
+        if p1.remote.verify_identifier and wanted and not any(
+                identity_matches(peer_id, identity) for identity in wanted):
             raise Fail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION,
                        authenticated=True)
 

@@ -10,6 +10,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# psk.txt's `*` ID: the key of every peer that no entry names (racoon's getpsk())
+PSK_WILDCARD = "*"
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -68,7 +71,9 @@ class RemotePolicy:
     proposals: tuple[Phase1Proposal, ...]
     exchange_mode: tuple[str, ...] = ("main",)  # in preference order: "main", "aggressive"
     my_identifier: Identity | None = None  # None: our IP address
-    peers_identifier: Identity | None = None
+    # racoon's peers_identifier lines: with verify_identifier the peer's ID must be one of
+    # them; () checks nothing
+    peers_identifier: tuple[Identity, ...] = ()
     verify_identifier: bool = False
     initial_contact: bool = True
     dpd: DpdSettings = field(default_factory=DpdSettings)
@@ -76,11 +81,11 @@ class RemotePolicy:
     proposal_check: str = "strict"  # "obey" | "strict" | "claim" | "exact"
     nat_traversal: str = "off"  # "on" | "off" | "force"
     passive: bool = False
-    generate_policy: str = "off"
+    # racoon's support_proxy: quick mode always carries the client IDs, also where they would
+    # only repeat the IKE addresses (racoon leaves them out there otherwise)
     support_proxy: bool = False
     nonce_size: int = 16
     lifetime_s: int = 28800
-    ike_frag: bool = False
     port: int = 500  # `remote ADDRESS [PORT]`: the peer's IKE port
 
 
@@ -118,7 +123,8 @@ class EngineConfig:
     local_addresses: tuple[str, ...]
     remotes: tuple[RemotePolicy, ...]
     sainfos: tuple[Phase2Policy, ...]
-    psk: Mapping[str, bytes] = field(repr=False)  # psk.txt: address or identifier -> key
+    # psk.txt: address or identifier (or PSK_WILDCARD) -> key
+    psk: Mapping[str, bytes] = field(repr=False)
     timer: RetransmitTimer = field(default_factory=RetransmitTimer)
     isakmp_port: int = 500
     natt_port: int = 4500

@@ -24,7 +24,7 @@ from .constants import (
     P2Auth,
     Proto,
 )
-from .crypto import SUPPORTED_GROUPS
+from .crypto import ESP_AUTH_KEY_LENGTHS, SUPPORTED_GROUPS
 from .policy import Phase1Proposal, Phase2Policy, RemotePolicy
 
 DEFAULT_LIFETIME_S = 28800  # RFC 2407 §4.5 / RFC 2409 App. A: default when none is sent
@@ -36,7 +36,9 @@ ESP_ENC = {"aes": EspTransform.AES, "3des": EspTransform.TRIPLE_DES}
 # racoon keyword -> (RFC 2407 §4.5 auth algorithm, events.EspKeys auth_alg name)
 ESP_AUTH = {"hmac_md5": (P2Auth.HMAC_MD5, "hmac-md5"),
             "hmac_sha1": (P2Auth.HMAC_SHA1, "hmac-sha1"),
-            "hmac_sha256": (P2Auth.HMAC_SHA256, "hmac-sha256")}
+            "hmac_sha256": (P2Auth.HMAC_SHA256, "hmac-sha256"),
+            "hmac_sha384": (P2Auth.HMAC_SHA384, "hmac-sha384"),
+            "hmac_sha512": (P2Auth.HMAC_SHA512, "hmac-sha512")}
 ESP_ENC_NAME = {"aes": "aes-cbc", "3des": "3des-cbc"}
 
 
@@ -214,7 +216,7 @@ class Phase2Suite:
 
     @property
     def auth_key_len(self) -> int:
-        return {"hmac_md5": 16, "hmac_sha1": 20, "hmac_sha256": 32}[self.authentication]
+        return ESP_AUTH_KEY_LENGTHS[self.auth_alg]
 
     @property
     def mode(self) -> str:

@@ -118,7 +118,7 @@ class QuickMixin:
         if sainfo.pfs_group:
             qx.dh, gx = crypto.dh_group(sainfo.pfs_group).generate(self._rng)
             rest.append(KePayload(gx))
-        if local_sel is not None or remote_sel is not None:
+        if local_sel is not None or remote_sel is not None or p1.remote.support_proxy:
             qx.id_ci, qx.id_cr = selector_payload(local), selector_payload(remote)
             rest += [qx.id_ci, qx.id_cr]
         rest += self._nat_oa_payloads(p1, initiator=True)

@@ -49,7 +49,7 @@ class AdminServer:
             os.umask(old)
         os.chmod(self.path, self.mode)
         if self.owner is not None or self.group is not None:  # racoon's `adminsock P O G M`
-            os.chown(self.path, _uid(self.owner), _gid(self.group))
+            os.chown(self.path, user_id(self.owner), group_id(self.group))
 
     async def close(self) -> None:
         if self._server is not None:
@@ -93,13 +93,15 @@ class AdminServer:
             return {"ok": False, "error": f"{verb}: {exc}"}
 
 
-def _uid(owner: str | None) -> int:
+def user_id(owner: str | None) -> int:
+    """A user name or number as uid (-1: None); KeyError for an unknown name."""
     if owner is None:
         return -1
     return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
 
 
-def _gid(group: str | None) -> int:
+def group_id(group: str | None) -> int:
+    """A group name or number as gid (-1: None); KeyError for an unknown name."""
     if group is None:
         return -1
     return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid

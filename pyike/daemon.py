@@ -88,7 +88,9 @@ def _spd_of(config):
 def _listen_addresses(config) -> list[tuple[str, int]]:
     """(address, port) pairs to bind for IKE. Without `isakmp` lines racoon listens on every
     address, on the NAT-T port too when a remote may use NAT traversal."""
-    out = [(str(a), int(p)) for a, p in tuple(config.listen_isakmp) + tuple(config.listen_natt)]
+    # one socket per address and port: racoon's `isakmp_natt ADDR;` is ADDR[500] again
+    out = list(dict.fromkeys(
+        (str(a), int(p)) for a, p in tuple(config.listen_isakmp) + tuple(config.listen_natt)))
     if not out:
         engine = config.engine
         out = [("0.0.0.0", engine.isakmp_port)]

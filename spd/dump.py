@@ -8,6 +8,7 @@ the times, the policy lifetimes, spid/seq/pid and refcnt. Policies come newest f
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
 
@@ -69,7 +70,8 @@ def _upper_spec(p: Policy, table: ProtocolTable) -> str:
     if p.proto in TYPE_CODE_PROTOCOLS and (p.sport or p.dport):
         return f"{name} {p.sport},{p.dport}"
     if p.proto == PROTO_GRE and p.gre_key:
-        return f"{name} {p.gre_key}"
+        # the dotted quad, the one form of a GRE key setkey reads back
+        return f"{name} {ipaddress.IPv4Address(p.gre_key)}"
     return name
 
 

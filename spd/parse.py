@@ -53,17 +53,22 @@ _ENC = {
     "aes-cbc": ("aes-cbc", (16, 24, 32)),  # RFC 3602 §2.2
     "rijndael-cbc": ("aes-cbc", (16, 24, 32)),
     "3des-cbc": ("3des-cbc", (24,)),  # RFC 2451
+    "aes-ctr": ("aes-ctr", (20, 28, 36)),  # RFC 3686 §5.1: the key, then a 4-byte nonce
 }
 _AUTH = {
     "hmac-sha1": ("hmac-sha1", (20,)),  # RFC 2404 §3
     "hmac-sha256": ("hmac-sha256-96", (32,)),  # Linux PF_KEY: 96-bit ICV, not RFC 4868's 128
     "hmac-sha2-256": ("hmac-sha256-96", (32,)),
     "hmac-md5": ("hmac-md5", (16,)),  # RFC 2403 §3
+    # RFC 4868 §2.3 ICVs (192 and 256 bits), which Linux's PF_KEY uses for these two too
+    "hmac-sha384": ("hmac-sha384", (48,)),
+    "hmac-sha2-384": ("hmac-sha384", (48,)),
+    "hmac-sha512": ("hmac-sha512", (64,)),
+    "hmac-sha2-512": ("hmac-sha512", (64,)),
 }
 _KNOWN_ENC = ("des-cbc", "null", "simple", "blowfish-cbc", "cast128-cbc", "des-deriv",
-              "des-32iv", "twofish-cbc", "aes-ctr", "camellia-cbc")
-_KNOWN_AUTH = ("keyed-md5", "keyed-sha1", "hmac-sha2-384", "hmac-sha384", "hmac-sha2-512",
-               "hmac-sha512", "hmac-ripemd160", "aes-xcbc-mac", "tcp-md5", "null")
+              "des-32iv", "twofish-cbc", "camellia-cbc")
+_KNOWN_AUTH = ("keyed-md5", "keyed-sha1", "hmac-ripemd160", "aes-xcbc-mac", "tcp-md5", "null")
 
 
 def parse_setkey(text: str, filename: str = "setkey.conf", *,
@@ -199,7 +204,9 @@ class _Parser(Cursor):
     def spd_statement(self, verb: str) -> Policy:
         version = self.family_options()
         if self.peek().kind == "word" and self.peek().text == "tagged":
-            raise self.fail(self.peek(), "tagged policies (PF tags) are not supported")
+            raise self.fail(self.peek(), "tagged policies are not supported: a PF tag names "
+                                         "packets marked by a BSD pf filter, which neither "
+                                         "Linux nor pyike has")
         src, sport = self.address_range(version)
         dst_tok = self.peek()
         dst, dport = self.address_range(version)
@@ -246,23 +253,27 @@ class _Parser(Cursor):
         raise self.fail(tok, "only icmp, icmp6, mh and gre take an upper-layer parameter")
 
     def gre_key(self, tok: Token) -> int:
+        """A GRE key (RFC 2890 §2.1, 32 bits) as setkey reads one: a dotted quad only."""
         text = tok.text
-        if text.isdigit():
-            key = int(text)
-        else:
-            parts = text.split(".")
-            if len(parts) != 4 or not all(p.isdigit() and int(p) <= 255 for p in parts):
-                raise self.fail(tok, "a GRE key is a dotted quad or a decimal number")
-            key = int.from_bytes(bytes(int(p) for p in parts), "big")
-        if key > 0xFFFFFFFF:  # RFC 2890 §2.1: a 32-bit field
-            raise self.fail(tok, "GRE key out of range (32 bits)")
-        return key
+        parts = text.split(".")
+        if len(parts) == 4 and all(p.isdigit() and int(p) <= 255 for p in parts):
+            return int.from_bytes(bytes(int(p) for p in parts), "big")
+        if text.isdigit() and int(text) < 2**32:
+            # setkey(8) documents "a plain number", but setkey's lexer makes one a number
+            # token where its grammar wants a string, so setkey refuses it; so does pyike
+            dotted = ".".join(str(b) for b in int(text).to_bytes(4, "big"))
+            raise self.fail(tok, f"setkey refuses a GRE key written as a number: write it as "
+                                 f"a dotted quad ({dotted})")
+        raise self.fail(tok, "a GRE key is a dotted quad (A.B.C.D)")
 
     # -- manual SAs ----------------------------------------------------------------------
 
     def sa_protocol(self, tok: Token, supported_only: bool = True) -> str:
         if tok.kind != "word" or tok.text not in _SA_PROTOCOLS:
             raise self.fail(tok, "expected an SA protocol (esp)")
+        if supported_only and tok.text == "esp-udp":
+            raise self.fail(tok, "hand-keyed ESP in UDP (esp-udp, RFC 3948) is not supported: "
+                                 "pyike puts ESP in UDP only for SAs it negotiates with NAT-T")
         if supported_only and tok.text != "esp":
             raise self.fail(tok, "only esp SAs are supported")
         return tok.text

@@ -31,7 +31,7 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
         psk=psk,
         timer=RetransmitTimer(**parsed.timer),
         isakmp_port=parsed.listen_isakmp[0][1] if parsed.listen_isakmp else ISAKMP_PORT,
-        natt_port=parsed.listen_natt[0][1] if parsed.listen_natt else NATT_PORT,
+        natt_port=_natt_port(parsed),
         **parsed.padding,
     )
     pidfile = parsed.paths.get("pidfile", DEFAULT_PIDFILE)
@@ -44,7 +44,6 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
         adminsock_mode=parsed.adminsock_mode,
         adminsock_owner=parsed.adminsock_owner,
         adminsock_group=parsed.adminsock_group,
-        strict_address=parsed.strict_address,
         pidfile=pidfile if os.path.isabs(pidfile) else os.path.join(RUN_DIR, pidfile),
         log_level=parsed.log_level,
         setkey=setkey,
@@ -54,6 +53,14 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
         warnings=tuple(parsed.warnings),
     )
     return config, []
+
+
+def _natt_port(parsed: ParsedConfig) -> int:
+    """The port IKE floats to: the first `isakmp_natt` port other than the IKE port (racoon's
+    `isakmp_natt ADDR;` means port 500, which is a plain IKE socket to pyike), else 4500."""
+    isakmp = {port for _, port in parsed.listen_isakmp} or {ISAKMP_PORT}
+    ports = [port for _, port in parsed.listen_natt if port not in isakmp]
+    return ports[0] if ports else NATT_PORT
 
 
 def _load_psk(parsed: ParsedConfig, errors: list[ConfigError], sources: list[str]) -> SecretMap:

@@ -37,7 +37,6 @@ class DaemonConfig:
     adminsock_mode: int = DEFAULT_ADMINSOCK_MODE
     adminsock_owner: str | None = None  # user name or uid, as written
     adminsock_group: str | None = None
-    strict_address: bool = False
     pidfile: str = DEFAULT_PIDFILE
     log_level: str = "notify"  # racoon's default
     # (path, spd.parse.SetkeyFile), in the order of the `setkey` statements. The second

@@ -27,7 +27,7 @@ from pyike.config.cursor import (
     skip_statement,
 )
 from pyike.config.errors import ConfigError
-from pyike.config.lexer import EOF, RBRACE, STRING, WORD, Token, tokenize
+from pyike.config.lexer import EOF, PORT, RBRACE, STRING, WORD, Token, tokenize
 from pyike.config.model import DEFAULT_ADMINSOCK, DEFAULT_ADMINSOCK_MODE, GreTunnel
 from pyike.config.remote import RemoteParser
 from pyike.config.sainfo import SainfoParser
@@ -64,7 +64,6 @@ class ParsedConfig:
     adminsock_mode: int = DEFAULT_ADMINSOCK_MODE
     adminsock_owner: str | None = None
     adminsock_group: str | None = None
-    strict_address: bool = False
     # racoon's localconf.h defaults (ipsec-tools 0.8)
     timer: dict[str, float] = field(
         default_factory=lambda: {
@@ -107,7 +106,7 @@ class _Parser:
         self.base_dir = os.path.dirname(os.path.abspath(path))
         self.errors = self.out.errors
         self.remotes = RemoteParser(self.errors, self.warn, self.resolve, self._read_id_file)
-        self.sainfos = SainfoParser(self.errors, self.remotes.identity)
+        self.sainfos = SainfoParser(self.errors, self.remotes.identity, self.warn)
         # (real path, path) of each file being read, the main file first
         self._reading: list[tuple[str, str]] = []
         self._files_read = 0
@@ -284,13 +283,19 @@ class _Parser:
 
         def isakmp_natt(c: Cursor, k: Token) -> None:
             address = c.address("an IP address")
-            port = c.optional_port(NATT_PORT)
+            given = c.peek().kind == PORT
+            # racoon's ike_port: no port is ISAKMP_PORT for isakmp_natt too (cfparse.y)
+            port = c.optional_port(ISAKMP_PORT)
             c.end(k)
+            if not given:
+                self.warn(k, f"isakmp_natt {address} has no port, so it listens on "
+                             f"{ISAKMP_PORT} as racoon does, not on the NAT-T port; write "
+                             f"{address} [{NATT_PORT}] for NAT traversal")
             out.listen_natt.append((address, port))
 
         def strict_address(c: Cursor, k: Token) -> None:
+            # racoon then fails when a listen address cannot be bound, which pyike always does
             c.end(k)
-            out.strict_address = True
 
         handlers = {
             "isakmp": isakmp,
@@ -309,11 +314,10 @@ class _Parser:
         path = cur.string('the socket path in quotes, or "disabled"')
         owner = group = None
         mode = DEFAULT_ADMINSOCK_MODE
-        if cur.peek().kind == STRING:
-            owner = cur.next().value
-            group = cur.string("the group in quotes").value
-            mode_tok = cur.word("the mode (e.g. 660)")
-            mode = _octal_mode(mode_tok)
+        if cur.peek().kind == STRING:  # racoon's `adminsock PATH OWNER GROUP MODE`
+            owner = _socket_owner(cur.next(), "owner")
+            group = _socket_owner(cur.string("the group in quotes"), "group")
+            mode = _octal_mode(cur.word("the mode (e.g. 0660)"))
         cur.end(kw)
         self.out.adminsock = self.resolve("adminsock", path.value)
         self.out.adminsock_owner, self.out.adminsock_group = owner, group
@@ -441,10 +445,25 @@ def _store(target: dict, name: str, value: object, cur: Cursor, kw: Token) -> No
 
 
 def _octal_mode(tok: Token) -> int:
-    """racoon writes the adminsock mode as decimal digits meant as octal (660 = 0660)."""
-    if not re.fullmatch(r"[0-7]{1,3}", tok.value):
-        raise fail(tok, f"adminsock mode {tok.value} is not a mode like 600 or 660")
+    """racoon reads the adminsock mode as a decimal number whose digits are meant as octal
+    (660 and 0660 are both 0660); a digit above 7 or a number above 777 it refuses. (racoon
+    turns an execute bit into a write bit there; pyike sets the mode as written.)"""
+    if not (tok.value.isdigit() and int(tok.value) <= 777 and set(tok.value) <= set("01234567")):
+        raise fail(tok, f"adminsock mode {tok.value} is not a mode like 600, 660 or 0660")
     return int(tok.value, 8)
+
+
+def _socket_owner(tok: Token, kind: str) -> str:
+    """racoon looks the adminsock's owner and group up as it reads them (a number is taken as
+    it is): an unknown name is an error here, not at start."""
+    from pyike.admin import group_id, user_id
+
+    try:
+        (user_id if kind == "owner" else group_id)(tok.value)
+    except KeyError:
+        raise fail(tok, f'adminsock: {"user" if kind == "owner" else "group"} '
+                        f'"{tok.value}" does not exist', "adminsock") from None
+    return tok.value
 
 
 def _gre_key(tok: Token) -> int:

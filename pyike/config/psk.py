@@ -9,7 +9,8 @@ it runs in (it never calls setlocale()) is true for space, tab, LF, VT, FF and C
 - a line with no key after the ID, or with nothing but blanks, is skipped;
 - a key starting with `0x` is hexadecimal: str2val() skips blanks between the digits and
   refuses anything else, no digits at all, and an odd number of digits;
-- the first entry for an ID wins.
+- the first entry for an ID wins, and an ID of `*` matches every peer, so the lines below it
+  are never used (they are kept out, with a warning).
 
 What racoon would read differently from what the file seems to say is an error here rather
 than a silent surprise: characters that Python or an editor shows as blank but racoon does not
@@ -28,8 +29,10 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 
+from ikev1.policy import PSK_WILDCARD
 from pyike.config.errors import ConfigError
 
+WILDCARD = PSK_WILDCARD  # racoon's getpsk(): `*` matches every peer the lines above do not name
 # isspace() in the "C" locale: what racoon's getpsk() and str2val() take for blanks.
 RACOON_BLANKS = frozenset(" \t\n\v\f\r")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")  # isxdigit() in the "C" locale
@@ -142,6 +145,10 @@ def _parse_line(line: str, table: PskTable) -> tuple[str, str, str] | None:
     canonical = _canonical_id(ident)
     if canonical in table.keys:
         return ("warning", ident, f'"{shown}" appears again; the first wins')
+    if WILDCARD in table.keys:
+        # racoon's getpsk() takes the first line that is `*` or the name, top down
+        return ("warning", ident, f'"{shown}" is never used: the "{WILDCARD}" line above it '
+                                  "matches every peer first, as racoon reads the file")
     table.keys[canonical] = key
     return None
 

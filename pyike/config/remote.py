@@ -2,7 +2,9 @@
 
 Defaults are racoon's (ipsec-tools 0.8 remoteconf.c newrmconf(), oakley.c): main mode must
 be named, lifetime 8 hours, DPD off (dpd_delay 0) with retry 5 / maxfail 5, rekey on,
-initial_contact on, proposal_check strict, nat_traversal off, ike_frag off, nonce 16 bytes.
+initial_contact on, proposal_check strict, nat_traversal off, nonce 16 bytes. `ike_frag on`
+and `off` both mean unfragmented messages here; `ike_frag force` and `generate_policy` other than
+off are refused.
 `inherit` copies the parent block; a `proposal` in the child replaces the inherited ones.
 """
 
@@ -40,6 +42,7 @@ class ProposalDraft:
     auth_method: str | None = None
     dh_group: int | None = None
     lifetime_s: int | None = None  # None: the remote's lifetime, resolved at the end
+    unusable: bool = False  # names an algorithm pyike cannot do: left out of the proposals
 
 
 @dataclass
@@ -185,20 +188,27 @@ class RemoteParser:
 
     def _exchange_mode(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         modes: list[str] = []
+        base: Token | None = None
         while cur.peek().kind != SEMI:
             if cur.peek().kind == COMMA:  # racoon's lexer skips commas here
                 cur.next()
                 continue
-            tok = cur.word("main or aggressive")
-            if tok.value == "base":
-                raise unsupported(tok, "base mode: use main or aggressive")
-            if tok.value not in ("main", "aggressive"):
-                raise fail(tok, f"exchange_mode: expected main or aggressive, found {tok.value}")
-            if tok.value not in modes:
+            tok = cur.word("main, aggressive or base")
+            if tok.value == "base":  # racoon's base mode: pyike has none
+                base = tok
+            elif tok.value not in ("main", "aggressive"):
+                raise fail(tok, f"exchange_mode: expected main, aggressive or base, found "
+                                f"{tok.value}")
+            elif tok.value not in modes:
                 modes.append(tok.value)
         if not modes:
+            if base is not None:
+                raise unsupported(base, "base mode: use main or aggressive")
             raise fail(kw, "exchange_mode needs main and/or aggressive")
         cur.end(kw)
+        if base is not None:
+            self._warn(kw, f"exchange_mode: pyike has no base mode; it is left out "
+                           f"({', '.join(modes)} remain)")
         d.settings["exchange_mode"] = tuple(modes)
 
     def identity(self, cur: Cursor, kw: Token) -> Identity | None:
@@ -236,15 +246,23 @@ class RemoteParser:
 
     def _ike_frag(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         mode = cur.choice("on, off or force", ("on", "off", "force"))
+        if mode == "force":  # raised before the ";", which the error recovery skips to
+            # racoon then sends its own main-mode messages in fragments; pyike has no IKE
+            # fragmentation (no fragment payload, no vendor ID)
+            raise unsupported(kw, "ike_frag force: pyike does not fragment IKE messages")
         cur.end(kw)
-        if mode == "force":
-            self._warn(kw, "ike_frag force: pyike fragments only when needed (as with on)")
-        d.settings["ike_frag"] = mode != "off"
+        if mode == "on":
+            # racoon fragments only towards a peer that sent the fragmentation vendor ID,
+            # which pyike never sends: the peer sends whole messages, as with `off`
+            self._warn(kw, "ike_frag on: pyike does not fragment IKE messages and does not "
+                           "announce fragmentation, so the peer sends them whole (as off)")
 
     def _generate_policy(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         level = cur.choice("on, off, require or unique", ("on", "off", "require", "unique"))
+        if level != "off":  # raised before the ";", which the error recovery skips to
+            raise unsupported(kw, f"generate_policy {level}: pyike does not make policies from "
+                                  "a peer's proposal; write them in setkey.conf")
         cur.end(kw)
-        d.settings["generate_policy"] = level
 
     def _dpd_switch(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         if not cur.switch():
@@ -276,19 +294,29 @@ class RemoteParser:
             d.proposals_inherited = False
         p = ProposalDraft(kw)
         handlers = {
-            "encryption_algorithm": lambda c, k: self._p1_cipher(c, k, p),
-            "hash_algorithm": lambda c, k: _p1_hash(c, k, p),
+            "encryption_algorithm": lambda c, k: self._p1_algorithm(c, k, p, "encryption"),
+            "hash_algorithm": lambda c, k: self._p1_algorithm(c, k, p, "hash"),
             "authentication_method": lambda c, k: self._auth_method(c, k, p),
-            "dh_group": lambda c, k: _set_attr(p, "dh_group", dh_group(c), c, k),
+            "dh_group": lambda c, k: self._p1_algorithm(c, k, p, "dh_group"),
             "lifetime": lambda c, k: _set_attr(p, "lifetime_s", _lifetime(c, "phase 1"), c, k),
         }
         gss = {"gss_id": "GSSAPI", "gssapi_id": "GSSAPI"}
         run_block(cur, kw, "proposal block", handlers, gss, self.errors)
         d.proposals.append(p)
 
-    def _p1_cipher(self, cur: Cursor, kw: Token, p: ProposalDraft) -> None:
-        p.encryption, p.key_length = cipher(cur)
+    def _p1_algorithm(self, cur: Cursor, kw: Token, p: ProposalDraft, attr: str) -> None:
+        if attr == "encryption":
+            alg = algorithm(cur, names.P1_CIPHERS, key_length=True)
+            p.key_length = alg.key_bits
+        elif attr == "hash":
+            alg = algorithm(cur, names.P1_HASHES)
+        else:
+            alg = dh_group(cur)
         cur.end(kw)
+        setattr(p, attr, int(alg.name) if attr == "dh_group" else alg.name)
+        if not alg.supported:  # racoon.conf(5): list what you might accept; pyike skips it
+            p.unusable = True
+            left_out(self._warn, kw, [alg], "the proposals (this proposal block is dropped)")
 
     def _auth_method(self, cur: Cursor, kw: Token, p: ProposalDraft) -> None:
         tok = cur.peek()
@@ -320,10 +348,13 @@ class RemoteParser:
             raise fail(d.token, f"remote {_label(d)}: no exchange_mode specified")
         if not d.proposals:
             raise fail(d.token, f"remote {_label(d)}: no proposal block")
-        if len(d.peers_identifiers) > 1:
-            raise fail(d.token, f"remote {_label(d)}: pyike accepts one peers_identifier")
         lifetime = int(d.settings.get("lifetime_s", RemotePolicy.lifetime_s))
-        proposals = tuple(_proposal_policy(p, lifetime) for p in d.proposals)
+        built = [(p, _proposal_policy(p, lifetime)) for p in d.proposals]
+        proposals = tuple(policy for p, policy in built if not p.unusable)
+        if not proposals:
+            lines = ", ".join(str(p.token.line) for p in d.proposals)
+            raise fail(d.token, f"remote {_label(d)}: no proposal pyike can do (each of the "
+                                f"proposals at line {lines} names an algorithm it lacks)")
         modes = d.settings["exchange_mode"]
         if "aggressive" in modes and len({p.dh_group for p in proposals}) > 1:
             # Aggressive mode sends KE in the first message: one group only (RFC 2409 §5.4).
@@ -331,11 +362,10 @@ class RemoteParser:
         settings = dict(d.settings)
         settings["dpd"] = DpdSettings(**{**_dpd_defaults(), **d.dpd})
         if d.peers_identifiers:
-            peer_id = d.peers_identifiers[0]
-            if peer_id == Identity("address", ""):
-                # the peer's address; for an anonymous remote any address is its own
-                peer_id = None if d.remote == "anonymous" else Identity("address", d.remote)
-            settings["peers_identifier"] = peer_id
+            # racoon keeps every peers_identifier line and takes a peer matching any of them
+            wanted = tuple(_peer_identity(i, d.remote) for i in d.peers_identifiers)
+            # for an anonymous remote `address;` alone is any address: nothing left to check
+            settings["peers_identifier"] = () if None in wanted else tuple(dict.fromkeys(wanted))
         policy = RemotePolicy(remote=d.remote, port=d.port, proposals=proposals, **settings)
         self.drafts[d.key] = d
         if name is not None:
@@ -348,35 +378,55 @@ class RemoteParser:
 # -- helpers shared with sainfo ----------------------------------------------------------
 
 
-def cipher(cur: Cursor) -> tuple[str, int | None]:
-    """`aes [128|192|256]` or `3des`: (canonical name, key bits or None)."""
-    tok = cur.word("an encryption algorithm")
-    if tok.value in names.CIPHERS_UNSUPPORTED:
-        raise unsupported(tok, "cipher; pyike supports aes and 3des")
-    if tok.value not in names.CIPHERS:
-        raise fail(tok, f"unknown encryption algorithm {tok.value}")
-    lengths = names.CIPHERS[tok.value]
+@dataclass(frozen=True)
+class Algorithm:
+    """One algorithm as written: racoon's word, pyike's canonical name, whether pyike can do it."""
+
+    token: Token
+    name: str
+    key_bits: int | None
+    supported: bool
+
+
+def algorithm(cur: Cursor, klass: names.AlgorithmClass, key_length: bool = False) -> Algorithm:
+    """A name of racoon's `klass`, with a key length after it where `key_length` allows one.
+
+    A name racoon does not take here is an error (racoon: "algorithm mismatched"); one racoon
+    takes and pyike cannot do comes back unsupported, for the caller to leave out.
+    """
+    tok = cur.word(f"an {klass.what}")
+    name = klass.racoon.get(tok.value)
+    if name is None:
+        raise fail(tok, f"{tok.value} is not an {klass.what} (pyike can do {klass.usable})")
+    supported = name in klass.supported
     bits = None
-    if cur.at_word() and cur.peek().value.isdigit():
+    if key_length and cur.at_word() and cur.peek().value.isdigit():
         size = cur.next()
-        if lengths is None:
-            raise fail(size, f"{tok.value} takes no key length")
-        if int(size.value) not in lengths:
-            raise fail(size, f"{tok.value}: key length must be one of {lengths}")
         bits = int(size.value)
-    return names.CIPHER_CANONICAL.get(tok.value, tok.value), bits
+        allowed = klass.key_bits.get(name)
+        if supported and allowed is None:
+            raise fail(size, f"{tok.value} takes no key length")
+        if supported and bits not in allowed:
+            raise fail(size, f"{tok.value}: key length must be one of {allowed}")
+    return Algorithm(tok, name, bits, supported)
 
 
-def dh_group(cur: Cursor) -> int:
+def dh_group(cur: Cursor) -> Algorithm:
+    """`dh_group` / `pfs_group`: racoon's group names and numbers, and the engine's groups."""
     tok = cur.word("a DH group")
-    value: int | str = int(tok.value) if tok.value.isdigit() else tok.value
-    if value in names.DH_GROUPS_UNSUPPORTED:
-        raise unsupported(tok, "EC2N groups; use 1, 2, 5 or 14-18")
-    if isinstance(value, str):
-        value = names.DH_GROUP_NAMES.get(value, -1)
-    if value not in names.DH_GROUPS_SUPPORTED:
-        raise fail(tok, f"{tok.value} is not a DH group (1, 2, 5, 14-18 or modpNNNN)")
-    return value
+    number = int(tok.value) if tok.value.isdigit() else names.DH_GROUP_NAMES.get(tok.value, -1)
+    if number not in names.DH_GROUPS_RACOON | names.DH_GROUPS_SUPPORTED:
+        usable = ", ".join(str(g) for g in sorted(names.DH_GROUPS_SUPPORTED))
+        raise fail(tok, f"{tok.value} is not a DH group (pyike can do {usable}, or modpNNNN)")
+    return Algorithm(tok, str(number), None, number in names.DH_GROUPS_SUPPORTED)
+
+
+def left_out(warn: Callable[[Token, str], None], kw: Token, dropped: list[Algorithm],
+             where: str) -> None:
+    """The one warning for the algorithms of a statement that pyike cannot do."""
+    if dropped:
+        words = ", ".join(a.token.value for a in dropped)
+        warn(kw, f"{kw.value}: pyike cannot do {words}; left out of {where}")
 
 
 def _lifetime(cur: Cursor, phase: str) -> int:
@@ -386,16 +436,6 @@ def _lifetime(cur: Cursor, phase: str) -> int:
             cur.peek(), f"byte lifetimes are not supported in {phase} (racoon too)", keyword="byte"
         )
     return cur.seconds("the lifetime")
-
-
-def _p1_hash(cur: Cursor, kw: Token, p: ProposalDraft) -> None:
-    p.hash = cur.lookup(
-        "a hash algorithm",
-        names.HASHES,
-        names.HASHES_UNSUPPORTED,
-        "hash; use md5, sha1, sha256, sha384 or sha512",
-    )
-    cur.end(kw)
 
 
 def _proposal_policy(p: ProposalDraft, remote_lifetime: int) -> Phase1Proposal:
@@ -415,6 +455,13 @@ def _proposal_policy(p: ProposalDraft, remote_lifetime: int) -> Phase1Proposal:
         auth_method=p.auth_method,
         lifetime_s=p.lifetime_s if p.lifetime_s is not None else remote_lifetime,
     )
+
+
+def _peer_identity(ident: Identity, remote: str) -> Identity | None:
+    """`peers_identifier address;` alone is the peer's own address; None: any address."""
+    if ident != Identity("address", ""):
+        return ident
+    return None if remote == "anonymous" else Identity("address", remote)
 
 
 def _inherit(parent: RemoteDraft, child: RemoteDraft) -> RemoteDraft:

@@ -16,7 +16,7 @@ from pyike.config import names
 from pyike.config.cursor import Abort, Cursor, fail, parse_address, run_block, unsupported
 from pyike.config.errors import ConfigError
 from pyike.config.lexer import COMMA, LBRACE, PORT, PREFIX, STRING, WORD, Token
-from pyike.config.remote import cipher, dh_group
+from pyike.config.remote import Algorithm, algorithm, dh_group, left_out
 
 _NOT_SUPPORTED = {
     "remoteid": "ph1id / remoteid matching",
@@ -27,9 +27,13 @@ _ANONYMOUS = None
 
 class SainfoParser:
     def __init__(
-        self, errors: list[ConfigError], identity: Callable[[Cursor, Token], Identity | None]
+        self,
+        errors: list[ConfigError],
+        identity: Callable[[Cursor, Token], Identity | None],
+        warn: Callable[[Token, str], None],
     ):
         self.errors = errors
+        self._warn = warn
         self._identity = identity  # reads `IDTYPE [ID]` like my_identifier does
         self.policies: list[Phase2Policy] = []
         self._seen: set[tuple[object, object, object]] = set()
@@ -49,11 +53,13 @@ class SainfoParser:
             raise unsupported(cur.peek(), "XAuth groups")
         fields: dict[str, object] = {}
         handlers = {
-            "pfs_group": lambda c, k: _set(fields, "pfs_group", dh_group(c), c, k),
+            "pfs_group": lambda c, k: _set(fields, "pfs_group", _pfs_group(c), c, k),
             "lifetime": lambda c, k: _lifetime(c, k, fields),
-            "encryption_algorithm": lambda c, k: _algorithms(c, k, fields, "encryption"),
-            "authentication_algorithm": lambda c, k: _algorithms(c, k, fields, "authentication"),
-            "compression_algorithm": lambda c, k: _algorithms(c, k, fields, "compression"),
+            "encryption_algorithm": lambda c, k: self._algorithms(c, k, fields, "encryption"),
+            "authentication_algorithm": lambda c, k: self._algorithms(
+                c, k, fields, "authentication"
+            ),
+            "compression_algorithm": lambda c, k: self._algorithms(c, k, fields, "compression"),
         }
         before = len(self.errors)
         run_block(cur, kw, "sainfo block", handlers, _NOT_SUPPORTED, self.errors)
@@ -83,6 +89,28 @@ class SainfoParser:
         self.policies.append(
             Phase2Policy(local_id=local, remote_id=remote, peer_identity=peer_identity, **fields)
         )
+
+    def _algorithms(
+        self, cur: Cursor, kw: Token, fields: dict[str, object], klass: str
+    ) -> None:
+        """A comma-separated list; the names pyike cannot do are dropped with one warning."""
+        found: list[Algorithm] = []
+        while True:
+            found.append(algorithm(cur, _CLASSES[klass], key_length=klass == "encryption"))
+            if cur.peek().kind != COMMA:
+                break
+            cur.next()
+        usable = [a for a in found if a.supported]
+        if not usable:  # raised before the ";", which the error recovery skips to
+            words = ", ".join(a.token.value for a in found)
+            raise fail(kw, f"{kw.value}: pyike can do none of {words} "
+                           f"(it can do {_CLASSES[klass].usable})")
+        cur.end(kw)
+        left_out(self._warn, kw, [a for a in found if not a.supported], "the proposals")
+        if klass == "encryption":
+            fields[klass] = tuple(dict.fromkeys((a.name, a.key_bits) for a in usable))
+        else:
+            fields[klass] = tuple(dict.fromkeys(a.name for a in usable))
 
     def _side(self, cur: Cursor) -> TrafficSelector | None:
         tok = cur.peek()
@@ -154,34 +182,19 @@ def _lifetime(cur: Cursor, kw: Token, fields: dict[str, object]) -> None:
     cur.end(kw)
 
 
-def _algorithms(cur: Cursor, kw: Token, fields: dict[str, object], klass: str) -> None:
-    found: list[object] = []
-    while True:
-        if klass == "encryption":
-            found.append(cipher(cur))
-        else:
-            found.append(_named_algorithm(cur, klass))
-        if cur.peek().kind != COMMA:
-            break
-        cur.next()
-    cur.end(kw)
-    fields[klass] = tuple(dict.fromkeys(found))
+_CLASSES = {
+    "encryption": names.ESP_CIPHERS,
+    "authentication": names.ESP_AUTHS,
+    "compression": names.COMPRESSION,
+}
 
 
-def _named_algorithm(cur: Cursor, klass: str) -> str:
-    if klass == "authentication":
-        return cur.lookup(
-            "an authentication algorithm (hmac_sha1, hmac_sha256, hmac_md5)",
-            names.ESP_AUTH,
-            names.ESP_AUTH_UNSUPPORTED,
-            "authentication algorithm; use hmac_sha1, hmac_sha256 or hmac_md5",
-        )
-    return cur.lookup(
-        "a compression algorithm (deflate)",
-        {n: n for n in names.COMPRESSION},
-        names.COMPRESSION_UNSUPPORTED,
-        "compression algorithm; use deflate",
-    )
+def _pfs_group(cur: Cursor) -> int:
+    group = dh_group(cur)
+    if not group.supported:
+        # Leaving PFS out would weaken the SA without a word: nothing usable remains.
+        raise fail(group.token, f"pfs_group {group.token.value}: pyike cannot do this group")
+    return int(group.name)
 
 
 def _set(fields: dict[str, object], name: str, value: object, cur: Cursor, kw: Token) -> None:

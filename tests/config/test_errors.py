@@ -47,7 +47,8 @@ def _where(errors: list[ConfigError]) -> list[tuple[str, int, str]]:
         ("gssapi.conf", [("gss_id_enc", 2), ("gssapi_krb", 10), ("gss_id", 11)]),
         (
             "roadwarrior.conf",
-            [("mode_cfg", 4), ("mode_cfg", 13), ("xauth_psk_server", 17), ("clientaddr", 22)],
+            [("mode_cfg", 4), ("generate_policy", 12), ("mode_cfg", 13), ("xauth_psk_server", 17),
+             ("clientaddr", 22)],
         ),
     ],
 )
@@ -79,7 +80,10 @@ def test_load_raises_with_every_error_printed_as_file_line_message():
         ("timer {\n\tinterval 10;\n}\n", 2, ";", "time unit"),
         ("timer {\n\tretries 3;\n}\n", 2, "retries", "unknown keyword"),
         ("listen {\n\tisakmp 198.18.0.300;\n}\n", 2, "198.18.0.300", "IP address"),
-        ("remote 198.18.0.2 {\n\tproposal {\n\t\tdh_group 3;\n\t}\n}\n", 3, "3", "EC2N"),
+        ("remote 198.18.0.2 {\n\tproposal {\n\t\tdh_group 7;\n\t}\n}\n", 3, "7", "DH group"),
+        ("sainfo anonymous {\n\tpfs_group 4;\n}\n", 2, "4", "cannot do"),
+        ("sainfo anonymous {\n\tpfs_group ec2n155;\n}\n", 2, "ec2n155", "not a DH group"),
+        ("sainfo anonymous {\n\tencryption_algorithm hmac_sha1;\n}\n", 2, "hmac_sha1", "aes"),
         ("remote 198.18.0.2 {\n\tdh_group 2;\n}\n", 2, "dh_group", "proposal"),
         ("remote 198.18.0.2 {\n\texchange_mode base;\n}\n", 2, "base", "not supported"),
         ("remote 198.18.0.2 {\n\tlifetime byte 1 MB;\n}\n", 2, "byte", "byte lifetimes"),
@@ -106,13 +110,13 @@ def test_load_raises_with_every_error_printed_as_file_line_message():
         (
             "sainfo anonymous {\n\tencryption_algorithm blowfish;\n}\n",
             2,
-            "blowfish",
-            "aes and 3des",
+            "encryption_algorithm",
+            "none of blowfish",
         ),
         (
             "sainfo anonymous {\n\tauthentication_algorithm non_auth;\n}\n",
             2,
-            "non_auth",
+            "authentication_algorithm",
             "hmac_sha1",
         ),
         ("sainfo anonymous {\n\tlifetime byte 100 B;\n}\n", 2, "lifetime", "1024"),

@@ -41,7 +41,6 @@ def test_full_configuration(install):
     assert config.adminsock == "/run/pyike/gw.sock"
     assert (config.adminsock_owner, config.adminsock_group) == ("root", "operator")
     assert config.adminsock_mode == 0o660
-    assert config.strict_address is True
 
     t = engine.timer
     assert (t.counter, t.interval, t.persend) == (7, 20, 2)
@@ -51,7 +50,7 @@ def test_full_configuration(install):
     assert gw2.remote == "198.18.0.2"
     assert gw2.exchange_mode == ("aggressive", "main")
     assert gw2.my_identifier == Identity("fqdn", "gw1.example.net")
-    assert gw2.peers_identifier == Identity("user_fqdn", "admin@gw2.example.net")
+    assert gw2.peers_identifier == (Identity("user_fqdn", "admin@gw2.example.net"),)
     assert gw2.verify_identifier is True
     assert gw2.lifetime_s == 7200
     assert gw2.initial_contact is False
@@ -60,10 +59,9 @@ def test_full_configuration(install):
     assert gw2.nat_traversal == "force"
     assert gw2.dpd == DpdSettings(delay=30, retry=3, maxfail=4)
     assert gw2.rekey == "force"
-    assert gw2.generate_policy == "unique"
     assert gw2.support_proxy is True
     assert gw2.nonce_size == 32
-    assert gw2.ike_frag is True
+    assert [w.line for w in config.warnings if w.keyword == "ike_frag"] == [20]
     assert gw2.proposals == (
         Phase1Proposal("aes", "sha256", 14, key_length=256, lifetime_s=7200),
         Phase1Proposal("3des", "md5", 14, key_length=None, lifetime_s=1800),
@@ -76,19 +74,14 @@ def test_full_configuration(install):
 
     assert (v6.remote, v6.port) == ("2001:db8::2", 8000)
     assert v6.my_identifier == Identity("keyid", "gw1-key")
-    assert v6.peers_identifier == Identity("keyid", "gw2-identity")
+    assert v6.peers_identifier == (Identity("keyid", "gw2-identity"),)
     assert v6.proposals == (Phase1Proposal("aes", "sha512", 18, key_length=192),)
     # racoon's defaults where the block says nothing
     assert v6.dpd == DpdSettings(delay=0, retry=5, maxfail=5)
     assert (v6.rekey, v6.proposal_check, v6.nat_traversal) == ("on", "strict", "off")
-    assert (v6.initial_contact, v6.ike_frag, v6.nonce_size, v6.lifetime_s) == (
-        True,
-        False,
-        16,
-        28800,
-    )
+    assert (v6.initial_contact, v6.nonce_size, v6.lifetime_s) == (True, 16, 28800)
 
-    assert anon.remote == "anonymous" and anon.generate_policy == "on"
+    assert anon.remote == "anonymous" and anon.support_proxy is False
     assert anon.dpd.delay == 0
     assert anon.proposals[0].dh_group == 5 and anon.proposals[0].key_length == 128
 

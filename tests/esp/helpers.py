@@ -23,8 +23,11 @@ _HASHES = {
     "hmac-sha256": (hashlib.sha256, 16),
     "hmac-sha256-96": (hashlib.sha256, 12),
     "hmac-md5": (hashlib.md5, 12),
+    "hmac-sha384": (hashlib.sha384, 24),
+    "hmac-sha512": (hashlib.sha512, 32),
 }
-AUTH_KEY_SIZES = {"hmac-sha1": 20, "hmac-sha256": 32, "hmac-sha256-96": 32, "hmac-md5": 16}
+AUTH_KEY_SIZES = {"hmac-sha1": 20, "hmac-sha256": 32, "hmac-sha256-96": 32, "hmac-md5": 16,
+                  "hmac-sha384": 48, "hmac-sha512": 64}
 
 
 def sa_pair(

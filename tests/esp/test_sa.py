@@ -180,7 +180,7 @@ def test_3des_round_trip():
         ("aes-cbc", b"k" * 15, "hmac-sha1", b"a" * 20),
         ("aes-cbc", b"k" * 16, "hmac-sha1", b"a" * 16),
         ("blowfish", b"k" * 16, "hmac-sha1", b"a" * 20),
-        ("aes-cbc", b"k" * 16, "hmac-sha512", b"a" * 64),
+        ("aes-cbc", b"k" * 16, "hmac-sha512", b"a" * 48),  # RFC 4868 §2.1.1: 512-bit key
     ],
 )
 def test_bad_configuration_is_refused_at_install(enc_alg, enc_key, auth_alg, auth_key):

@@ -21,6 +21,8 @@ SCAPY_AUTH = {
     "hmac-sha1": "HMAC-SHA1-96",
     "hmac-sha256": "SHA2-256-128",
     "hmac-md5": "HMAC-MD5-96",
+    "hmac-sha384": "SHA2-384-192",  # RFC 4868 §2.3
+    "hmac-sha512": "SHA2-512-256",
     "hmac-sha256-96": AuthAlgo("HMAC-SHA256-96", mac=HMAC, digestmod=hashes.SHA256, icv_size=12),
 }
 
@@ -32,6 +34,8 @@ CASES = [
     (24, "hmac-sha1"),
     (16, "hmac-sha256-96"),
     (16, "hmac-md5"),
+    (16, "hmac-sha384"),
+    (32, "hmac-sha512"),
 ]
 
 

@@ -74,7 +74,7 @@ def test_icmp_type_code_and_gre_port_encoded_key():
     # A GRE selector written with ports: the kernel reads the key from the two port fields.
     p = policy("spdadd 10.0.0.1[1] 10.0.0.2[2] gre -P out none;")
     assert (p.gre_key, p.sport, p.dport) == (0x10002, 0, 0)
-    assert policy("spdadd 10.0.0.1 10.0.0.2 gre 4294967295 -P out none;").gre_key == 2**32 - 1
+    assert policy("spdadd 10.0.0.1 10.0.0.2 gre 255.255.255.255 -P out none;").gre_key == 2**32 - 1
     assert policy("spdadd 10.0.0.1 10.0.0.2 gre 1.2.3.4 -P out none;").gre_key == 0x01020304
 
 
@@ -245,6 +245,9 @@ MALFORMED = [
     ("spdadd 10.0.0.1 10.0.0.2 tcp 80 -P out none;", 1, 30, "80", "only icmp"),
     ("spdadd ::/0 ::/0 icmp6 135 -P in none;", 1, 24, "135", "TYPE,CODE"),
     ("spdadd 10.0.0.1 10.0.0.2 gre 4294967296 -P out none;", 1, 30, "4294967296", "GRE key"),
+    ("spdadd 10.0.0.1 10.0.0.2 gre 42 -P out none;", 1, 30, "42", "0.0.0.42"),
+    ("add 10.0.0.1 10.0.0.2 esp-udp 0x1000 -E aes-cbc 0x00112233445566778899aabbccddeeff "
+     "-A hmac-sha1 0x0011223344556677889900112233445566778899;", 1, 23, "esp-udp", "RFC 3948"),
     ("spdadd 10.0.0.1 10.0.0.2 gre 1.2.3.256 -P out none;", 1, 30, "1.2.3.256", "GRE key"),
     ("spdadd 10.0.0.1 10.0.0.2 any\n\n   -P sideways none;", 3, 7, "sideways", "direction"),
     ("spdadd 10.0.0.1 10.0.0.2 any -P out;", 1, 36, ";", "action"),

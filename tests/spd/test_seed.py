@@ -164,21 +164,34 @@ def test_natt_example_keeps_the_encapsulation_ports():
     assert spd.lookup("in", "10.0.11.200", "10.0.11.33", 6, 1, 2) is None
 
 
-def test_gre_key_example_without_direction_is_refused_like_setkey():
-    """setkey(8) prints this example without `-P`, but setkey's grammar needs `-P DIRECTION`
-    before a policy (and a policy without a direction cannot be placed), so setkey itself
-    rejects the line. pyike does the same, pointing at the action."""
+def test_gre_key_as_a_number_is_refused_like_setkey():
+    """setkey(8) says a GRE key may be "a plain number", but setkey's lexer reads 1234 as a
+    number where the grammar wants a string: setkey refuses the line, and so does pyike, naming
+    the dotted quad to write instead."""
+    text = GRE_KEY_EXAMPLE.replace("gre 1234 ipsec", "gre 1234 -P out ipsec")
     with pytest.raises(SetkeyError) as err:
-        parse_setkey(GRE_KEY_EXAMPLE, "setkey.conf")
-    e = err.value
-    assert (e.file, e.line, e.col, e.token) == ("setkey.conf", 1, 33, "ipsec")
-    assert "-P" in e.msg
-    assert str(e).startswith("setkey.conf:1:33: ")
+        parse_setkey(text, "setkey.conf")
+    assert (err.value.line, err.value.token) == (1, "1234") and "0.0.4.210" in err.value.msg
 
 
-@pytest.mark.parametrize("key_text", ["1234", "0.0.4.210"])
-def test_gre_key_example_with_direction_selects_that_key(key_text):
-    text = GRE_KEY_EXAMPLE.replace("gre 1234 ipsec", f"gre {key_text} -P out ipsec")
+def test_gre_key_example_without_direction_is_refused_like_setkey():
+    """setkey(8) prints this example with a decimal key and without `-P`; setkey itself
+    refuses it at the key (its lexer reads 1234 as a number where a string is wanted), and
+    with the key as a dotted quad at the action (a policy needs `-P DIRECTION`). pyike
+    refuses it at the same two places, one after the other."""
+    for text, col, token, words in (
+            (GRE_KEY_EXAMPLE, 28, "1234", "dotted quad"),
+            (GRE_KEY_EXAMPLE.replace("1234", "0.0.4.210"), 38, "ipsec", "-P")):
+        with pytest.raises(SetkeyError) as err:
+            parse_setkey(text, "setkey.conf")
+        e = err.value
+        assert (e.file, e.line, e.col, e.token) == ("setkey.conf", 1, col, token)
+        assert words in e.msg
+        assert str(e).startswith(f"setkey.conf:1:{col}: ")
+
+
+def test_gre_key_example_with_direction_selects_that_key():
+    text = GRE_KEY_EXAMPLE.replace("gre 1234 ipsec", "gre 0.0.4.210 -P out ipsec")
     sk = parse_setkey(text, "setkey.conf")
     p = sk.commands[0].policy
     assert (p.proto, p.gre_key, p.sport, p.dport) == (GRE, 1234, 0, 0)
@@ -191,7 +204,7 @@ def test_gre_key_example_with_direction_selects_that_key(key_text):
     assert spd.lookup("out", zero, zero, GRE, gre_key=1235) is None
     assert spd.lookup("out", zero, zero, GRE) is None  # a keyless packet
     assert spd.lookup("out", A, B, GRE, gre_key=1234) is None
-    assert format_spd(spd, pid=1).startswith("0.0.0.0 0.0.0.0 gre 1234\n")
+    assert format_spd(spd, pid=1).startswith("0.0.0.0 0.0.0.0 gre 0.0.4.210\n")
 
 
 def test_icmp6_example_exempts_neighbour_solicitation():
