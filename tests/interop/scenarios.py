@@ -218,8 +218,8 @@ REKEY_LIFETIME_S = 30
 REKEY_PING_COUNT = 700  # 70 s at 10/s: more than two phase-2 lifetimes
 
 
-def rekey_under_ping(env: Env) -> None:
-    env.start(lifetime_s=REKEY_LIFETIME_S, peer_lifetime_s=2 * REKEY_LIFETIME_S)
+def rekey_under_ping(env: Env, edit: Callable[[str], str] | None = None) -> None:
+    env.start(lifetime_s=REKEY_LIFETIME_S, peer_lifetime_s=2 * REKEY_LIFETIME_S, edit=edit)
     env.establish_from_pyike()
     first = _spis(assert_same_sas(env))
     with capture.Capture(env.vm, env.pyike.workdir) as cap:

@@ -9,6 +9,8 @@ algorithms a racoon site runs."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -109,3 +111,117 @@ def test_8_hmac_sha256_carries_traffic_with_racoons_96_bit_icv(env: Env, first: 
     assert {sa["auth"]["alg"] for sa in sad} == {"hmac-sha256"}
     assert {s.auth_bits for s in xfrm_states(env.vm)} == {96}
     assert {sa["auth"]["icv_bits"] for sa in sad} == {96}
+
+
+# --- what racoon sites run -------------------------------------------------------------------
+
+def _sub(pattern: str, repl: str) -> Callable[[str], str]:
+    """An edit of both racoon.conf files that must change something."""
+    def edit(text: str) -> str:
+        new, n = re.subn(pattern, repl, text)
+        assert n, f"{pattern!r} is not in the seed racoon.conf"
+        return new
+    return edit
+
+
+def _up_from(env: Env, first: str) -> None:
+    if first == "pyike":
+        env.establish_from_pyike()
+    else:
+        wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
+                 "no ping reply through the tunnel (racoon initiating)", env)
+    assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+    assert env.guest_ping(count=3) == 3
+
+
+@pytest.mark.parametrize("first", ["pyike", "racoon"])
+def test_9_aggressive_mode(env: Env, first: str) -> None:
+    env.start(edit=_sub(r"exchange_mode main;", "exchange_mode aggressive;"))
+    _up_from(env, first)
+    assert [p1["exchange"] for p1 in env.pyike.isakmp()] == ["aggressive"]
+    assert_same_sas(env)
+
+
+@pytest.mark.parametrize("group", [5, 14])
+def test_10_pfs_and_phase1_groups(env: Env, group: int) -> None:
+    both = _sub(r"pfs_group \d+;", f"pfs_group {group};")
+    env.start(edit=lambda text: _sub(r"dh_group \d+;", f"dh_group {group};")(both(text)))
+    _up_from(env, "pyike")
+    assert [p1["dh_group"] for p1 in env.pyike.isakmp()] == [group]
+    assert assert_same_sas(env)
+
+
+PYIKE_P2_S, RACOON_P2_S = 3600, 1800  # phase-2 lifetimes that disagree
+
+
+def _proposal_check(mode: str) -> Callable[[str], str]:
+    return _sub(r"rekey on;", f"rekey on;\n        proposal_check {mode};")
+
+
+# racoon.conf(5) for a responder whose phase-2 lifetime is `responder`, offered `initiator`:
+# the lifetime agreed, or None for NO-PROPOSAL-CHOSEN.
+def _agreed(mode: str, initiator: int, responder: int) -> int | None:
+    if mode == "obey":
+        return initiator
+    if mode == "exact":
+        return initiator if initiator == responder else None
+    if initiator <= responder:
+        return initiator
+    return responder if mode == "claim" else None  # strict refuses a longer one
+
+
+@pytest.mark.parametrize("first", ["pyike", "racoon"])
+@pytest.mark.parametrize("mode", ["obey", "strict", "claim", "exact"])
+def test_11_proposal_check_with_lifetimes_that_disagree(env: Env, mode: str, first: str) -> None:
+    """Both ends run `proposal_check MODE` with different phase-2 lifetimes; the responder
+    decides, racoon when pyike initiates and pyike when racoon does, as racoon.conf(5) says."""
+    env.start(lifetime_s=PYIKE_P2_S, peer_lifetime_s=RACOON_P2_S, edit=_proposal_check(mode))
+    offered, own = (PYIKE_P2_S, RACOON_P2_S) if first == "pyike" else (RACOON_P2_S, PYIKE_P2_S)
+    agreed = _agreed(mode, offered, own)
+    if agreed is None:
+        if first == "pyike":
+            got = received(env.pyike.ping(INNER_PEER, count=6, interval=1, deadline=8))
+        else:
+            got = env.guest_ping(count=6, deadline=8)
+        assert got == 0 and env.pyike.sad() == [], f"{mode}: {offered} s against {own} s"
+        return
+    _up_from(env, first)
+    sad = assert_same_sas(env)
+    assert {sa["lifetime"]["hard_s"] for sa in sad} == {agreed}, (mode, first, sad)
+
+
+def test_12_flush_sa_on_racoons_side(env: Env) -> None:
+    """`racoonctl flush-sa ipsec` empties racoon's kernel SAD and tells nobody; the guest's
+    next reply hits its policy, racoon negotiates, and pyike takes the new pair."""
+    env.start()
+    env.establish_from_pyike()
+    first = _spis(assert_same_sas(env))
+    env.peer.ctl("flush-sa", "ipsec")
+    assert not set(_guest(env)) & first
+    env.establish_from_pyike(timeout=15)
+    assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+    second = _spis(env.pyike.sad())
+    assert second - first
+
+
+P1_SHORT_S = 45
+
+
+def test_13_both_phases_rekeyed_under_ping(env: Env) -> None:
+    """Phase 1 every 45 s, phase 2 every 30 s, as racoon sites with short lifetimes run: under
+    ping, under 1 % lost, nothing in clear (scenario 6 with a short phase 1 too)."""
+    scenarios.rekey_under_ping(
+        env, edit=_sub(r"lifetime time 24 hours;", f"lifetime time {P1_SHORT_S} seconds;"))
+    p1s = env.pyike.isakmp()
+    assert p1s, "no ISAKMP SA after the rekeys"
+    ages = [time.time() - p1["created"] for p1 in p1s]
+    assert max(ages) < P1_SHORT_S + 5, f"an ISAKMP SA outlived its lifetime: {p1s}"
+
+
+def test_14_ike_frag_on(env: Env) -> None:
+    """`ike_frag on` in racoon fragments only towards a peer that announced fragmentation;
+    pyike does not, so phase 1 goes unfragmented both ways (pyike warns that it accepts the
+    statement and fragments nothing)."""
+    env.start(edit=_sub(r"rekey on;", "rekey on;\n        ike_frag on;"))
+    _up_from(env, "racoon")
+    assert_same_sas(env)
