@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.e2e.netns import Router
 from tests.interop.peers import seed_text
-from tests.interop.vm import PeerVm
+from tests.interop.vm import Namespace, PeerVm
 
 
 class Pyike(Router):
@@ -23,6 +23,11 @@ class Pyike(Router):
     def __init__(self, vm: PeerVm, workdir: Path) -> None:
         super().__init__("a", vm.ns.name, workdir)
         self.vm = vm
+        self.netns: Namespace = vm.ns  # where pyike runs: the VM's, or one behind a NAT
+
+    def move_to(self, netns: Namespace) -> None:
+        """Run pyike (from its next start) in `netns` instead of the VM's namespace."""
+        self.netns, self.ns = netns, netns.name
 
     def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600,
                   edit: Callable[[str], str] | None = None) -> None:
@@ -44,7 +49,7 @@ class Pyike(Router):
 
     def wait_tun(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.vm.ns.run(["ip", "link", "show", "tun0"], capture_output=True).returncode:
+        while self.netns.run(["ip", "link", "show", "tun0"], capture_output=True).returncode:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"pyike made no tun0: {self.log.read_text()}")
             time.sleep(0.1)
@@ -57,7 +62,7 @@ class Pyike(Router):
 
     def ping(self, dst: str, count: int = 5, interval: float = 0.2,
              deadline: int = 10) -> subprocess.CompletedProcess:
-        return self.vm.ns.run(
+        return self.netns.run(
             ["ping", "-n", "-c", str(count), "-i", str(interval), "-w", str(deadline), dst],
             capture_output=True, text=True, timeout=deadline + 10,
         )

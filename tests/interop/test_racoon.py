@@ -8,15 +8,19 @@ algorithms a racoon site runs."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.interop import scenarios
 from tests.interop.peers import INNER_PEER, RACOON_BINARIES, RacoonPeer, racoon_prefix, xfrm_states
 from tests.interop.scenarios import Env, assert_same_sas, received, wait_for
+from tests.interop.vm import Namespace
 
 PEER = RacoonPeer
 
@@ -225,3 +229,93 @@ def test_14_ike_frag_on(env: Env) -> None:
     env.start(edit=_sub(r"rekey on;", "rekey on;\n        ike_frag on;"))
     _up_from(env, "racoon")
     assert_same_sas(env)
+
+
+# --- NAT-T with a NAT between pyike and racoon ------------------------------------------------
+
+NATTED = "198.18.1.1"  # pyike's own address behind the NAT
+NAT_INSIDE = "198.18.1.254"  # the NAT's inside address (the VM's namespace is the NAT)
+
+
+@contextlib.contextmanager
+def _pyike_behind_nat(env: Env) -> Iterator[None]:
+    """pyike in a namespace of its own, NATTED, behind the VM's namespace, which masquerades
+    it to its tap address (racoon sees pyike as that address, from other ports). Everything is
+    undone afterwards: the VM's namespace serves the module's other tests."""
+    inner = Namespace("natin")
+    vm_ns = env.vm.ns.name
+    veth = f"nat{os.getpid() % 10000}"
+    try:
+        subprocess.run(["ip", "link", "add", veth, "netns", vm_ns, "type", "veth", "peer",
+                        "name", "wan0", "netns", inner.name], check=True)
+        for ns, dev, addr in ((vm_ns, veth, NAT_INSIDE), (inner.name, "wan0", NATTED)):
+            for argv in (["ip", "addr", "add", f"{addr}/24", "dev", dev],
+                         ["ip", "link", "set", dev, "up"]):
+                subprocess.run(["ip", "netns", "exec", ns, *argv], check=True)
+        inner.run(["ip", "route", "add", "default", "via", NAT_INSIDE], check=True)
+        env.vm.ns.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        # ports moved as well as the address, as a home router's NAT does
+        env.vm.ns.run(["nft", "-f", "-"], check=True, text=True, input=(
+            "table ip pyikeinterop {\n chain post { type nat hook postrouting priority 100;"
+            f' oifname "{env.vm.tap}" meta l4proto udp masquerade to :20000-30000;'
+            f' oifname "{env.vm.tap}" masquerade; }}\n}}\n'))
+        env.pyike.move_to(inner)
+        yield
+    finally:
+        env.pyike.stop()
+        env.pyike.move_to(env.vm.ns)
+        env.vm.ns.run(["nft", "delete", "table", "ip", "pyikeinterop"], capture_output=True)
+        env.vm.ns.run(["ip", "link", "del", veth], capture_output=True)
+        env.vm.ns.run(["sysctl", "-qw", "net.ipv4.ip_forward=0"], capture_output=True)
+        inner.close()
+
+
+def _natt(side: str) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        me = "198.18.0.1" if side == "pyike" else "198.18.0.2"
+        text = _sub(r"rekey on;", "rekey on;\n        nat_traversal on;")(text)
+        text = _sub(rf"isakmp {me} \[500\];",
+                    f"isakmp {me} [500];\n        isakmp_natt {me} [4500];")(text)
+        if side == "racoon":
+            text = _sub(r"rekey on;", "rekey on;\n        generate_policy on;")(text)
+        if side == "pyike":  # pyike's own address is the private one
+            text = text.replace("local 198.18.0.1;", f"local {NATTED};")
+            text = text.replace("isakmp 198.18.0.1", f"isakmp {NATTED}")
+            text = text.replace("isakmp_natt 198.18.0.1", f"isakmp_natt {NATTED}")
+        return text
+    return edit
+
+
+def test_16_nat_traversal_with_a_nat_between(env: Env) -> None:
+    """RFC 3947/3948 through a NAT that moves address and ports: IKE floats to 4500, ESP rides
+    in UDP, traffic both ways; on the racoon side of the NAT nothing but UDP. racoon looks its
+    SPD up by the quick-mode IDs, which name the initiator's own (private) address whoever the
+    initiator is, pyike or racoon: so the responder racoon runs `generate_policy on`, as racoon
+    sites with peers behind NATs do."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap
+
+    from tests.interop import capture
+
+    with _pyike_behind_nat(env):
+        env.peer.configure(edit=_natt("racoon"))
+        env.peer.start()
+        env.pyike.configure(dh_group=env.peer.dh_group, edit=_natt("pyike"))
+        setkey = env.pyike.workdir / "setkey.conf"
+        setkey.write_text(setkey.read_text().replace("198.18.0.1", NATTED))
+        env.pyike.start()
+        env.pyike.wait_tun()
+        with capture.Capture(env.vm, env.pyike.workdir) as cap:
+            _up_from(env, "pyike")
+        (p1,) = env.pyike.isakmp()
+        assert p1["nat_traversal"] == "rfc" and p1["dst_port"] == 4500, p1
+        packets = [p for p in rdpcap(str(cap.path)) if IP in p]
+        assert packets and {p[IP].proto for p in packets} == {17}, "ESP outside UDP"
+        esp_in_udp = [p for p in packets if 4500 in (p[UDP].sport, p[UDP].dport)
+                      and bytes(p[UDP].payload)[:4] != bytes(4) and len(p[UDP].payload) > 8]
+        assert len(esp_in_udp) >= 10
+        assert any(p[IP].src == str(env.vm.host_addr) and p[UDP].sport not in (500, 4500)
+                   for p in packets), "the NAT kept pyike's ports: nothing was translated"
+        # racoon's kernel SAs carry the NAT's ports (UDP encapsulation)
+        xfrm = env.vm.check("ip xfrm state")
+        assert "encap type espinudp" in xfrm, xfrm
