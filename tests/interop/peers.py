@@ -31,10 +31,13 @@ def seed_psk() -> str:
 
 
 def seed_text(side: str, name: str, vm: PeerVm, *, dh_group: int, dpd_delay: int,
-              lifetime_s: int) -> str:
+              lifetime_s: int, esp_auth: str = "sha1") -> str:
     """One of the seed example's files for router `side` ("a" is pyike, "b" the guest), with
-    the VM's addresses and the scenario's DH group, DPD delay and phase 2 lifetime."""
+    the VM's addresses and the scenario's DH group, DPD delay, phase 2 lifetime and phase 2
+    integrity algorithm (racoon's `hmac_sha1` or `hmac_sha256`)."""
     text = (SEED / side / name).read_text()
+    text = text.replace("authentication_algorithm hmac_sha1;",
+                        f"authentication_algorithm hmac_{esp_auth};")
     text = text.replace("198.18.0.1", str(vm.host_addr)).replace("198.18.0.2", str(vm.guest_addr))
     text = re.sub(r"dh_group \d+;", f"dh_group {dh_group};", text)
     text = re.sub(r"pfs_group \d+;", f"pfs_group {dh_group};", text)
@@ -117,10 +120,13 @@ class Peer:
         self.vm = vm
 
     # The scenarios pass these settings; each peer renders them in its own grammar.
-    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
-        """Write the daemon's files. Like the seed article's setkey.conf, the GRE policies are in
-        the kernel from the start (trap policies), so traffic from either side needs SAs: the
-        guest never sends GRE in clear, and its own traffic makes its daemon negotiate."""
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
+                  esp_auth: str = "sha1") -> None:
+        """Write the daemon's files; `esp_auth` is phase 2's integrity, "sha1" or "sha256"
+        (each peer in its default ICV length for it). Like the seed article's setkey.conf, the
+        GRE policies are in the kernel from the start (trap policies), so traffic from either
+        side needs SAs: the guest never sends GRE in clear, and its own traffic makes its daemon
+        negotiate."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -167,7 +173,8 @@ class StrongswanPeer(Peer):
     image = initramfs.STRONGSWAN
     conn = "pyike"
 
-    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
+                  esp_auth: str = "sha1") -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         # margin/fuzz kept small so that pyike, not the peer, is the one to rekey when the
         # scenario gives pyike the shorter lifetime.
@@ -184,7 +191,7 @@ conn {self.conn}
     type=transport
     authby=secret
     ike=aes128-sha1-modp1024!
-    esp=aes128-sha1-modp1024!
+    esp=aes128-{esp_auth}-modp1024!
     ikelifetime=8h
     lifetime={lifetime_s}s
     rekeymargin={max(5, lifetime_s // 6)}s
@@ -243,7 +250,8 @@ class LibreswanPeer(Peer):
     dh_group = 14
     honours_initial_contact = False
 
-    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600) -> None:
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
+                  esp_auth: str = "sha1") -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         self.vm.write_file("/etc/ipsec.conf", f"""config setup
     ikev1-policy=accept
@@ -259,7 +267,7 @@ conn {self.conn}
     type=transport
     authby=secret
     ike=aes128-sha1;modp2048
-    phase2alg=aes128-sha1;modp2048
+    phase2alg=aes128-{esp_auth};modp2048
     pfs=yes
     ikelifetime=8h
     salifetime={lifetime_s}s
@@ -331,11 +339,11 @@ class RacoonPeer(Peer):
             empty_dirs=("etc/racoon", "var/racoon"),
         )
 
-    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
+    def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600, esp_auth: str = "sha1",
                   edit: Callable[[str], str] | None = None) -> None:
         def text(name: str) -> str:
             return seed_text("b", name, self.vm, dh_group=self.dh_group, dpd_delay=dpd_delay,
-                             lifetime_s=lifetime_s)
+                             lifetime_s=lifetime_s, esp_auth=esp_auth)
 
         conf = text("racoon.conf")
         if edit is not None:

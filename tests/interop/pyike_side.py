@@ -30,11 +30,11 @@ class Pyike(Router):
         self.netns, self.ns = netns, netns.name
 
     def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  edit: Callable[[str], str] | None = None) -> None:
+                  esp_auth: str = "sha1", edit: Callable[[str], str] | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("racoon.conf", "setkey.conf", "psk.txt"):
             text = seed_text("a", name, self.vm, dh_group=dh_group, dpd_delay=dpd_delay,
-                             lifetime_s=lifetime_s)
+                             lifetime_s=lifetime_s, esp_auth=esp_auth)
             if edit is not None and name == "racoon.conf":
                 text = edit(text)
             text = text.replace("/run/pyike/", f"{self.workdir}/")  # the rest is relative

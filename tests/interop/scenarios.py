@@ -42,15 +42,15 @@ class Env:
 
     def start(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
               peer_lifetime_s: int | None = None,
-              edit: Callable[[str], str] | None = None) -> None:
+              esp_auth: str = "sha1", edit: Callable[[str], str] | None = None) -> None:
         """Configure and start the peer's daemon, then pyike; neither has SAs yet. `edit`
         rewrites both racoon.conf files (a racoon peer's and pyike's: one grammar)."""
         more = {"edit": edit} if edit else {}
         self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s,
-                            **more)
+                            esp_auth=esp_auth, **more)
         self.peer.start()
         self.pyike.configure(dh_group=self.peer.dh_group, dpd_delay=dpd_delay,
-                             lifetime_s=lifetime_s, **more)
+                             lifetime_s=lifetime_s, esp_auth=esp_auth, **more)
         self.pyike.start()
         self.pyike.wait_tun()
 
@@ -305,3 +305,30 @@ def capture_opens_both_ways(env: Env) -> None:
         if g.protocol == gre.ETH_P_IP:
             kinds.add(IP(g.payload)[ICMP].type)
     assert kinds == {0, 8}, f"expected echo requests and replies from the peer, saw {kinds}"
+
+
+# --- 8: HMAC-SHA-256 in phase 2, the peer's default ICV length --------------------------------
+
+# What each peer puts on the wire for a negotiated HMAC-SHA-256 by default: RFC 4868's 128
+# bits, but 96 for a Linux racoon (its PF_KEY SAs predate RFC 4868).
+SHA256_ICV_BITS = {"racoon": 96, "strongswan": 128, "libreswan": 128}
+
+
+def hmac_sha256_both_ways(env: Env) -> None:
+    """pyike sends both ICV lengths until the peer's first packet and then the peer's: the
+    tunnel carries traffic started from either side, whatever length the peer uses."""
+    bits = SHA256_ICV_BITS[env.peer.name]
+    env.start(esp_auth="sha256")
+    env.establish_from_pyike()
+    assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+    assert env.guest_ping(count=5) == 5
+    sad = assert_same_sas(env)
+    assert {sa["auth"]["alg"] for sa in sad} == {"hmac-sha256"}
+    assert {sa["auth"]["icv_bits"] for sa in sad} == {bits}
+    assert {s.auth_bits for s in xfrm_states(env.vm)} == {bits}
+    # and from the peer's side, on a fresh pair
+    env.pyike.ctl("flush-sa")
+    env.peer.flush_kernel()
+    wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
+             "no ping reply through the tunnel (peer initiating, hmac-sha256)", env)
+    assert {sa["auth"]["icv_bits"] for sa in assert_same_sas(env)} == {bits}

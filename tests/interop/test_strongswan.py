@@ -27,3 +27,4 @@ test_4_initial_contact_after_restart = scenarios.initial_contact_after_restart
 test_5_deletes_both_ways = scenarios.deletes_both_ways
 test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
+test_8_hmac_sha256_both_ways = scenarios.hmac_sha256_both_ways
