@@ -341,7 +341,8 @@ def bring_up(rate: int, initiator: str, *, warmup: float, limit: float, wall_lim
             events.append(event)
         out += engine.datagrams_to_send()
         node.timer = engine.get_timer()
-        spent = clock() - c0 + read * read_s
+        # reading: each datagram, and the read that finds the socket empty, once per turn
+        spent = clock() - c0 + (read + (kind == "arrivals")) * read_s
         if kind == "initiate":
             initiate_at = None
         end = start + spent
