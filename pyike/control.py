@@ -9,6 +9,7 @@ racoon answers that (racoonctl then exits 0), or for a streaming verb `"stream"`
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from pyike.show import format_isakmp, format_schedule, phase1_json, wall_times
 
 if TYPE_CHECKING:
     from pyike.daemon import Daemon
+
+log = logging.getLogger("pyike.control")
 
 # racoonctl's short forms (its command table)
 ALIASES = {"rc": "reload-config", "sc": "show-schedule", "ss": "show-sa", "fs": "flush-sa",
@@ -333,6 +336,8 @@ async def setkey(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
     except SetkeyError as exc:
         raise UsageError(str(exc)) from None
     changes = await _setkey_run(d, sk)
+    log.info("setkey commands from %s: %d policy command(s), %d SA(s) added, %d removed",
+             args[0], len(sk.spd_commands()), len(changes["added"]), len(changes["removed"]))
     data = {k: [{"spi": c[0], "src": c[1], "dst": c[2], "direction": c[3]} for c in v]
             for k, v in changes.items()}
     return _ok("", data)

@@ -116,7 +116,7 @@ def test_wire_shows_only_isakmp_and_esp_and_scapy_decrypts_it(topo, tmp_path):
 
 def test_control_socket_verbs(up):
     a = up.routers["a"]
-    isakmp = a.ctl("ss", "isakmp").stdout.splitlines()
+    isakmp = a.ctl("-ll", "ss", "isakmp").stdout.splitlines()
     assert len(isakmp) == 2 and OUTER["a"] + ".500" in isakmp[1] and OUTER["b"] in isakmp[1]
     esp = a.ctl("ss", "esp").stdout
     assert esp.count("esp mode=transport") == 2 and "E: aes-cbc" in esp and "A: hmac-sha1" in esp
