@@ -10,6 +10,7 @@ or failed; an SA that is up already counts as done), plus pyike's `status`, `spd
 
 from __future__ import annotations
 
+import getopt
 import json
 import sys
 from collections.abc import Iterator
@@ -54,33 +55,14 @@ class Refused(Exception):
 def _global_options(argv: list[str]) -> tuple[dict[str, Any], list[str]] | None:
     """racoonctl's getopt("lds:") with POSIXLY_CORRECT: options end at the command. None:
     print the usage (racoonctl does so, and exits 0, on an unknown option)."""
-    opts: dict[str, Any] = {"long": 0, "debug": False, "sock": DEFAULT_SOCKET}
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-        arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        j = 1
-        while j < len(arg):
-            c = arg[j]
-            if c == "l":
-                opts["long"] += 1
-            elif c == "d":
-                opts["debug"] = True
-            elif c == "s":
-                value = arg[j + 1:] or (argv[i + 1] if i + 1 < len(argv) else None)
-                if value is None:
-                    return None
-                if not arg[j + 1:]:
-                    i += 1
-                opts["sock"] = value
-                break
-            else:
-                return None
-            j += 1
-        i += 1
-    return opts, argv[i:]
+    try:
+        pairs, rest = getopt.getopt(argv, "lds:")
+    except getopt.GetoptError:
+        return None
+    flags = [flag for flag, _ in pairs]
+    socks = [value for flag, value in pairs if flag == "-s"]
+    return {"long": flags.count("-l"), "debug": "-d" in flags,
+            "sock": socks[-1] if socks else DEFAULT_SOCKET}, rest
 
 
 def _protocol(args: list[str], allowed: tuple[str, ...] = SA_TYPES, exact: bool = True) -> str:

@@ -17,6 +17,7 @@ configuration (reload-config, SIGHUP), which applies the configuration's setkey 
 
 from __future__ import annotations
 
+import getopt
 import ipaddress
 import json
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 from pyike.admin import DEFAULT_SOCKET, request, stream
 from pyike.show import json_document
 
-OPTIONS = "acdf:HlnvxDFPphVrkNs:?"  # setkey's getopt string, and -s for the socket
+OPTIONS = "acdf:HlnvxDFPphVrkNs:"  # setkey's getopt string, and -s for the socket
 VERSION = "pyike-setkey (setkey for pyike)"
 USAGE = f"""usage: pyike-setkey [-s socket] [-v] file ...
        pyike-setkey [-s socket] [-nv] -c
@@ -60,32 +61,16 @@ class SetkeyExit(Exception):
 
 
 def _getopt(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """POSIX getopt over OPTIONS: flags may be bundled (-DP), an argument follows or joins."""
-    flags: dict[str, Any] = {"x": 0}
-    i = 0
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
-        arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        j = 1
-        while j < len(arg):
-            c = arg[j]
-            k = OPTIONS.find(c)
-            if k < 0 or c == ":":
-                raise SetkeyExit(1, USAGE)
-            if k + 1 < len(OPTIONS) and OPTIONS[k + 1] == ":":
-                value = arg[j + 1:] or (argv[i + 1] if i + 1 < len(argv) else None)
-                if value is None:
-                    raise SetkeyExit(1, USAGE)
-                if not arg[j + 1:]:
-                    i += 1
-                flags[c] = value
-                break
-            flags[c] = flags.get(c, 0) + 1 if c == "x" else True
-            j += 1
-        i += 1
-    return flags, argv[i:]
+    """setkey's getopt: flags may be bundled (-DP), an argument follows or joins."""
+    try:
+        pairs, rest = getopt.getopt(argv, OPTIONS)
+    except getopt.GetoptError:
+        raise SetkeyExit(1, USAGE) from None
+    flags: dict[str, Any] = {"x": sum(flag == "-x" for flag, _ in pairs)}
+    for flag, value in pairs:
+        if flag != "-x":
+            flags[flag[1]] = value or True
+    return flags, rest
 
 
 class Setkey:
@@ -231,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if flags.get("V"):
             print(VERSION)
             return 1  # setkey -V exits through its usage(), with 1
-        if flags.get("h") or flags.get("?"):
+        if flags.get("h"):
             raise SetkeyExit(1, USAGE)
         tool = Setkey(flags.get("s", DEFAULT_SOCKET), want_json, bool(flags.get("n")))
         if files:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 
 class Server:
     def __init__(self, path: str, handler=None) -> None:
@@ -43,3 +45,14 @@ async def records(*items):
     """A stream of records, as a streaming verb returns them."""
     for item in items:
         yield item
+
+
+def server_fixture(handler):
+    """A pytest fixture: a Server answering with `handler` on a socket in tmp_path."""
+
+    @pytest.fixture
+    def srv(tmp_path):
+        with Server(str(tmp_path / "pyike.sock"), handler) as s:
+            yield s
+
+    return srv

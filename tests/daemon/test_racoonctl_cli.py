@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pyike import ctl, feed
-from tests.daemon.fakes import Server, records
+from tests.daemon.fakes import records, server_fixture
 
 ROW = {"src": "198.18.0.1", "src_port": 500, "dst": "198.18.0.2", "dst_port": 500,
        "icookie": "a3e1b8ebf4926cc6", "rcookie": "0cc6ac95c4f8141e", "state": "established",
@@ -40,10 +40,7 @@ async def daemon(verb, args, want_json):
     return {"ok": False, "error": f"unknown verb {verb!r}"}
 
 
-@pytest.fixture
-def srv(tmp_path):
-    with Server(str(tmp_path / "pyike.sock"), daemon) as s:
-        yield s
+srv = server_fixture(daemon)
 
 
 def run(srv, *args):

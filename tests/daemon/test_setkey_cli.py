@@ -13,7 +13,7 @@ from pyike import feed, setkey
 from pyike.sadb import SadState
 from spd.errors import SetkeyError
 from spd.parse import parse_setkey
-from tests.daemon.fakes import Server, records
+from tests.daemon.fakes import records, server_fixture
 
 ENC = "0x" + "11" * 16
 AUTH = "0x" + "22" * 20
@@ -42,10 +42,7 @@ async def daemon(verb, args, want_json):
     return {"ok": False, "error": f"unknown verb {verb!r}"}
 
 
-@pytest.fixture
-def srv(tmp_path):
-    with Server(str(tmp_path / "pyike.sock"), daemon) as s:
-        yield s
+srv = server_fixture(daemon)
 
 
 def run(srv, *args):
