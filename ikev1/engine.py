@@ -209,6 +209,20 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
                 return
         self._acquire(peer_address, now, local_selector, remote_selector, None)
 
+    def initiate_phase1(self, peer_address: str, now: float) -> None:
+        """An ISAKMP SA alone (`racoonctl establish-sa isakmp`): no quick mode follows. Nothing
+        is started while one is up or under way towards the peer."""
+        remote = self._remote_for(peer_address)
+        if remote is None:
+            self._fail((peer_address, self.config.isakmp_port), 1, "no remote configuration")
+            return
+        if self._newest_p1(peer_address) is not None or self._initiating_with(peer_address):
+            return
+        if remote.passive:
+            self._fail((peer_address, remote.port), 1, "passive")
+            return
+        self._start_phase1(peer_address, remote, now)
+
     # --- control ------------------------------------------------------------------------
 
     def reconfigure(self, config: EngineConfig, now: float) -> None:
@@ -437,29 +451,53 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
 
     def _schedule(self, owner) -> None:
         """(Re)enter `owner` in the heap at its earliest deadline; after any change to it."""
+        due = [t for _name, t in self._deadlines(owner)]
+        self._timers.schedule(owner, min(due) if due else None)
+
+    def _deadlines(self, owner) -> list[tuple[str, float]]:
+        """The named deadlines `owner` has now (none once it left the engine): the heap holds
+        their earliest, `schedule()` lists them all."""
         if isinstance(owner, Phase1SA):
             if owner not in self._phase1:
-                return
+                return []
             dpd = owner.dpd
-            times = (owner.flight.resend_at, owner.expires_at, owner.rekey_at, dpd.next_probe,
-                     dpd.ack_deadline, owner.keepalive_at)
+            times = (("phase1-resend", owner.flight.resend_at),
+                     ("phase1-lifetime", owner.expires_at), ("phase1-rekey", owner.rekey_at),
+                     ("dpd-probe", dpd.next_probe), ("dpd-ack", dpd.ack_deadline),
+                     ("natt-keepalive", owner.keepalive_at))
         elif isinstance(owner, QuickExchange):
             if self._quick.get(self._quick_key(owner)) is not owner:
-                return
+                return []
             limit = self.config.timer.phase2_timeout
-            times = (owner.flight.resend_at, owner.forget_at,
-                     owner.created + limit if owner.forget_at is None and limit > 0 else None)
+            times = (("phase2-resend", owner.flight.resend_at),
+                     ("phase2-forget", owner.forget_at),
+                     ("phase2-timeout", owner.created + limit
+                      if owner.forget_at is None and limit > 0 else None))
         elif isinstance(owner, Phase2SA):
             if self._p2.get(owner.spi_in) is not owner:
-                return
+                return []
             soft = owner.soft_at if not owner.rekeying and not owner.replaced else None
-            times = (owner.hard_at, soft)
+            times = (("ipsec-hard-lifetime", owner.hard_at), ("ipsec-soft-lifetime", soft))
         else:  # ("acquires", peer address)
             pending = self._acquires.get(owner[1])
             wait = self.config.timer.phase1_timeout
-            times = (min(since for *_, since in pending) + wait,) if pending and wait > 0 else ()
-        due = [t for t in times if t is not None]
-        self._timers.schedule(owner, min(due) if due else None)
+            times = ((("acquire-timeout", min(since for *_, since in pending) + wait),)
+                     if pending and wait > 0 else ())
+        return [(name, t) for name, t in times if t is not None]
+
+    def schedule(self) -> list[dict]:
+        """Every pending timer, soonest first (`racoonctl show-schedule`): what it is, whose
+        it is, when the owner was made and when it is due, on the engine's clock."""
+        owners: list[tuple[object, str, float | None]] = [
+            (p1, p1.peer[0], p1.created) for p1 in self._phase1]
+        owners += [(qx, qx.p1.peer[0], qx.created) for qx in self._quick.values()]
+        owners += [(sa, sa.peer[0], sa.created) for sa in self._p2.values()]
+        owners += [(("acquires", peer), peer, min((a[-1] for a in pending), default=None))
+                   for peer, pending in self._acquires.items()]
+        rows = [{"timer": name, "peer": peer, "created": created, "due": when}
+                for owner, peer, created in owners for name, when in self._deadlines(owner)]
+        rows.sort(key=lambda r: r["due"])
+        return rows
 
     # --- shared helpers -----------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """The control socket: a Unix stream socket (mode 0600 by default) speaking JSON lines.
 
 Request: `{"verb": "show-sa", "args": ["esp"], "json": false}`; reply: `{"ok": true, "text":
-"...", "data": ...}` or `{"ok": false, "error": "..."}`, one line each.
+"...", "data": ...}` or `{"ok": false, "error": "..."}`, one line each. A streaming verb
+(`show-event`, `establish-sa -w`, the SA watch of `pyike-setkey -x`) answers `{"ok": true,
+"stream": true}` and then one JSON line per record until its records end (the line
+`{"end": true}`) or the client goes away, as racoon keeps an admin connection that polls events.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import os
 import pwd
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 log = logging.getLogger("pyike.admin")
@@ -70,7 +73,14 @@ class AdminServer:
                     return
                 if not line:
                     return
-                await _reply(writer, await self._dispatch(line))
+                reply = await self._dispatch(line)
+                records = reply.pop("stream", None)
+                if records is not None:
+                    reply["stream"] = True
+                    await _reply(writer, reply)
+                    await _pump(reader, writer, records)
+                    return
+                await _reply(writer, reply)
         except (ConnectionError, OSError):
             return
         finally:
@@ -112,6 +122,31 @@ async def _reply(writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
     await writer.drain()
 
 
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                records: AsyncIterator[dict[str, Any]]) -> None:
+    """Send `records` until they end or the client hangs up (EOF or anything it sends)."""
+    gone = asyncio.ensure_future(reader.read(1))
+    try:
+        while True:
+            nxt = asyncio.ensure_future(anext(records))
+            await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await nxt
+                return
+            try:
+                record = nxt.result()
+            except StopAsyncIteration:
+                await _reply(writer, {"end": True})
+                return
+            await _reply(writer, record)
+    finally:
+        gone.cancel()
+        with contextlib.suppress(Exception):
+            await records.aclose()
+
+
 def request(path: str, verb: str, args: list[str] | None = None, want_json: bool = False,
             timeout: float = 30.0) -> dict[str, Any]:
     """One request/reply on the control socket (the client side, used by pyikectl and tests)."""
@@ -127,3 +162,17 @@ def request(path: str, verb: str, args: list[str] | None = None, want_json: bool
                 break
             buf += chunk
     return json.loads(buf)
+
+
+def stream(path: str, verb: str, args: list[str] | None = None,
+           timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """The client side of a streaming verb: the reply, then each record as it comes, until
+    the daemon ends the stream (`{"end": true}` is yielded last) or closes the connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30.0)
+        s.connect(path)
+        s.sendall(json.dumps({"verb": verb, "args": args or [], "json": True}).encode() + b"\n")
+        s.settimeout(timeout)
+        with s.makefile("rb") as f:
+            for line in f:
+                yield json.loads(line)

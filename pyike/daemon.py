@@ -26,6 +26,7 @@ from ikev1.policy import TrafficSelector
 from pyike import logsetup, pipe, sdnotify
 from pyike.admin import AdminServer
 from pyike.droplog import DropLog
+from pyike.feed import EventFeed, engine_event, sa_change
 from pyike.hooks import run_hook
 from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import host_addresses, inner_mtu, outer_mtu_towards
@@ -158,6 +159,7 @@ class Daemon:
         self.ingress = IngressQueue(self.engine.ingress_priority)
         self.ingress_resume = False  # a turn of the engine is scheduled
         self.drop_timer: asyncio.TimerHandle | None = None
+        self.feed = EventFeed()  # what show-event and the other streaming verbs follow
 
     # --- start / stop --------------------------------------------------------------------------
 
@@ -237,6 +239,7 @@ class Daemon:
                 handle.cancel()
         self.timer = self.drop_timer = None
         self.drops.summary(self._drop_counters())
+        self.feed.close()
         if self.admin is not None:
             await self.admin.close()
         pending = list(self.tasks)
@@ -430,6 +433,10 @@ class Daemon:
         self._service()
 
     def _on_event(self, e: Any) -> None:
+        if len(self.feed):
+            pair = self.pairs.get(e.spi_in) if isinstance(e, ev.SaExpired | ev.SaDeleted) else None
+            for record in engine_event(e, self._phase1_end, pair):
+                self.feed.publish(record)
         if isinstance(e, ev.Phase1Up):
             self.counters["phase1_up"] += 1
             log.info("ISAKMP-SA established %s[%d]-%s[%d] spi:%s:%s", e.local[0], e.local[1],
@@ -489,11 +496,19 @@ class Daemon:
                      e.mode.capitalize(), keys.src, sport, keys.dst, dport, keys.spi, keys.spi)
         self.pairs[e.inbound.spi] = e
         self.out_to_in[e.outbound.spi] = e.inbound.spi
+        if len(self.feed):
+            for keys, direction in ((e.inbound, "in"), (e.outbound, "out")):
+                self.feed.publish(sa_change("add", keys.spi, keys.src, keys.dst, direction,
+                                            enc=keys.enc_alg, auth=keys.auth_alg))
         self._clear_acquire(e.peer[0])
 
     def _uninstall(self, spi_in: int, spi_out: int) -> None:
-        self.pairs.pop(spi_in, None)
+        pair = self.pairs.pop(spi_in, None)
         self.out_to_in.pop(spi_out, None)
+        if pair is not None and len(self.feed):
+            for keys, direction in ((pair.inbound, "in"), (pair.outbound, "out")):
+                self.feed.publish(sa_change("delete", keys.spi, keys.src, keys.dst, direction,
+                                            state="dead"))
         self._to_dataplane("remove", spi_in, "in")
         self._to_dataplane("remove", spi_out, "out")
 
@@ -518,6 +533,11 @@ class Daemon:
             if peer is not None and label.split("[", 1)[0] == peer and event in hooks:
                 return hooks[event]
         return scripts.get("anonymous", {}).get(event)
+
+    def _phase1_end(self, peer: str) -> tuple[str, int] | None:
+        """Our IKE end towards `peer`, for events that name only the peer's."""
+        local = self._local_for(peer)
+        return (local, self.config.engine.isakmp_port) if local else None
 
     def _local_for(self, peer: str) -> str:
         for t in self.tunnels:
@@ -613,6 +633,11 @@ class Daemon:
     def _expire(self, spi: int, direction: str, kind: str) -> None:
         spi_in = self.out_to_in.get(spi) if direction == "out" else spi
         pair = self.pairs.get(spi_in)
+        if len(self.feed):
+            keys = None if pair is None else (pair.outbound if direction == "out" else pair.inbound)
+            self.feed.publish(sa_change("expire", spi, keys.src if keys else "",
+                                        keys.dst if keys else "", direction,
+                                        state="dead" if kind == "hard" else "dying"))
         if pair is None:
             return  # a manual SA, or one the engine already removed
         now = time.monotonic()

@@ -27,6 +27,7 @@ from pyike.droplog import DropLog
 from pyike.sadb import SadState, setkey_state
 from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import TunDevice
+from spd.errors import SetkeyError
 
 log = logging.getLogger("pyike.dataplane")
 
@@ -258,6 +259,15 @@ class DataPlane:
             self.state.flush()
         elif verb == "log_level":  # a reloaded `log` statement
             logging.getLogger().setLevel(msg[1])
+        elif verb == "setkey-run":  # pyike-setkey: answered with the SAs removed, or why not
+            req_id, sk = msg[1], msg[2]
+            try:
+                changes = self.state.run_setkey(sk, [t.spec.local for t in self.tunnels], now)
+            except SetkeyError as exc:
+                self._tell("reply", req_id, {"error": str(exc)})
+            else:
+                self._refresh_policies()
+                self._tell("reply", req_id, changes)
         elif verb == "query":
             req_id, what = msg[1], msg[2]
             self._tell("reply", req_id, self._answer(what))

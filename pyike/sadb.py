@@ -6,6 +6,7 @@ Negotiated SAs survive a setkey reload; manual SAs (`add` lines) are replaced by
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import struct
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from esp import dump as esp_dump
 from esp.sa import EspSA, Lifetime
 from esp.sad import SAD
 from spd import dump as spd_dump
-from spd.commands import ManualSA, SetkeyFile
+from spd.commands import Flush, ManualSA, ManualSADelete, ManualSADeleteAll, SetkeyFile
 from spd.db import SPD
 
 if TYPE_CHECKING:
@@ -64,31 +65,36 @@ def manual_sas_of(setkey_files: list[SetkeyFile], local_addresses: Iterable[str]
             file_of.setdefault(id(m), sk)
     local = {_canonical(a) for a in local_addresses}
     sas = []
-    inbound: dict[int, tuple[str, int]] = {}  # SPI -> where its inbound SA was added
+    inbound: dict[int, str] = {}  # SPI -> where its inbound SA was added
     for m in left:
         if m.protocol != "esp":
             continue
         sk = file_of[id(m)]
-        spi = f"{m.spi:#x}"
-        src = str(m.src)
-        direction = "out" if src in local else "in"
-        if direction == "in":
-            # inbound SAs are found by SPI alone (RFC 4301 §4.1 allows it; pyike's SAD does it),
-            # so two inbound SAs with one SPI cannot both be kept
-            if m.spi in inbound:
-                first = inbound[m.spi]
-                raise sk.error(m, spi, f"SPI {spi} is already used by the inbound SA added at "
-                                       f"{first[0]}:{first[1]} (an SA is outbound only when "
-                                       "its source is a gre block's local address)")
-            inbound[m.spi] = (sk.filename, m.line)
-        try:
-            sas.append(EspSA(
-                m.spi, src, str(m.dst), m.enc_alg, m.enc_key, m.auth_alg, m.auth_key,
-                direction=direction,
-                lifetime=Lifetime(m.soft_s, m.hard_s, m.soft_bytes, m.hard_bytes), now=now))
-        except ValueError as exc:  # what esp refuses; its messages never hold a key
-            raise sk.error(m, spi, str(exc)) from None
+        sa = _esp_sa(sk, m, local, now, inbound)
+        if sa.direction == "in":
+            inbound[sa.spi] = f"{sk.filename}:{m.line}"
+        sas.append(sa)
     return sas
+
+
+def _esp_sa(sk: SetkeyFile, m: ManualSA, local: set[str], now: float,
+            inbound: dict[int, str]) -> EspSA:
+    """The EspSA of an `add` line; `inbound` maps the inbound SPIs already taken to where."""
+    spi = f"{m.spi:#x}"
+    src = str(m.src)
+    direction = "out" if src in local else "in"
+    # inbound SAs are found by SPI alone (RFC 4301 §4.1 allows it; pyike's SAD does it), so two
+    # inbound SAs with one SPI cannot both be kept
+    if direction == "in" and m.spi in inbound:
+        raise sk.error(m, spi, f"SPI {spi} is already used by the inbound SA added at "
+                               f"{inbound[m.spi]} (an SA is outbound only when its source is a "
+                               "gre block's local address)")
+    try:
+        return EspSA(m.spi, src, str(m.dst), m.enc_alg, m.enc_key, m.auth_alg, m.auth_key,
+                     direction=direction,
+                     lifetime=Lifetime(m.soft_s, m.hard_s, m.soft_bytes, m.hard_bytes), now=now)
+    except ValueError as exc:  # what esp refuses; its messages never hold a key
+        raise sk.error(m, spi, str(exc)) from None
 
 
 def _canonical(address: str) -> str:
@@ -126,6 +132,55 @@ class SadState:
         self.generation += 1
         for sa in manual:
             self.add(sa)
+
+    def run_setkey(self, sk: SetkeyFile, local_addresses: Iterable[str], now: float
+                   ) -> dict[str, list[tuple[int, str, str, str]]]:
+        """Run a setkey file's commands on the live SPD and SAD (`pyike-setkey -f`, `-c`,
+        `-F`, `-FP`), as setkey runs them on a kernel's: `flush` and `delete` reach
+        negotiated SAs too. All or nothing: the first command refused raises SetkeyError
+        (FILE:LINE:COLUMN, never a key) and nothing changes. Returns the SAs "removed" (for
+        the IKE process to forget) and "added", each as (SPI, source, destination, direction).
+        """
+        spd = copy.deepcopy(self.spd)
+        spd.apply(sk)
+        local = {_canonical(a) for a in local_addresses}
+        kept = list(self.sad)
+        for cmd in sk.commands:
+            if isinstance(cmd, Flush):
+                if cmd.protocol in (None, "esp"):
+                    kept = []
+            elif isinstance(cmd, ManualSA):
+                if cmd.protocol != "esp":
+                    raise sk.error(cmd, cmd.protocol, "pyike keeps ESP SAs only")
+                if any(sa.spi == cmd.spi and sa.dst == _canonical(str(cmd.dst)) for sa in kept):
+                    raise sk.error(cmd, f"{cmd.spi:#x}", "this SA was already added")
+                inbound = {sa.spi: "the SAD" for sa in kept if sa.direction == "in"}
+                kept.append(_esp_sa(sk, cmd, local, now, inbound))
+            elif isinstance(cmd, ManualSADelete):
+                match = [sa for sa in kept
+                         if sa.spi == cmd.spi and sa.dst == _canonical(str(cmd.dst))]
+                if not match:
+                    raise sk.error(cmd, f"{cmd.spi:#x}", "no such SA to delete")
+                kept = [sa for sa in kept if sa not in match]
+            elif isinstance(cmd, ManualSADeleteAll):
+                ends = (_canonical(str(cmd.src)), _canonical(str(cmd.dst)))
+                kept = [sa for sa in kept if (sa.src, sa.dst) != ends]
+        live = list(self.sad)
+        kept_ids = {id(sa) for sa in kept}
+        removed = [sa for sa in live if id(sa) not in kept_ids]
+        live_ids = {id(sa) for sa in live}
+        for sa in removed:
+            self.sad.remove(sa)
+            self.udp_ports.pop(id(sa), None)
+            if sa in self.manual:
+                self.manual.remove(sa)
+        added = [sa for sa in kept if id(sa) not in live_ids]
+        for sa in added:
+            self.add(sa)
+        self.spd = spd
+        self.generation += 1
+        return {"removed": [(sa.spi, sa.src, sa.dst, sa.direction) for sa in removed],
+                "added": [(sa.spi, sa.src, sa.dst, sa.direction) for sa in added]}
 
     def add(self, sa: EspSA, *, manual: bool = True) -> None:
         self.sad.add(sa)
@@ -196,6 +251,8 @@ class SadState:
             return esp_dump.sad_json(self.sad, wall, now=mono)
         if what == "spd":
             return spd_dump.format_spd(self.spd, wall)
+        if what == "spd_ports":  # setkey -DPp
+            return spd_dump.format_spd(self.spd, wall, with_ports=True)
         if what == "spd_json":
             return spd_dump.spd_json(self.spd)
         raise ValueError(f"unknown query {what!r}")

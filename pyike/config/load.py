@@ -49,6 +49,7 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
         setkey=setkey,
         gre_tunnels=tuple(parsed.gre_tunnels),
         scripts=parsed.scripts,
+        remote_names=parsed.remote_names,
         psk_file=parsed.paths.get("pre_shared_key", ""),
         warnings=tuple(parsed.warnings),
     )

@@ -45,5 +45,6 @@ class DaemonConfig:
     gre_tunnels: tuple[GreTunnel, ...] = ()
     # remote label ("198.18.0.2", "anonymous", "198.18.0.2[4500]") -> event -> script path
     scripts: dict[str, dict[str, str]] = field(default_factory=dict)
+    remote_names: dict[str, str] = field(default_factory=dict)  # `remote NAME`: its address
     psk_file: str = ""
     warnings: tuple[ConfigError, ...] = ()  # accepted statements that pyike does not act on

@@ -87,6 +87,7 @@ class ParsedConfig:
     log_level: str = "notify"
     remotes: list[RemotePolicy] = field(default_factory=list)
     scripts: dict[str, dict[str, str]] = field(default_factory=dict)
+    remote_names: dict[str, str] = field(default_factory=dict)  # `remote NAME`: its address
     sainfos: list[Phase2Policy] = field(default_factory=list)
     setkey_files: list[tuple[str, Token]] = field(default_factory=list)
     gre_tunnels: list[GreTunnel] = field(default_factory=list)
@@ -134,6 +135,7 @@ class _Parser:
         self.errors[:] = dict.fromkeys(self.errors)
         self.out.remotes = self.remotes.policies
         self.out.scripts = self.remotes.scripts
+        self.out.remote_names = self.remotes.addresses_by_name()
         self.out.sainfos = self.sainfos.policies
         self.out.psk_first_use = self.remotes.first_psk_use
         return self.out

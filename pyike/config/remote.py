@@ -177,6 +177,10 @@ class RemoteParser:
             handlers[name] = lambda c, k: self._ignored_switch(c, k)
         run_block(cur, d.token, "remote block", handlers, _NOT_SUPPORTED, self.errors)
 
+    def addresses_by_name(self) -> dict[str, str]:
+        """`remote NAME { remote_address A; }` blocks: NAME -> A (racoonctl's `es -n NAME`)."""
+        return {name: d.remote for name, d in self._named.items()}
+
     # -- remote statements -----------------------------------------------------------
 
     def _remote_address(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:

@@ -4,53 +4,25 @@ import asyncio
 import json
 import os
 import stat
-import threading
 
 import pytest
 
 from pyike import ctl
 from pyike.admin import AdminServer, request
+from tests.daemon.fakes import Server
 
 
-class Server:
-    """An AdminServer on its own loop in a thread, with a recording handler."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.calls = []
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    async def handler(self, verb, args, want_json):
-        self.calls.append((verb, args, want_json))
-        if verb == "boom":
-            raise RuntimeError("exploded")
-        if verb == "status":
-            return {"ok": True, "text": "all good\n", "data": {"pid": 42}}
-        return {"ok": False, "error": f"unknown verb {verb!r}"}
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = AdminServer(self.path, 0o600, self.handler)
-        self.loop.run_until_complete(self.server.start())
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.server.close())
-
-    def __enter__(self):
-        self.thread.start()
-        assert self.ready.wait(5)
-        return self
-
-    def __exit__(self, *exc):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+async def handler(verb, args, want_json):
+    if verb == "boom":
+        raise RuntimeError("exploded")
+    if verb == "status":
+        return {"ok": True, "text": "all good\n", "data": {"pid": 42, "created": 0.0}}
+    return {"ok": False, "error": f"unknown verb {verb!r}"}
 
 
 @pytest.fixture
 def server(tmp_path):
-    with Server(str(tmp_path / "sub" / "pyike.sock")) as s:
+    with Server(str(tmp_path / "sub" / "pyike.sock"), handler) as s:
         yield s
 
 
@@ -60,7 +32,7 @@ def test_socket_mode_is_0600(server):
 
 def test_request_reply(server):
     reply = request(server.path, "status", ["x"], True)
-    assert reply == {"ok": True, "text": "all good\n", "data": {"pid": 42}}
+    assert reply == {"ok": True, "text": "all good\n", "data": {"pid": 42, "created": 0.0}}
     assert server.calls == [("status", ["x"], True)]
 
 
@@ -85,13 +57,16 @@ def test_pyikectl_text_json_and_exit_codes(server, capsys):
     assert ctl.main(["-s", server.path, "status"]) == 0
     assert capsys.readouterr().out == "all good\n"
     assert ctl.main(["-s", server.path, "status", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"pid": 42}
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["version"], doc["verb"], doc["data"]) == (1, "status", {"pid": 42,
+                                                                         "created": None})
     assert ctl.main(["-s", server.path, "spd"]) == 1
     assert "unknown verb" in capsys.readouterr().err
 
 
 def test_pyikectl_without_daemon(tmp_path, capsys):
-    assert ctl.main(["-s", str(tmp_path / "none.sock"), "status"]) == 2
+    # racoonctl: a daemon it cannot reach is exit status 1, as every other failure
+    assert ctl.main(["-s", str(tmp_path / "none.sock"), "status"]) == 1
     assert "none.sock" in capsys.readouterr().err
 
 

@@ -25,7 +25,7 @@ def test_isakmp_table_row():
              "expires": None, "phase2": 1}
     rows = phase1_json([entry], mono_now=110.0, wall_now=1_000_010.0)
     assert rows[0]["created"] == 1_000_000.0 and rows[0]["established"] == 1_000_001.0
-    text = format_isakmp(rows)
+    text = format_isakmp(rows, 2)
     header, row = text.splitlines()
     assert header.startswith("Source") and header.endswith("Phase2")
     fields = row.split()
@@ -33,7 +33,7 @@ def test_isakmp_table_row():
                           "a3e1b8ebf4926cc6:0cc6ac95c4f8141e"]
     assert fields[3:7] == ["9", "R", "10", "M"] and fields[-1] == "1"
     entry.update(state="I_MM3", racoon_state=7, side="initiator")
-    fields = format_isakmp(phase1_json([entry], 110.0, 1_000_010.0)).splitlines()[1].split()
+    fields = format_isakmp(phase1_json([entry], 110.0, 1_000_010.0), 2).splitlines()[1].split()
     assert fields[3:5] == ["7", "I"]
 
 

@@ -101,7 +101,7 @@ class Router:
         out = self.ctl(*args, "--json")
         if out.returncode:
             raise RuntimeError(f"pyikectl {' '.join(args)}: {out.stderr}")
-        return json.loads(out.stdout)
+        return json.loads(out.stdout)["data"]  # the document's version, verb and time aside
 
     def send_signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -201,7 +201,7 @@ def check_established(topo) -> None:
         rows = r.ctl_json("ss", "isakmp")
         assert established_row(rows, OUTER[side], OUTER[other]), \
             f"router {side}: no established ISAKMP-SA with {OUTER[other]}: {summary(rows)}"
-        text = r.ctl("ss", "isakmp").stdout
+        text = r.ctl("-ll", "ss", "isakmp").stdout  # racoonctl's layout with the source
         assert any(f"{OUTER[side]}.500" in line and OUTER[other] in line
                    and line.split()[3] == "9" for line in text.splitlines()[1:]), text[:2000]
         status = r.ctl_json("status")

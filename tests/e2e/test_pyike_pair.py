@@ -116,7 +116,7 @@ def test_wire_shows_only_isakmp_and_esp_and_scapy_decrypts_it(topo, tmp_path):
 
 def test_control_socket_verbs(up):
     a = up.routers["a"]
-    isakmp = a.ctl("ss", "isakmp").stdout.splitlines()
+    isakmp = a.ctl("-ll", "ss", "isakmp").stdout.splitlines()
     assert len(isakmp) == 2 and OUTER["a"] + ".500" in isakmp[1] and OUTER["b"] in isakmp[1]
     esp = a.ctl("ss", "esp").stdout
     assert esp.count("esp mode=transport") == 2 and "E: aes-cbc" in esp and "A: hmac-sha1" in esp
@@ -283,15 +283,26 @@ def test_reload_applies_new_sainfo_to_the_next_negotiation(up):
 
 def test_flush_then_establish_without_traffic(up):
     a, b = up.routers["a"], up.routers["b"]
-    assert a.ctl("flush-sa").returncode == 0
+    assert a.ctl("fs", "ipsec").returncode == 0  # the peer told over the ISAKMP SA
     wait_for(lambda: not spis(a) and not spis(b), 10, what="SAs flushed on both ends")
-    assert a.ctl_json("status")["phase1"] == 0
-    assert a.ctl("es", "esp", OUTER["a"], OUTER["b"]).returncode == 0
-    wait_for(lambda: len(spis(a)) == 2 and len(spis(b)) == 2, 15, what="negotiated on request")
+    assert a.ctl("flush-sa", "isakmp").returncode == 0
+    wait_for(lambda: a.ctl_json("status")["phase1"] == 0, 10, what="ISAKMP-SA flushed")
+    out = a.ctl("es", "-w", "esp", "inet", OUTER["a"], OUTER["b"], "gre", timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"Phase 2 established : {OUTER['a']}[500] -> {OUTER['b']}[500]\n"
+    assert len(spis(a)) == 2 and len(spis(b)) == 2
     assert a.ctl_json("status")["dataplane"]["acquires"] == 1  # only the bring-up's ping
-    assert a.ctl("ds", "isakmp", OUTER["b"]).returncode == 0
+    assert a.ctl("es", "esp", "inet", OUTER["a"], OUTER["b"]).returncode == 0  # EEXIST: done
+    # racoon's flush-sa isakmp: the ISAKMP SAs alone, the IPsec SAs live on
+    assert a.ctl("fs", "isakmp").returncode == 0
     wait_for(lambda: a.ctl_json("status")["phase1"] == 0, 10, what="ISAKMP-SA deleted")
-    assert len(a.ctl_json("ss", "esp")) == 2  # as with racoon, the IPsec SAs outlive it
+    assert len(a.ctl_json("ss", "esp")) == 2
+    # racoon's delete-sa isakmp purges the peer: ISAKMP and IPsec SAs
+    out = a.ctl("es", "-w", "isakmp", "inet", OUTER["a"], OUTER["b"], timeout=30)
+    assert (out.returncode, out.stdout) == (0, "VPN connexion established\n"), out.stderr
+    assert a.ctl("ds", "isakmp", "inet", OUTER["a"], OUTER["b"]).returncode == 0
+    wait_for(lambda: a.ctl_json("status")["phase1"] == 0 and not spis(a), 10,
+             what="ISAKMP-SA and IPsec-SAs deleted")
 
 
 def test_daemon_exits_non_zero_when_forwarding_dies(up):
