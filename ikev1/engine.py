@@ -241,15 +241,16 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if sa is not None:
             self._delete_p2(sa, now, "deleted", notify_peer=True)
 
-    def delete_phase1(self, peer: Address | str, now: float) -> None:
+    def delete_phase1(self, peer: Address | str, now: float, *, ipsec: bool = True) -> None:
         """`racoonctl delete-sa`: the peer's ISAKMP SAs and, as racoon's purge_remote() does,
         the IPsec SAs with it; each one's delete goes out under the ISAKMP SA while it is up,
-        so a peer that keeps IPsec SAs after an ISAKMP delete does not keep these."""
+        so a peer that keeps IPsec SAs after an ISAKMP delete does not keep these. With
+        `ipsec=False` (`racoonctl flush-sa isakmp`) the ISAKMP SAs alone."""
         addr = peer if isinstance(peer, str) else peer[0]
         record = self._peers.get(addr)
         if record is None:
             return
-        for sa in list(record.phase2.values()):
+        for sa in list(record.phase2.values()) if ipsec else ():
             self._delete_p2(sa, now, "deleted", notify_peer=True)
         for p1 in [*record.phase1, *([record.initiating] if record.initiating else [])]:
             self._drop_p1(p1, now, "deleted", notify_peer=p1.established)

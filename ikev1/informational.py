@@ -143,12 +143,17 @@ class InformationalMixin:
         """A peer that deletes an ISAKMP SA while it rekeys (racoon's `rekey`, DPD on) has
         purged the IPsec SAs with us unless another ISAKMP SA with us is still up, and sends no
         delete for them (racoon's isakmp_inf.c and purge_remote(); `racoonctl delete-sa` does
-        the same): drop them too, so that the next packet negotiates a new pair instead of
-        being sealed into SAs the peer no longer has."""
-        if self._peer_p1(deleted.peer[0]):
+        the same): drop them too, so that packets wait for a new pair instead of being sealed
+        into SAs the peer no longer has, and negotiate that pair now. A peer that dropped only
+        its ISAKMP SA (`flush-sa isakmp`) and kept its pair then moves to the new one too,
+        instead of sealing into the pair we dropped until its traffic makes it negotiate."""
+        peer = deleted.peer[0]
+        if self._peer_p1(peer):
             return  # racoon keeps every established IPsec SA while an ISAKMP SA remains
-        for sa in self._peer_p2(deleted.peer[0]):
+        for sa in self._peer_p2(peer):
             self._delete_p2(sa, now, "peer-deleted-isakmp", notify_peer=False)
+            if not deleted.remote.passive:  # the deleting peer will not: no collision
+                self._acquire(peer, now, *sa.ids, None)
 
     def _initial_contact(self: Engine, p1: Phase1SA, now: float) -> None:
         """The peer has restarted: every other SA with it is stale (RFC 2407 §4.6.3.3)."""

@@ -198,7 +198,7 @@ async def flush_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any
     if kind == "isakmp":
         peers = {r["dst"] for r in d.engine.phase1_sas()}
         for peer in sorted(peers):
-            d.engine.delete_phase1(peer, now)
+            d.engine.delete_phase1(peer, now, ipsec=False)
         d._service()
         return _ok(f"deleted the ISAKMP-SAs with {len(peers)} peer(s)\n", {"peers": len(peers)})
     if kind == "internal":

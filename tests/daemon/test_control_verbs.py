@@ -28,8 +28,8 @@ class Engine:
     def phase1_sas(self):
         return [dict(r, src="198.18.0.1", src_port=500, dst_port=500) for r in self.p1]
 
-    def delete_phase1(self, peer, now):
-        self.calls.append(("delete_phase1", peer))
+    def delete_phase1(self, peer, now, *, ipsec=True):
+        self.calls.append(("delete_phase1", peer) if ipsec else ("delete_isakmp_only", peer))
 
     def delete_phase2(self, spi_in, now):
         self.calls.append(("delete_phase2", spi_in))
@@ -79,7 +79,8 @@ def verb(d, *words):
 def test_flush_sa_isakmp_deletes_the_isakmp_sas_only():
     d = Daemon()
     assert verb(d, "fs", "isakmp")["ok"]
-    assert d.engine.calls == [("delete_phase1", "198.18.0.2"), ("delete_phase1", "198.18.0.3")]
+    assert d.engine.calls == [("delete_isakmp_only", "198.18.0.2"),
+                              ("delete_isakmp_only", "198.18.0.3")]
     assert d.asked == []  # the SAD is left alone
 
 

@@ -89,9 +89,26 @@ def test_a_peer_deleting_the_isakmp_sa_while_it_rekeys_has_purged_the_ipsec_sas(
     ua, _ub = _up(a, b)
     _drop_isakmp_only(b, 1.0)
     pump(a, b, 1.0)
-    assert [(d.spi_in, d.reason) for d in of_type(events(a), SaDeleted)] == [
+    ea = events(a)
+    assert [(d.spi_in, d.reason) for d in of_type(ea, SaDeleted)] == [
         (ua.inbound.spi, "peer-deleted-isakmp")]
-    assert a.phase1_sas() == a.phase2_sas() == []
+    # and a negotiates the pair again at once, whoever made the old one
+    (up,) = of_type(ea, Phase2Up)
+    assert up.inbound.spi != ua.inbound.spi
+    assert [sa["spi_in"] for sa in a.phase2_sas()] == [up.inbound.spi]
+
+
+def test_a_passive_end_drops_the_purged_pair_and_waits_for_the_peer():
+    a, b = pair({"remote": {"passive": True}})
+    b.initiate(A, 0.0, gre_selector(B), gre_selector(A))
+    pump(a, b, 0.0)
+    assert of_type(events(a), Phase2Up)
+    events(b)
+    _drop_isakmp_only(b, 1.0)
+    pump(a, b, 1.0)
+    ea = events(a)
+    assert [d.reason for d in of_type(ea, SaDeleted)] == ["peer-deleted-isakmp"]
+    assert not of_type(ea, Phase2Up) and a.phase1_sas() == a.phase2_sas() == []
 
 
 @pytest.mark.parametrize("remote", [{"rekey": "off"}, {"dpd": DpdSettings(0, 2, 2)}])
