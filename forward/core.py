@@ -15,8 +15,9 @@ send where and what happened:
 
 Outbound: GRE encap -> the tunnel's `out` policy and SA (cached per tunnel, renewed when the
 SAD's generation moves) -> seal -> ESP, or ESP in UDP when the SA says so. Inbound: SA by SPI ->
-open -> the tunnel by outer addresses -> GRE decap -> the tunnel by GRE key -> its `in` policy.
-Plain GRE is accepted only where no `require` policy covers it.
+open -> the tunnel by outer addresses -> the SA's selectors (checked once per SA and tunnel) ->
+GRE decap -> the tunnel by GRE key -> its `in` policy. Plain GRE is accepted only where no
+`require` policy covers it.
 
 Hot path: per packet one call in, the SA's seal or open, the GRE codec, and list appends of
 tuples the socket call needs anyway; everything else is looked up once per tunnel.
@@ -25,6 +26,7 @@ tuples the socket call needs anyway; everything else is looked up once per tunne
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import deque
 
 from esp.sa import EspSA
@@ -54,6 +56,7 @@ class Counters:
         "open_dropped", "unknown_spi", "policy_dropped", "gre_clear_dropped", "malformed",
         "tun_out", "send_errors", "ctl_dropped", "recv_errors",
         "esp_out_other_icv",  # copies with the other ICV length, until the peer's first packet
+        "selector_dropped",
     )
 
     def __init__(self) -> None:
@@ -71,6 +74,8 @@ DROP_REASONS = {
     "unknown_spi": "ESP with an SPI we have no SA for",
     "open_dropped": "ESP that failed its integrity check, the replay window or a lifetime",
     "policy_dropped": "decrypted ESP that no inbound policy or tunnel allows",
+    "selector_dropped": "decrypted ESP from or to addresses, or of a protocol, its SA does not "
+                        "cover",
     "gre_clear_dropped": "plain GRE that a require policy covers",
     "no_sa_dropped": "an outbound packet while negotiating an SA (queue full)",
     "seal_dropped": "an outbound packet its SA refused to seal (lifetime or sequence number)",
@@ -88,7 +93,8 @@ class Tunnel:
     """
 
     __slots__ = ("spec", "key", "addr", "wire", "out_action", "out_use", "out_sa", "out_udp",
-                 "cache_gen", "queue", "acquired_at", "accept_esp", "accept_clear", "handle")
+                 "cache_gen", "queue", "acquired_at", "accept_esp", "accept_clear", "in_sa",
+                 "handle")
 
     def __init__(self, spec: TunnelSpec) -> None:
         self.set_spec(spec)
@@ -110,6 +116,7 @@ class Tunnel:
         self.addr = (spec.remote, 0)  # where its packets go, as sendto() takes it
         # the outer source and destination as an inbound IPv4 header holds them (bytes 12-20)
         self.wire = _packed(spec.remote) + _packed(spec.local)
+        self.in_sa: EspSA | None = None  # the last inbound SA whose selectors cover the pair
 
 
 def _packed(address: str) -> bytes:
@@ -204,7 +211,14 @@ class ForwardingCore:
                 r.level == "use" for r in out.rules)
             inp = self.state.lookup_policy("in", s.remote, s.local, IPPROTO_GRE, s.key)
             in_action = inp.action if inp is not None else None
-            t.accept_esp = in_action != "discard"
+            # as the kernel checks a policy's templates against the SAs a packet came through:
+            # every rule not at level `use` must be what our SAs are, ESP in transport mode
+            # between the tunnel's two ends
+            t.accept_esp = in_action in (None, "none") or in_action == "ipsec" and all(
+                r.level == "use" or (r.protocol == "esp" and r.mode == "transport"
+                                     and r.src in (None, ipaddress.ip_address(s.remote))
+                                     and r.dst in (None, ipaddress.ip_address(s.local)))
+                for r in inp.rules)
             t.accept_clear = in_action != "discard" and not (in_action == "ipsec" and any(
                 r.level in ("require", "unique") for r in inp.rules))
             t.cache_gen = -1
@@ -325,12 +339,31 @@ class ForwardingCore:
             return
         nh, payload = res
         t = self._by_wire.get(packet[12:20])
-        if nh != IPPROTO_GRE or t is None or sa.src != t.spec.remote:
-            c.policy_dropped += 1
-            return
+        if t is None or sa is not t.in_sa or nh != IPPROTO_GRE:
+            t = self._check_in(sa, t, nh, packet, payload)
+            if t is None:
+                return
         c.esp_in += 1
         c.esp_in_bytes += len(payload)
         self._deliver(t, payload, False)
+
+    def _check_in(self, sa: EspSA, t: Tunnel | None, nh: int, packet: bytes, payload: bytes
+                  ) -> Tunnel | None:
+        """What opened under `sa` may pass when the packet's outer addresses are the SA's and
+        they and its upper protocol fall within the SA's selectors (RFC 4301 §5.2 step 4; Linux
+        counts XfrmInStateMismatch), and when it is GRE of one of our tunnels. Run once per SA
+        and tunnel: the tunnel then remembers the SA."""
+        src, dst = socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])
+        selector = self.state.selectors.get(sa)
+        if sa.src != src or sa.dst != dst or (
+                selector is not None and not selector.covers(src, dst, nh, payload)):
+            self.counters.selector_dropped += 1
+            return None
+        if nh != IPPROTO_GRE or t is None:
+            self.counters.policy_dropped += 1
+            return None
+        t.in_sa = sa
+        return t
 
     def _deliver(self, t: Tunnel, gre_packet: bytes, clear: bool) -> None:
         """Decapsulate, pick the tunnel by GRE key, apply its `in` policy, queue for its TUN."""

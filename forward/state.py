@@ -1,12 +1,14 @@
 """The forwarding core's databases: the SPD (spd/), the SAD (esp/), and per SA what the SAD
-does not hold: the UDP ports of ESP in UDP.
+does not hold: the UDP ports of ESP in UDP and the selectors of an inbound SA.
 
 Negotiated SAs survive a setkey reload; manual SAs (`add` lines) are replaced by the new file's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from esp import dump as esp_dump
 from esp import udp
@@ -15,8 +17,12 @@ from esp.sad import SAD
 from forward.specs import SaSpec
 from spd import dump as spd_dump
 from spd.db import SPD
+from spd.policy import IPNetwork
 
 SOFT_FRACTION = 0.8  # racoon/the kernel: the soft lifetime is 80% of the hard one
+# Upper-layer protocols whose first four bytes are the source and destination ports (TCP
+# RFC 9293 §3.1, UDP RFC 768, SCTP RFC 9260 §3.1): the ones a port selector can name.
+PORT_PROTOCOLS = frozenset({6, 17, 132})
 
 
 def _lifetime(seconds: int, nbytes: int) -> Lifetime | None:
@@ -24,6 +30,52 @@ def _lifetime(seconds: int, nbytes: int) -> Lifetime | None:
         return None
     return Lifetime(int(seconds * SOFT_FRACTION) if seconds else 0, seconds or 0,
                     int(nbytes * SOFT_FRACTION) if nbytes else 0, nbytes or 0)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What an inbound SA may carry (RFC 4301 §4.4.2.1): the outer source and destination, the
+    upper-layer protocol (0: any, RFC 2407 §4.6.2; -1: none, the two IDs disagree) and its ports
+    (0: any)."""
+
+    src: IPNetwork
+    dst: IPNetwork
+    protocol: int = 0
+    sport: int = 0
+    dport: int = 0
+
+    def covers(self, src: str, dst: str, protocol: int, payload: bytes) -> bool:
+        if self.protocol and self.protocol != protocol:
+            return False
+        if ipaddress.ip_address(src) not in self.src or ipaddress.ip_address(dst) not in self.dst:
+            return False
+        if (self.sport or self.dport) and protocol in PORT_PROTOCOLS:
+            if len(payload) < 4:
+                return False
+            sport, dport = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:4], "big")
+            return self.sport in (0, sport) and self.dport in (0, dport)
+        return True
+
+
+def inbound_selector(spec: SaSpec) -> Selector | None:
+    """The Selector of an inbound SaSpec, None when it has none (a hand-keyed SA, as a PF_KEY
+    SA without selectors: the kernel checks nothing either)."""
+    if not spec.selectors:
+        return None
+    (local_net, local_proto, local_port), (remote_net, remote_proto, remote_port) = spec.selectors
+    src = ipaddress.ip_network(remote_net, strict=False)
+    dst = ipaddress.ip_network(local_net, strict=False)
+    if spec.encap is not None:
+        # Transport mode behind a NAT: a host ID is the address before translation (RFC 3947
+        # §5.2, NAT-OA); the packets carry the SA's own, the outside address of the NAT.
+        if src.num_addresses == 1:
+            src = ipaddress.ip_network(spec.keys.src)
+        if dst.num_addresses == 1:
+            dst = ipaddress.ip_network(spec.keys.dst)
+    protocol = local_proto or remote_proto
+    if local_proto and remote_proto and local_proto != remote_proto:
+        protocol = -1
+    return Selector(src, dst, protocol, remote_port, local_port)
 
 
 class SadState:
@@ -34,6 +86,7 @@ class SadState:
         self.sad = SAD()
         self.manual: list[EspSA] = []
         self.udp_ports: dict[EspSA, bytes] = {}  # outbound SA -> UDP source+destination port
+        self.selectors: dict[EspSA, Selector] = {}  # inbound SA -> what it may carry
         self.generation = 0
 
     def replace_setkey(self, spd: SPD, manual: list[EspSA]) -> None:
@@ -62,8 +115,13 @@ class SadState:
             sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
                        direction=spec.direction,
                        lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
-            if spec.encap is not None and spec.direction == "out":
-                self.udp_ports[sa] = udp.ports(*spec.encap)
+            if spec.direction == "out":
+                if spec.encap is not None:
+                    self.udp_ports[sa] = udp.ports(*spec.encap)
+            else:
+                selector = inbound_selector(spec)
+                if selector is not None:
+                    self.selectors[sa] = selector
             self.add(sa, manual=False)
             sas.append(sa)
         inbound = [sa for sa in sas if sa.direction == "in"]
@@ -78,6 +136,7 @@ class SadState:
 
     def _forget(self, sa: EspSA) -> None:
         self.udp_ports.pop(sa, None)
+        self.selectors.pop(sa, None)
 
     def remove(self, spi: int, direction: str | None = None) -> None:
         for sa in self.sad.remove(spi, direction):
@@ -89,6 +148,7 @@ class SadState:
     def flush(self) -> None:
         self.sad.flush()
         self.udp_ports.clear()
+        self.selectors.clear()
         self.manual.clear()
         self.generation += 1
 
