@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import struct
 
+from esp.algorithms import ESP_HEADER
+
 NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: what starts IKE on the shared port
 UDP_HEADER = 8  # RFC 768: ports, length, checksum
-ESP_HEADER = 8  # RFC 4303 §2: SPI and sequence number
 
 
 def ports(source: int, destination: int) -> bytes:
