@@ -29,7 +29,7 @@ import ipaddress
 import socket
 from collections import deque
 
-from esp.sa import EspSA
+from esp.sa import EspDrop, EspSA
 from esp.udp import encapsulate as udp_encapsulate
 from esp.udp import is_esp
 from forward.events import Acquire, Expire
@@ -187,7 +187,7 @@ class ForwardingCore:
                 if sa is not None:
                     queued, t.queue = t.queue, []
                     for g in queued:
-                        self._seal(t, sa, g, now)
+                        self._sealed(t, sa, sa.seal(g, IPPROTO_GRE, now), len(g))
 
     def remove(self, spi: int, direction: str | None = None) -> None:
         self.state.remove(spi, direction)
@@ -252,7 +252,13 @@ class ForwardingCore:
         if action == "ipsec":
             sa = t.out_sa if t.cache_gen == self.state.generation else self._out_sa(t)
             if sa is not None:
-                self._seal(t, sa, g, now)
+                out = sa.seal(g, IPPROTO_GRE, now)
+                if type(out) is bytes and t.out_udp is None and sa.alternate is None:
+                    self.esp_out.append((out, t.addr))  # the common case, without a call
+                    c.esp_out += 1
+                    c.esp_out_bytes += len(g)
+                else:
+                    self._sealed(t, sa, out, len(g))
             elif t.out_use:  # setkey(8) `use`: negotiate, meanwhile send as is
                 self._request_sa(t, now)
                 self.gre_out.append((g, t.addr))
@@ -277,9 +283,10 @@ class ForwardingCore:
             t.cache_gen = self.state.generation
         return t.out_sa
 
-    def _seal(self, t: Tunnel, sa: EspSA, g: bytes, now: float) -> None:
+    def _sealed(self, t: Tunnel, sa: EspSA, out: bytes | EspDrop, n: int) -> None:
+        """What sa.seal() made of `n` bytes of GRE: queued as ESP or ESP in UDP, followed by its
+        copy with the other ICV length; or counted when the SA refused."""
         c = self.counters
-        out = sa.seal(g, IPPROTO_GRE, now)
         if type(out) is not bytes:
             c.seal_dropped += 1
             t.cache_gen = -1  # the SA may have died (hard lifetime, sequence exhausted)
@@ -295,7 +302,7 @@ class ForwardingCore:
                 other = udp_encapsulate(ports, other)
         queue.append((out, t.addr))
         c.esp_out += 1
-        c.esp_out_bytes += len(g)
+        c.esp_out_bytes += n
         if other is not None:  # after the primary: see esp.sa
             queue.append((other, t.addr))
             c.esp_out_other_icv += 1
