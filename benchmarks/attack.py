@@ -497,8 +497,8 @@ def measure_listing(engine, pairs: dict, rounds: int, wall_limit: float) -> dict
 def measure_cost(rounds: int, sa_counts: tuple[int, ...], per_round: int,
                  build_limit: float, list_limit: float) -> dict:
     from benchmarks import memory
+    from forward.state import SadState
     from ikev1.engine import Engine
-    from pyike.sadb import SadState
 
     engine = Engine(memory.responder_config(max(max(sa_counts), 1)))
     state = SadState()

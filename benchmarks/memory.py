@@ -2,7 +2,7 @@
 
 How the pairs are built: a fresh child process creates one responder Engine (the IKE process's
 engine, `remote anonymous`, pre-shared keys for every peer address) and the forwarding process's
-SA state (pyike.sadb.SadState). For each pair a throwaway initiator Engine with its own address
+SA state (forward.state.SadState). For each pair a throwaway initiator Engine with its own address
 negotiates main mode + quick mode with the responder in memory (datagrams handed across, a fake
 clock) with ECP-256 (group 19), so that 10,000 negotiations take seconds rather than minutes;
 the responder keeps its ISAKMP SA and IPsec SA pair, the Phase2Up is kept as the daemon
@@ -78,10 +78,10 @@ def shuttle(a, a_addr: tuple[str, int], b, b_addr: tuple[str, int], now: float) 
 def establish(responder, state, pairs: dict, index: int, now: float) -> bool:
     """Negotiate one pair with a throwaway initiator; keep the responder's side of it."""
     from benchmarks.ikeload import engine_config
+    from forward.specs import SaSpec
     from ikev1 import events as ev
     from ikev1.engine import Engine
     from ikev1.policy import TrafficSelector
-    from pyike.specs import SaSpec
 
     peer = str(FIRST_PEER + index)
     initiator = Engine(engine_config(peer, RESPONDER, PSK, pfs=False, group=DH_GROUP))
@@ -105,8 +105,8 @@ def establish(responder, state, pairs: dict, index: int, now: float) -> bool:
 
 def measure(checkpoints: tuple[int, ...], time_limit: float) -> dict:
     """The child's work: build pairs up to each checkpoint, RSS at each (gc first)."""
+    from forward.state import SadState
     from ikev1.engine import Engine
-    from pyike.sadb import SadState
 
     # One pair on a throwaway responder first: lazy imports and caches are not per-pair state.
     establish(Engine(responder_config(1)), SadState(), {}, 0, 1.0)

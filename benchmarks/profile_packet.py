@@ -1,17 +1,18 @@
-"""Where one forwarded packet's time goes: each stage of pyike's data plane timed on its own.
+"""Where one forwarded packet's time goes: the forwarding core's calls and the I/O around them.
 
 The harness runs in a network namespace of its own with a real TUN device (pyike.tun) and the
-forwarding process's state (pyike.sadb.SadState with one SPD policy pair and one ESP SA pair),
-and calls what pyike.dataplane calls per packet:
+forwarding process's core (forward.core.ForwardingCore with one tunnel, one SPD policy pair and
+one ESP SA pair), and makes the calls pyike.dataplane makes per packet:
 
-  out: TUN read (os.read) -> GRE (gre.encap) -> SPD + SA lookup -> ESP seal -> send (raw ESP)
-  in:  recv (raw ESP) -> SA by SPI + ESP open -> policy check -> GRE decap -> TUN write
+  out: TUN read (os.read) -> core.from_tunnel (GRE, the cached policy and SA, ESP seal) -> send
+       what the core queued (raw ESP socket)
+  in:  recv (raw ESP) -> core.from_wire (SA by SPI, ESP open, the inbound checks, GRE decap) ->
+       write what the core queued to the TUN device
 
 Packets enter the TUN device from a UDP socket routed into it; the sealed ESP packets go over
 a veth to a reflector in a second namespace that sends them straight back, so the inbound
 stages see real packets from the peer address (the inbound SA shares the outbound SA's keys).
 Each stage is timed per packet with time.perf_counter_ns; the timer's own cost is subtracted.
-The loop caches the SPD and SA lookup per tunnel; both the cached and the full lookup are shown.
 The send stage includes what the kernel does in the sender's context: routing, the veth, and
 delivery to the peer namespace's socket.
 """
@@ -36,10 +37,9 @@ LOCAL, REMOTE = netns.ROUTER_A_WAN, netns.ROUTER_B_WAN
 TUN_ADDRESS, TUN_PEER = "10.1.1.1", "10.1.1.2"
 TARGET = ("10.0.2.2", 9)  # discard port behind the tunnel; routed into the TUN device
 BURST = 128  # below the TUN queue (500) and socket buffers: nothing is lost between stages
-IPPROTO_ESP, IPPROTO_GRE = 50, 47
-OUT_STAGES = ("tun_read", "gre_encap", "spd_lookup_cached", "spd_lookup_full", "esp_seal",
-              "send")
-IN_STAGES = ("recv", "sa_lookup_open", "policy_check", "gre_decap", "tun_write")
+IPPROTO_ESP = 50
+OUT_STAGES = ("tun_read", "from_tunnel", "send")
+IN_STAGES = ("recv", "from_wire", "tun_write")
 
 
 def _timer_cost_ns() -> float:
@@ -52,48 +52,47 @@ def _timer_cost_ns() -> float:
 
 
 class Harness:
-    """The data plane's objects for one tunnel, built as pyike builds them."""
+    """The forwarding process's core for one tunnel, built as pyike builds it."""
 
     def __init__(self) -> None:
         from esp.sa import EspSA
-        from pyike.sadb import SadState
+        from forward.core import ForwardingCore
+        from forward.specs import TunnelSpec
+        from pyike.sadb import spd_of
         from pyike.tun import TunDevice, inner_mtu
         from spd.parse import parse_setkey
 
-        self.tun = TunDevice("tun0", TUN_ADDRESS, TUN_PEER, inner_mtu(1500))
+        mtu = inner_mtu(1500)
+        self.tun = TunDevice("tun0", TUN_ADDRESS, TUN_PEER, mtu)
         os.set_blocking(self.tun.fileno(), False)
         from benchmarks.relay import add_route
 
         add_route("10.0.2.0/24", "tun0")
-        self.state = SadState()
+        self.core = ForwardingCore([TunnelSpec("tun0", LOCAL, REMOTE, TUN_ADDRESS, TUN_PEER, mtu)])
         text = (f"spdadd {LOCAL}/32[0] {REMOTE}/32[0] gre -P out ipsec esp/transport//require;\n"
                 f"spdadd {REMOTE}/32[0] {LOCAL}/32[0] gre -P in ipsec esp/transport//require;\n")
-        self.state.load_setkey([parse_setkey(text, "profile.conf")], time.monotonic())
         enc_key, auth_key = os.urandom(16), os.urandom(20)
         spi = 0x5000
         now = time.monotonic()
-        self.state.add(EspSA(spi, LOCAL, REMOTE, "aes-cbc", enc_key, "hmac-sha1", auth_key,
-                             direction="out", now=now), manual=False)
         # The reflector returns our own packets: the inbound SA has the same SPI and keys.
-        self.state.add(EspSA(spi, REMOTE, LOCAL, "aes-cbc", enc_key, "hmac-sha1", auth_key,
-                             direction="in", now=now), manual=False)
+        sas = [EspSA(spi, src, dst, "aes-cbc", enc_key, "hmac-sha1", auth_key, direction=d,
+                     now=now) for src, dst, d in ((LOCAL, REMOTE, "out"), (REMOTE, LOCAL, "in"))]
+        self.core.apply_setkey(spd_of([parse_setkey(text, "profile.conf")]), sas)
         self.esp = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_ESP)
         self.esp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         self.esp.setblocking(False)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.pair = {(LOCAL, REMOTE): "tun0"}
-        self.out_gen = -1
-        self.out_sa = None
 
     def profile(self, size: int, packets: int) -> dict[str, float]:
         """Nanoseconds per packet for each stage at this inner packet size."""
         clock = time.perf_counter_ns
-        state, fd, esp = self.state, self.tun.fileno(), self.esp
-        encap, decap, packet_type = state.gre_encap, state.gre_decap, state.gre_packet_type
+        core, fd, esp = self.core, self.tun.fileno(), self.esp
+        tunnel = core.tunnels[0]
+        from_tunnel, from_wire = core.from_tunnel, core.from_wire
+        esp_out, tun_out = core.esp_out, core.tun_out
         spent = dict.fromkeys(OUT_STAGES + IN_STAGES, 0)
         counted = dict.fromkeys(OUT_STAGES + IN_STAGES, 0)
         payload = b"\xa5" * (size - 28)  # inner IPv4 (20) + UDP (8) headers, RFC 791 / 768
-        dst = (REMOTE, 0)
         done = 0
         deadline = time.monotonic() + 60
         while done < packets and time.monotonic() < deadline:
@@ -107,21 +106,13 @@ class Harness:
                 except BlockingIOError:
                     break
                 t1 = clock()
-                g = encap(pkt, None, None)
+                from_tunnel(tunnel, pkt, time.monotonic())
                 t2 = clock()
-                if self.out_gen == state.generation:
-                    sa = self.out_sa
+                for data, addr in esp_out:  # what pyike.dataplane does with the queue
+                    esp.sendto(data, addr)
+                esp_out.clear()
                 t3 = clock()
-                state.lookup_policy("out", LOCAL, REMOTE, IPPROTO_GRE, None)
-                sa = state.outbound(LOCAL, REMOTE)
-                self.out_sa, self.out_gen = sa, state.generation
-                t4 = clock()
-                out = sa.seal(g, IPPROTO_GRE, time.monotonic())
-                t5 = clock()
-                esp.sendto(out, dst)
-                t6 = clock()
-                for stage, dt in zip(OUT_STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4,
-                                                  t6 - t5), strict=True):
+                for stage, dt in zip(OUT_STAGES, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                     spent[stage] += dt
                     counted[stage] += 1
             received = 0
@@ -134,24 +125,16 @@ class Harness:
                 except BlockingIOError:
                     continue
                 t1 = clock()
-                ihl = (data[0] & 15) * 4
-                sa = state.inbound(int.from_bytes(data[ihl:ihl + 4], "big"))
-                res = sa.open(memoryview(data)[ihl:], time.monotonic()) if sa else None
+                from_wire(data, time.monotonic())
                 t2 = clock()
-                tunnel = self.pair.get((socket.inet_ntoa(data[16:20]),
-                                        socket.inet_ntoa(data[12:16])))
+                if not tun_out:
+                    continue
+                for _t, inner in tun_out:
+                    os.write(fd, inner)
+                tun_out.clear()
                 t3 = clock()
-                if type(res) is not tuple or tunnel is None:
-                    continue
-                pkt = decap(bytes(res[1]))
-                t4 = clock()
-                if type(pkt) is not packet_type:
-                    continue
-                os.write(fd, pkt.payload)
-                t5 = clock()
                 received += 1
-                for stage, dt in zip(IN_STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4),
-                                     strict=True):
+                for stage, dt in zip(IN_STAGES, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                     spent[stage] += dt
                     counted[stage] += 1
             done += burst
@@ -209,7 +192,7 @@ def summarize(samples: dict, rounds: int, packets: int, out_dir: Path) -> dict:
     totals = {}
     for size in sizes:
         m = med[size]
-        out_total = sum(m.get(s) or 0 for s in OUT_STAGES if s != "spd_lookup_full")
+        out_total = sum(m.get(s) or 0 for s in OUT_STAGES)
         in_total = sum(m.get(s) or 0 for s in IN_STAGES)
         totals[size] = {"out": out_total, "in": in_total}
     rows = []
@@ -219,8 +202,7 @@ def summarize(samples: dict, rounds: int, packets: int, out_dir: Path) -> dict:
             for size in sizes:
                 v = med[size].get(stage)
                 total = totals[size][direction]
-                share = f" ({100 * v / total:.0f}%)" if v is not None and total and \
-                    stage != "spd_lookup_full" else ""
+                share = f" ({100 * v / total:.0f}%)" if v is not None and total else ""
                 cells.append(f"{report.fmt(v / 1000 if v is not None else None, 2)}{share}")
             rows.append([f"{direction}: {stage}", *cells])
         rows.append([f"{direction}: total (loop path)",
@@ -230,12 +212,11 @@ def summarize(samples: dict, rounds: int, packets: int, out_dir: Path) -> dict:
         f"{packets} packets; median; share of the direction's total)",
         ["stage", *[f"{s} B" for s in sizes]], rows,
     ))
-    print("  spd_lookup_full is what a cache miss costs; the loop pays spd_lookup_cached.\n"
+    print("  from_tunnel and from_wire are the forwarding core's calls (GRE, lookups, ESP);\n"
           "  send includes the kernel's delivery across the veth, in the sender's context.")
     plots = []
     series = {stage: [report.summary(samples.get(s, {}).get(stage, []))
-                      for s in sizes] for stage in OUT_STAGES + IN_STAGES
-              if stage != "spd_lookup_full"}
+                      for s in sizes] for stage in OUT_STAGES + IN_STAGES}
     plots.append(report.bar_plot(
         out_dir / "profile_packet.png", "Cost per packet by data-plane stage",
         "nanoseconds", [f"{s} B" for s in sizes], series,

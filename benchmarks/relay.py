@@ -19,7 +19,7 @@ import signal
 import socket
 
 import gre
-from pyike.dataplane import BATCH, IPPROTO_GRE
+from pyike.dataplane import BATCH
 from pyike.tun import TunDevice, inner_mtu
 
 # pyike's own TUN MTU on a 1500-byte link, though GRE alone would allow 1476: the same TCP
@@ -34,7 +34,7 @@ class Relay:
         self.tun_fd = tun.fileno()
         self.local = local
         self.remote = remote
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_GRE)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, gre.IPPROTO_GRE)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)

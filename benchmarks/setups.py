@@ -12,6 +12,7 @@ any failure raises SetupError with the reason (and the daemons' log tail).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -262,13 +263,19 @@ class PyikeSetup(TunnelSetup):
                 log=str(self.workdir / f"pyike-{side}.log"), env=python_env(),
             ))
         for _side, ns, *_rest, lan in sides:
-            if not procs.wait_until(lambda ns=ns: _has_link(ns, "tun0"), 15.0, 0.2):
-                raise SetupError(f"pyike did not create tun0 in {ns}\n{self.logs()}")
+            # pyike makes the device, then sets its MTU and address, then brings it up: a
+            # route through it is refused until it is up ("Device for nexthop is not up")
+            if not procs.wait_until(lambda ns=ns: _link_is_up(ns, "tun0"), 15.0, 0.1):
+                raise SetupError(f"pyike did not bring tun0 up in {ns}\n{self.logs()}")
             netns.ip("route", "add", lan, "dev", "tun0", netns=ns)
 
 
-def _has_link(ns: str, dev: str) -> bool:
-    return procs.run(["ip", "link", "show", dev], netns=ns, check=False).returncode == 0
+def _link_is_up(ns: str, dev: str) -> bool:
+    """Whether `dev` exists in `ns` and is administratively up (IFF_UP)."""
+    out = procs.run(["ip", "-j", "link", "show", "dev", dev], netns=ns, check=False)
+    if out.returncode != 0:
+        return False
+    return any("UP" in link.get("flags", ()) for link in json.loads(out.stdout or "[]"))
 
 
 ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, VethSetup)}

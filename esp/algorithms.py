@@ -1,4 +1,5 @@
-"""ESP cipher and integrity algorithms by the names setkey(8) and the IKE engine use.
+"""ESP cipher and integrity algorithms by the names setkey(8) and the IKE engine use, and the
+room their headers, padding and ICVs take (max_payload).
 
 Each entry holds what an SA needs at install time; nothing here runs per packet.
 """
@@ -14,6 +15,10 @@ try:  # cryptography >= 43 keeps 3DES among the "decrepit" algorithms
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover - older cryptography
     TripleDES = algorithms.TripleDES
+
+
+ESP_HEADER = 8  # RFC 4303 §2: SPI and sequence number
+ESP_TRAILER = 2  # RFC 4303 §2.4-2.6: pad length and next header, after the padding
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,22 @@ def auth_spec(name: str, key: bytes) -> AuthSpec:
     if len(key) != spec.key_size:
         raise ValueError(f"{name} needs a {8 * spec.key_size}-bit key, got {8 * len(key)} bits")
     return spec
+
+
+def max_payload(room: int, enc_alg: str | None = None, auth_alg: str | None = None) -> int:
+    """The largest payload one ESP packet (SPI .. ICV, transport mode) of at most `room` bytes
+    carries: for the algorithm pair given, or, for each left None, the worst of the table's.
+
+    The payload and trailer are padded to the cipher's block (RFC 4303 §2.4), behind its IV:
+    one block for CBC (RFC 3602 §3, RFC 2451 §3), 8 bytes for CTR (RFC 3686 §3). An algorithm
+    with two ICV lengths counts the longer: an SA sends both until the peer's first packet
+    settles it (esp.sa).
+    """
+    ciphers = (CIPHERS[enc_alg],) if enc_alg is not None else tuple(CIPHERS.values())
+    auths = (AUTHS[auth_alg],) if auth_alg is not None else tuple(AUTHS.values())
+
+    def fits(c: CipherSpec, a: AuthSpec) -> int:
+        left = room - ESP_HEADER - (c.iv_size or c.block_size) - max(a.icv_size, a.other_icv_size)
+        return left - left % c.block_size - ESP_TRAILER
+
+    return min(fits(c, a) for c in ciphers for a in auths)

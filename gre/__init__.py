@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
+IPPROTO_GRE = 47  # IANA protocol number, RFC 2784 §2
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 
@@ -53,6 +54,13 @@ def internet_checksum(data: bytes) -> int:
     if total == 0 and any(data):
         total = 0xFFFF  # a non-zero sum congruent to 0 is 0xFFFF in one's complement
     return ~total & 0xFFFF
+
+
+def header_length(key: int | None = None, seq: int | None = None,
+                  checksum: bool = False) -> int:
+    """The bytes encap() puts in front of the inner packet with these options (RFC 2784 §2.1:
+    4, plus 4 each for the checksum, RFC 2890's key and its sequence number)."""
+    return 4 + 4 * ((key is not None) + (seq is not None) + bool(checksum))
 
 
 def _protocol_of(inner: bytes) -> int | None:
@@ -132,4 +140,5 @@ def decap(packet: bytes) -> GrePacket | GreError:
     return GrePacket(protocol, packet[offset:], key, seq)
 
 
-__all__ = ["ETH_P_IP", "ETH_P_IPV6", "GreError", "GrePacket", "decap", "encap", "internet_checksum"]
+__all__ = ["ETH_P_IP", "ETH_P_IPV6", "IPPROTO_GRE", "GreError", "GrePacket", "decap", "encap",
+           "header_length", "internet_checksum"]

@@ -20,6 +20,8 @@ import struct
 import time
 from typing import Any
 
+from esp.udp import is_esp as esp_in_udp
+from forward.specs import SaSpec, TunnelSpec
 from ikev1 import events as ev
 from ikev1.ingress import READ_LIMIT, TURN, IngressQueue
 from ikev1.policy import TrafficSelector
@@ -28,7 +30,6 @@ from pyike.admin import AdminServer
 from pyike.droplog import DropLog
 from pyike.feed import EventFeed, engine_event, sa_change
 from pyike.hooks import run_hook
-from pyike.specs import SaSpec, TunnelSpec
 from pyike.tun import host_addresses, inner_mtu, outer_mtu_towards
 
 log = logging.getLogger("pyike")
@@ -42,7 +43,6 @@ DROP_CHECK_S = 1.0  # how often the drop counters are looked at
 TIMER_RETRY_S = 1.0  # after the engine's timer failed
 HOOK_WAIT_S = 2.0  # at shutdown, how long running hooks and reloads may still take
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: what starts IKE on the NAT-T port
 
 
 def tunnel_specs(config) -> list[TunnelSpec]:
@@ -327,8 +327,8 @@ class Daemon:
             for level, kind, cdata in anc:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= 12:
                     local = (socket.inet_ntoa(cdata[8:12]), port)  # ipi_addr: the destination
-            if port == self.config.engine.natt_port and data[:4] != NON_ESP_MARKER:
-                continue  # ESP in UDP or a NAT keepalive: the forwarding process has its copy
+            if port == self.config.engine.natt_port and esp_in_udp(data):
+                continue  # the forwarding process has its copy
             self.counters["ike_in"] += 1
             if log.isEnabledFor(logging.DEBUG):  # racoon's debug log shows each datagram
                 log.debug("%d bytes message received from %s[%d] to %s[%d]", len(data), peer[0],

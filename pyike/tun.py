@@ -9,28 +9,23 @@ import logging
 import pytun
 from pyroute2 import IPRoute
 
+import gre
+from esp.algorithms import max_payload
+
 log = logging.getLogger("pyike.tun")
 
 IPV4_HEADER = 20  # RFC 791 without options
 IPV6_HEADER = 40  # RFC 8200
-ESP_HEADER = 8  # SPI + sequence number, RFC 4303 §2
-ESP_TRAILER = 2  # pad length + next header, RFC 4303 §2.4-2.6
-AES_BLOCK = 16  # RFC 3602 §3: IV and padding unit
-HMAC_SHA1_96_ICV = 12  # RFC 2404 §3
-GRE_HEADER = 4  # RFC 2784 §2.1
-GRE_KEY = 4  # RFC 2890 §2.1
 DEFAULT_OUTER_MTU = 1500
 
 
 def inner_mtu(outer_mtu: int, *, ipv6: bool = False, gre_key: bool = False,
-              block: int = AES_BLOCK, iv: int = AES_BLOCK, icv: int = HMAC_SHA1_96_ICV) -> int:
-    """The largest inner packet that fits one outer packet after GRE and ESP transport mode.
-
-    The ciphertext (GRE + inner + trailer) is padded to the cipher block size.
-    """
-    room = outer_mtu - (IPV6_HEADER if ipv6 else IPV4_HEADER) - ESP_HEADER - iv - icv
-    ciphertext = room - room % block
-    return ciphertext - ESP_TRAILER - GRE_HEADER - (GRE_KEY if gre_key else 0)
+              enc_alg: str | None = None, auth_alg: str | None = None) -> int:
+    """The largest inner packet that fits one outer packet after GRE and ESP transport mode:
+    for one ESP algorithm pair, or by default for whichever pair an SA may come to use (esp's
+    tables), so that neither a proposal nor a hand-keyed SA nor a rekey needs another MTU."""
+    room = outer_mtu - (IPV6_HEADER if ipv6 else IPV4_HEADER)
+    return max_payload(room, enc_alg, auth_alg) - gre.header_length(key=0 if gre_key else None)
 
 
 def outer_mtu_towards(remote: str) -> int:

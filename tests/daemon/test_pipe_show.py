@@ -1,9 +1,9 @@
 """The IKE <-> forwarding pipe, and the `show-sa isakmp` table."""
 
+from forward.specs import SaSpec
 from ikev1.events import EspKeys
 from pyike import pipe
 from pyike.show import format_isakmp, phase1_json
-from pyike.specs import SaSpec
 
 
 def test_pipe_keeps_message_boundaries_and_objects():

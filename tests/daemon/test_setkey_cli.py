@@ -1,5 +1,5 @@
 """pyike-setkey as setkey(8) is run (-D, -DP, -F, -FP, -f, -c, -x, exit status) against a fake
-daemon, and the live SPD/SAD changes it asks for (pyike.sadb.SadState.run_setkey)."""
+daemon, and the live SPD/SAD changes it asks for (pyike.sadb.run_setkey)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from forward.state import SadState
 from pyike import feed, setkey
-from pyike.sadb import SadState
+from pyike.sadb import run_setkey
 from spd.errors import SetkeyError
 from spd.parse import parse_setkey
 from tests.daemon.fakes import records, server_fixture
@@ -156,7 +157,7 @@ def test_usage_version_and_no_daemon(tmp_path, capsys):
 
 
 def _run(state: SadState, text: str) -> dict:
-    return state.run_setkey(parse_setkey(text, "cmd"), ["198.18.0.1"], 100.0)
+    return run_setkey(state, parse_setkey(text, "cmd"), ["198.18.0.1"], 100.0)
 
 
 def test_run_setkey_adds_deletes_and_flushes_on_the_live_state():

@@ -8,10 +8,10 @@ import os
 
 import pytest
 
+from forward.specs import TunnelSpec
 from pyike import cli, pipe
 from pyike.dataplane import DataPlane
 from pyike.sadb import setkey_state
-from pyike.specs import TunnelSpec
 from spd.parse import SetkeyError, parse_setkey
 
 AES = "0x" + "00112233445566778899aabbccddeeff"
@@ -168,24 +168,25 @@ def test_what_pyike_t_accepts_the_forwarding_process_installs(tmp_path, capsys, 
     assert cli.main(["-t", "-f", conf]) == 0
     assert capsys.readouterr().out == "OK\n"
     plane = forwarding(_parsed(tmp_path))
-    sas = {(sa.spi, sa.direction) for sa in plane.state.manual}
+    sas = {(sa.spi, sa.direction) for sa in plane.core.state.manual}
     assert sas == {(0x1000, "in"), (0x1001, "out")}
-    assert plane.state.inbound(0x1000).src == REMOTE
-    assert plane.state.outbound(LOCAL, REMOTE).spi == 0x1001
-    assert plane.tunnels[0].out_action == "ipsec"
+    assert plane.core.state.inbound(0x1000).src == REMOTE
+    assert plane.core.state.outbound(LOCAL, REMOTE).spi == 0x1001
+    assert plane.core.tunnels[0].out_action == "ipsec"
 
 
 def test_a_refused_reload_changes_nothing_and_a_good_one_replaces_the_manual_sas(
         tmp_path, forwarding):
     _write(tmp_path, "\n".join([POLICY, add(LOCAL, REMOTE, "0x1000")]), "")
     plane = forwarding(_parsed(tmp_path))
-    before = (plane.state.spd, list(plane.state.manual))
+    before = (plane.core.state.spd, list(plane.core.state.manual))
     _write(tmp_path, add(REMOTE, LOCAL, "0x3000") + "\n" + add(REMOTE, "198.18.0.4", "0x3000"),
            "")
     with pytest.raises(SetkeyError):
         plane.apply_setkey(_parsed(tmp_path), 1.0)
-    assert (plane.state.spd, plane.state.manual) == before
+    assert (plane.core.state.spd, plane.core.state.manual) == before
     _write(tmp_path, add(REMOTE, LOCAL, "0x3000"), "")
     plane.apply_setkey(_parsed(tmp_path), 2.0)
-    assert [(sa.spi, sa.direction) for sa in plane.state.manual] == [(0x3000, "in")]
-    assert plane.state.outbound(LOCAL, REMOTE) is None and plane.state.spd.policies() == []
+    assert [(sa.spi, sa.direction) for sa in plane.core.state.manual] == [(0x3000, "in")]
+    state = plane.core.state
+    assert state.outbound(LOCAL, REMOTE) is None and state.spd.policies() == []

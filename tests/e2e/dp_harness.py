@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 
+from forward.specs import TunnelSpec
 from pyike import pipe
 from pyike.dataplane import start
-from pyike.specs import TunnelSpec
 from spd.parse import parse_setkey
 
 

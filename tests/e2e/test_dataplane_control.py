@@ -15,7 +15,7 @@ import json
 from ikev1.events import EspKeys
 from pyike import pipe
 from pyike.dataplane import start
-from pyike.specs import SaSpec
+from forward.specs import SaSpec
 from spd.parse import parse_setkey
 
 pid, sock = start([], [])

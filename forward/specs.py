@@ -1,4 +1,4 @@
-"""What the IKE process tells the forwarding process: tunnels at start, SAs as they come."""
+"""What the IKE process tells the forwarding core: tunnels at start, SAs as they come."""
 
 from __future__ import annotations
 
@@ -29,5 +29,8 @@ class SaSpec:
     lifetime_s: int = 0
     lifetime_bytes: int = 0
     peer: tuple[str, int] | None = None
+    # (local, remote), each (network, protocol, port) as quick mode negotiated them
+    # (ikev1.events.Phase2Up); () for none. The core drops what opens under an inbound SA and
+    # falls outside them.
     selectors: tuple = field(default=())
     encap: tuple[int, int] | None = None  # (our port, peer's port): ESP in UDP, RFC 3948

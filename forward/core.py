@@ -1,0 +1,400 @@
+"""The forwarding core: every decision the forwarding process makes about a packet, without I/O.
+
+The shape of ikev1.engine. The shell hands in what it read and the time, and takes out what to
+send where and what happened:
+
+- in: `from_tunnel(tunnel, packet, now)`, an IP packet read from a tunnel's TUN device;
+  `from_wire(packet, now)`, an IPv4 packet (header included) a raw socket received: ESP
+  (protocol 50), ESP in UDP to the NAT-T port (RFC 3948), or plain GRE (47);
+- control: `install`, `remove`, `flush`, `apply_setkey`, `set_tunnels` (the IKE process's
+  messages), `handle_timer(now)` once `get_timer()` is due (lifetimes);
+- out: `esp_out`, `udp_out`, `gre_out`: lists of `(datagram, (address, 0))` for the raw ESP, UDP
+  and GRE sockets (the kernel adds the IP header; a `udp_out` datagram starts with its UDP
+  header); `tun_out`: `(tunnel, packet)` for the TUN devices; `next_event()`: Acquire, Expire;
+  `counters`. The shell sends the lists in order and empties them (clear(), the lists stay).
+
+Outbound: GRE encap -> the tunnel's `out` policy and SA (cached per tunnel, renewed when the
+SAD's generation moves) -> seal -> ESP, or ESP in UDP when the SA says so. Inbound: SA by SPI ->
+open -> the tunnel by outer addresses -> the SA's selectors (checked once per SA and tunnel) ->
+GRE decap -> the tunnel by GRE key -> its `in` policy. Plain GRE is accepted only where no
+`require` policy covers it.
+
+Hot path: per packet one call in, the SA's seal or open, the GRE codec, and list appends of
+tuples the socket call needs anyway; everything else is looked up once per tunnel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections import deque
+
+from esp.sa import EspDrop, EspSA
+from esp.udp import encapsulate as udp_encapsulate
+from esp.udp import is_esp
+from forward.events import Acquire, Expire
+from forward.specs import SaSpec, TunnelSpec
+from forward.state import SadState
+from gre import IPPROTO_GRE, GrePacket
+from gre import decap as gre_decap
+from gre import encap as gre_encap
+from spd.db import SPD
+
+IPPROTO_ESP = 50  # RFC 4303 §2 (IANA protocol number)
+IPPROTO_UDP = 17
+NATT_PORT = 4500  # RFC 3948 §2: ESP in UDP shares the port IKE floated to
+QUEUE_WHILE_ACQUIRING = 8  # packets kept while an SA is negotiated (racoon/kernel keep one)
+ACQUIRE_RETRY_S = 1.0  # the kernel repeats an acquire no more often than this
+HOUSEKEEPING_S = 1.0  # lifetime checks
+MIN_WIRE = 28  # IPv4 header (RFC 791) and an ESP header (RFC 4303 §2), or UDP's and 20 more
+
+
+class Counters:
+    __slots__ = (
+        "tun_in", "esp_out", "esp_out_bytes", "esp_in", "esp_in_bytes", "gre_clear_out",
+        "gre_clear_in", "no_sa_dropped", "queued", "acquires", "discarded", "seal_dropped",
+        "open_dropped", "unknown_spi", "policy_dropped", "gre_clear_dropped", "malformed",
+        "tun_out", "send_errors", "ctl_dropped", "recv_errors",
+        "esp_out_other_icv",  # copies with the other ICV length, until the peer's first packet
+        "selector_dropped",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+# What each drop counter counts, for the first-occurrence log lines. send_errors, recv_errors
+# and ctl_dropped are the shell's: the core counts what it hands out, the shell what failed.
+DROP_REASONS = {
+    "malformed": "a packet that is not IPv4/IPv6, too short, or bad GRE",
+    "unknown_spi": "ESP with an SPI we have no SA for",
+    "open_dropped": "ESP that failed its integrity check, the replay window or a lifetime",
+    "policy_dropped": "decrypted ESP that no inbound policy or tunnel allows",
+    "selector_dropped": "decrypted ESP from or to addresses, or of a protocol, its SA does not "
+                        "cover",
+    "gre_clear_dropped": "plain GRE that a require policy covers",
+    "no_sa_dropped": "an outbound packet while negotiating an SA (queue full)",
+    "seal_dropped": "an outbound packet its SA refused to seal (lifetime or sequence number)",
+    "discarded": "an outbound packet a discard policy covers",
+    "send_errors": "a packet the kernel refused to send or the TUN device to take",
+    "recv_errors": "a failed read from a raw socket",
+    "ctl_dropped": "a message to the IKE process lost on a full pipe",
+}
+
+
+class Tunnel:
+    """One GRE tunnel: its spec, and its out-policy, out-SA and in-policy looked up once.
+
+    `handle` is the shell's (its TUN descriptor); the core never reads it.
+    """
+
+    __slots__ = ("spec", "key", "addr", "wire", "out_action", "out_use", "out_sa", "out_udp",
+                 "cache_gen", "queue", "acquired_at", "accept_esp", "accept_clear", "in_sa",
+                 "handle")
+
+    def __init__(self, spec: TunnelSpec) -> None:
+        self.set_spec(spec)
+        self.out_action: str | None = None
+        self.out_use = False  # level `use`: without an SA the packet goes in clear
+        self.out_sa: EspSA | None = None
+        self.out_udp: bytes | None = None  # UDP ports when the out SA is UDP-encapsulated
+        self.cache_gen = -1
+        self.queue: list[bytes] = []
+        self.acquired_at = -ACQUIRE_RETRY_S
+        self.accept_esp = True  # what the `in` policy lets through: GRE that came in ESP ...
+        self.accept_clear = True  # ... and plain GRE
+        self.handle = -1
+
+    def set_spec(self, spec: TunnelSpec) -> None:
+        """The spec and what is derived from it (the policies are the core's to refresh)."""
+        self.spec = spec
+        self.key = spec.key
+        self.addr = (spec.remote, 0)  # where its packets go, as sendto() takes it
+        # the outer source and destination as an inbound IPv4 header holds them (bytes 12-20)
+        self.wire = _packed(spec.remote) + _packed(spec.local)
+        self.in_sa: EspSA | None = None  # the last inbound SA whose selectors cover the pair
+
+
+def _packed(address: str) -> bytes:
+    try:
+        return ipaddress.ip_address(address).packed
+    except ValueError:
+        return b""
+
+
+class ForwardingCore:
+    """The forwarding decisions for a set of GRE tunnels; see the module docstring."""
+
+    def __init__(self, tunnels: list[TunnelSpec] = (), *, natt_port: int = NATT_PORT) -> None:
+        self.state = SadState()
+        self.counters = Counters()
+        self.natt_port = natt_port
+        self.tunnels: list[Tunnel] = []
+        self.by_pair: dict[tuple[str, str], Tunnel] = {}  # (local, remote): the first tunnel
+        self.by_key: dict[tuple[str, str, int | None], Tunnel] = {}  # ... and its GRE key
+        self._by_wire: dict[bytes, Tunnel] = {}  # Tunnel.wire: the first tunnel of the pair
+        self.esp_out: list[tuple[bytes, tuple[str, int]]] = []
+        self.udp_out: list[tuple[bytes, tuple[str, int]]] = []
+        self.gre_out: list[tuple[bytes, tuple[str, int]]] = []
+        self.tun_out: list[tuple[Tunnel, bytes]] = []
+        self._events: deque[Acquire | Expire] = deque()
+        self._timer = 0.0
+        self._inbound = self.state.sad.inbound
+        self.set_tunnels(list(tunnels))
+
+    # --- control -----------------------------------------------------------------------------
+
+    def set_tunnels(self, specs: list[TunnelSpec]) -> None:
+        """The tunnels of `specs`; one whose name stays is kept and changed in place, and loses
+        what it queued only when its outer pair or GRE key changed."""
+        old = {t.spec.name: t for t in self.tunnels}
+        tunnels = []
+        for spec in specs:
+            t = old.get(spec.name)
+            if t is None:
+                t = Tunnel(spec)
+            elif t.spec != spec:
+                if (t.spec.local, t.spec.remote, t.spec.key) != (spec.local, spec.remote,
+                                                                 spec.key):
+                    t.queue.clear()  # packets queued for the old outer pair
+                t.set_spec(spec)
+            tunnels.append(t)
+        self.tunnels = tunnels
+        self.by_pair.clear()
+        self.by_key.clear()
+        self._by_wire.clear()
+        for t in tunnels:
+            self.by_pair.setdefault((t.spec.local, t.spec.remote), t)
+            self._by_wire.setdefault(t.wire, t)
+            self.by_key[(t.spec.local, t.spec.remote, t.spec.key)] = t
+        self._refresh_policies()
+
+    def apply_setkey(self, spd: SPD, manual: list[EspSA]) -> None:
+        """A new SPD and hand-keyed SAs (what pyike.sadb.setkey_state made of the files)."""
+        self.state.replace_setkey(spd, manual)
+        self._refresh_policies()
+
+    def install(self, specs: tuple[SaSpec, ...], now: float) -> None:
+        """The SAs of one negotiation, then what waited for them."""
+        self.state.install(specs, now)
+        for t in self.tunnels:
+            if t.queue and t.out_action == "ipsec":
+                sa = self._out_sa(t)
+                if sa is not None:
+                    queued, t.queue = t.queue, []
+                    for g in queued:
+                        self._sealed(t, sa, sa.seal(g, IPPROTO_GRE, now), len(g))
+
+    def remove(self, spi: int, direction: str | None = None) -> None:
+        self.state.remove(spi, direction)
+
+    def state_changed(self) -> None:
+        """The SPD or SAD was changed from outside (a live setkey run): policies again."""
+        self._refresh_policies()
+
+    def flush(self) -> None:
+        self.state.flush()
+
+    def status(self) -> dict:
+        """The counters and the tunnels, as `pyikectl status` shows them."""
+        return {"counters": self.counters.as_dict(), "tunnels": [
+            {"name": t.spec.name, "local": t.spec.local, "remote": t.spec.remote,
+             "address": t.spec.address, "peer": t.spec.peer, "mtu": t.spec.mtu,
+             "out_action": t.out_action, "queued": len(t.queue)} for t in self.tunnels]}
+
+    def _refresh_policies(self) -> None:
+        for t in self.tunnels:
+            s = t.spec
+            out = self.state.lookup_policy("out", s.local, s.remote, IPPROTO_GRE, s.key)
+            t.out_action = out.action if out is not None else None
+            t.out_use = out is not None and out.action == "ipsec" and all(
+                r.level == "use" for r in out.rules)
+            inp = self.state.lookup_policy("in", s.remote, s.local, IPPROTO_GRE, s.key)
+            in_action = inp.action if inp is not None else None
+            # as the kernel checks a policy's templates against the SAs a packet came through:
+            # every rule not at level `use` must be what our SAs are, ESP in transport mode
+            # between the tunnel's two ends
+            t.accept_esp = in_action in (None, "none") or in_action == "ipsec" and all(
+                r.level == "use" or (r.protocol == "esp" and r.mode == "transport"
+                                     and r.src in (None, ipaddress.ip_address(s.remote))
+                                     and r.dst in (None, ipaddress.ip_address(s.local)))
+                for r in inp.rules)
+            t.accept_clear = in_action != "discard" and not (in_action == "ipsec" and any(
+                r.level in ("require", "unique") for r in inp.rules))
+            t.cache_gen = -1
+
+    # --- timers and events -------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        """When handle_timer() is next due (the clock of `now`)."""
+        return self._timer
+
+    def handle_timer(self, now: float) -> None:
+        """Lifetimes: an Expire event for each SA past its soft or hard limit (hard: removed)."""
+        for spi, direction, kind in self.state.expire(now):
+            self._events.append(Expire(spi, direction, kind))
+        self._timer = now + HOUSEKEEPING_S
+
+    def next_event(self) -> Acquire | Expire | None:
+        return self._events.popleft() if self._events else None
+
+    # --- outbound ----------------------------------------------------------------------------
+
+    def from_tunnel(self, t: Tunnel, packet: bytes, now: float) -> None:
+        """An IP packet read from tunnel `t`'s TUN device."""
+        c = self.counters
+        c.tun_in += 1
+        g = gre_encap(packet, None, t.key)
+        if type(g) is not bytes:  # neither IPv4 nor IPv6
+            c.malformed += 1
+            return
+        action = t.out_action
+        if action == "ipsec":
+            sa = t.out_sa if t.cache_gen == self.state.generation else self._out_sa(t)
+            if sa is not None:
+                out = sa.seal(g, IPPROTO_GRE, now)
+                if type(out) is bytes and t.out_udp is None and sa.alternate is None:
+                    self.esp_out.append((out, t.addr))  # the common case, without a call
+                    c.esp_out += 1
+                    c.esp_out_bytes += len(g)
+                else:
+                    self._sealed(t, sa, out, len(g))
+            elif t.out_use:  # setkey(8) `use`: negotiate, meanwhile send as is
+                self._request_sa(t, now)
+                self.gre_out.append((g, t.addr))
+                c.gre_clear_out += 1
+            else:
+                if len(t.queue) < QUEUE_WHILE_ACQUIRING:
+                    t.queue.append(g)
+                    c.queued += 1
+                else:
+                    c.no_sa_dropped += 1
+                self._request_sa(t, now)
+        elif action == "discard":
+            c.discarded += 1
+        else:  # `none`, or no policy at all: GRE in clear, as the kernel would
+            self.gre_out.append((g, t.addr))
+            c.gre_clear_out += 1
+
+    def _out_sa(self, t: Tunnel) -> EspSA | None:
+        if t.cache_gen != self.state.generation:
+            t.out_sa = self.state.outbound(t.spec.local, t.spec.remote)
+            t.out_udp = self.state.udp_ports_of(t.out_sa)
+            t.cache_gen = self.state.generation
+        return t.out_sa
+
+    def _sealed(self, t: Tunnel, sa: EspSA, out: bytes | EspDrop, n: int) -> None:
+        """What sa.seal() made of `n` bytes of GRE: queued as ESP or ESP in UDP, followed by its
+        copy with the other ICV length; or counted when the SA refused."""
+        c = self.counters
+        if type(out) is not bytes:
+            c.seal_dropped += 1
+            t.cache_gen = -1  # the SA may have died (hard lifetime, sequence exhausted)
+            return
+        other = sa.alternate  # the same packet with the other ICV length (esp.sa), or None
+        ports = t.out_udp
+        if ports is None:
+            queue = self.esp_out
+        else:
+            queue = self.udp_out
+            out = udp_encapsulate(ports, out)
+            if other is not None:
+                other = udp_encapsulate(ports, other)
+        queue.append((out, t.addr))
+        c.esp_out += 1
+        c.esp_out_bytes += n
+        if other is not None:  # after the primary: see esp.sa
+            queue.append((other, t.addr))
+            c.esp_out_other_icv += 1
+
+    def _request_sa(self, t: Tunnel, now: float) -> None:
+        """racoon's acquire, at most once a second per tunnel."""
+        if now - t.acquired_at >= ACQUIRE_RETRY_S:
+            t.acquired_at = now
+            self.counters.acquires += 1
+            self._events.append(Acquire(t.spec.local, t.spec.remote))
+
+    # --- inbound -----------------------------------------------------------------------------
+
+    def from_wire(self, packet: bytes, now: float) -> None:
+        """An IPv4 packet, header included, from a raw ESP, UDP or GRE socket."""
+        c = self.counters
+        if len(packet) < MIN_WIRE or packet[0] >> 4 != 4:
+            if len(packet) < 10 or packet[9] != IPPROTO_UDP:  # a raw UDP socket sees it all
+                c.malformed += 1
+            return
+        at = (packet[0] & 15) << 2
+        proto = packet[9]
+        if proto == IPPROTO_UDP:
+            if (int.from_bytes(packet[at + 2:at + 4], "big") != self.natt_port
+                    or not is_esp(packet, at + 8)):
+                return  # IKE, a keepalive, or another port: the IKE process has its copy
+            at += 8
+        elif proto != IPPROTO_ESP:
+            if proto == IPPROTO_GRE:
+                t = self._by_wire.get(packet[12:20])
+                if t is not None:  # else not one of our tunnels: none of our business
+                    self._deliver(t, packet[at:], True)
+            return
+        sa = self._inbound(int.from_bytes(packet[at:at + 4], "big"))
+        if sa is None:
+            c.unknown_spi += 1
+            return
+        res = sa.open(memoryview(packet)[at:], now)
+        if type(res) is not tuple:
+            c.open_dropped += 1
+            return
+        nh, payload = res
+        t = self._by_wire.get(packet[12:20])
+        if t is None or sa is not t.in_sa or nh != IPPROTO_GRE:
+            t = self._check_in(sa, t, nh, packet, payload)
+            if t is None:
+                return
+        c.esp_in += 1
+        c.esp_in_bytes += len(payload)
+        self._deliver(t, payload, False)
+
+    def _check_in(self, sa: EspSA, t: Tunnel | None, nh: int, packet: bytes, payload: bytes
+                  ) -> Tunnel | None:
+        """What opened under `sa` may pass when the packet's outer addresses are the SA's and
+        they and its upper protocol fall within the SA's selectors (RFC 4301 §5.2 step 4; Linux
+        counts XfrmInStateMismatch), and when it is GRE of one of our tunnels. Run once per SA
+        and tunnel: the tunnel then remembers the SA."""
+        src, dst = socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])
+        selector = self.state.selectors.get(sa)
+        if sa.src != src or sa.dst != dst or (
+                selector is not None and not selector.covers(src, dst, nh, payload)):
+            self.counters.selector_dropped += 1
+            return None
+        if nh != IPPROTO_GRE or t is None:
+            self.counters.policy_dropped += 1
+            return None
+        t.in_sa = sa
+        return t
+
+    def _deliver(self, t: Tunnel, gre_packet: bytes, clear: bool) -> None:
+        """Decapsulate, pick the tunnel by GRE key, apply its `in` policy, queue for its TUN."""
+        c = self.counters
+        pkt = gre_decap(gre_packet)
+        if type(pkt) is not GrePacket:
+            c.malformed += 1
+            return
+        if pkt.key != t.key:
+            t = self.by_key.get((t.spec.local, t.spec.remote, pkt.key))
+            if t is None:
+                c.malformed += 1
+                return
+        if clear:
+            if not t.accept_clear:
+                c.gre_clear_dropped += 1
+                return
+            c.gre_clear_in += 1
+        elif not t.accept_esp:
+            c.policy_dropped += 1
+            return
+        self.tun_out.append((t, pkt.payload))
+        c.tun_out += 1

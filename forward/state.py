@@ -1,0 +1,192 @@
+"""The forwarding core's databases: the SPD (spd/), the SAD (esp/), and per SA what the SAD
+does not hold: the UDP ports of ESP in UDP and the selectors of an inbound SA.
+
+Negotiated SAs survive a setkey reload; manual SAs (`add` lines) are replaced by the new file's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from esp import dump as esp_dump
+from esp import udp
+from esp.sa import EspSA, Lifetime
+from esp.sad import SAD
+from forward.specs import SaSpec
+from spd import dump as spd_dump
+from spd.db import SPD
+from spd.policy import IPNetwork
+
+SOFT_FRACTION = 0.8  # racoon/the kernel: the soft lifetime is 80% of the hard one
+# Upper-layer protocols whose first four bytes are the source and destination ports (TCP
+# RFC 9293 §3.1, UDP RFC 768, SCTP RFC 9260 §3.1): the ones a port selector can name.
+PORT_PROTOCOLS = frozenset({6, 17, 132})
+
+
+def _lifetime(seconds: int, nbytes: int) -> Lifetime | None:
+    if not seconds and not nbytes:
+        return None
+    return Lifetime(int(seconds * SOFT_FRACTION) if seconds else 0, seconds or 0,
+                    int(nbytes * SOFT_FRACTION) if nbytes else 0, nbytes or 0)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What an inbound SA may carry (RFC 4301 §4.4.2.1): the outer source and destination, the
+    upper-layer protocol (0: any, RFC 2407 §4.6.2; -1: none, the two IDs disagree) and its ports
+    (0: any)."""
+
+    src: IPNetwork
+    dst: IPNetwork
+    protocol: int = 0
+    sport: int = 0
+    dport: int = 0
+
+    def covers(self, src: str, dst: str, protocol: int, payload: bytes) -> bool:
+        if self.protocol and self.protocol != protocol:
+            return False
+        if ipaddress.ip_address(src) not in self.src or ipaddress.ip_address(dst) not in self.dst:
+            return False
+        if (self.sport or self.dport) and protocol in PORT_PROTOCOLS:
+            if len(payload) < 4:
+                return False
+            sport, dport = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:4], "big")
+            return self.sport in (0, sport) and self.dport in (0, dport)
+        return True
+
+
+def inbound_selector(spec: SaSpec) -> Selector | None:
+    """The Selector of an inbound SaSpec, None when it has none (a hand-keyed SA, as a PF_KEY
+    SA without selectors: the kernel checks nothing either)."""
+    if not spec.selectors:
+        return None
+    (local_net, local_proto, local_port), (remote_net, remote_proto, remote_port) = spec.selectors
+    src = ipaddress.ip_network(remote_net, strict=False)
+    dst = ipaddress.ip_network(local_net, strict=False)
+    if spec.encap is not None:
+        # Transport mode behind a NAT: a host ID is the address before translation (RFC 3947
+        # §5.2, NAT-OA); the packets carry the SA's own, the outside address of the NAT.
+        if src.num_addresses == 1:
+            src = ipaddress.ip_network(spec.keys.src)
+        if dst.num_addresses == 1:
+            dst = ipaddress.ip_network(spec.keys.dst)
+    protocol = local_proto or remote_proto
+    if local_proto and remote_proto and local_proto != remote_proto:
+        protocol = -1
+    return Selector(src, dst, protocol, remote_port, local_port)
+
+
+class SadState:
+    """SPD + SAD, and a generation number that changes with the SAD."""
+
+    def __init__(self) -> None:
+        self.spd = SPD()
+        self.sad = SAD()
+        self.manual: list[EspSA] = []
+        self.udp_ports: dict[EspSA, bytes] = {}  # outbound SA -> UDP source+destination port
+        self.selectors: dict[EspSA, Selector] = {}  # inbound SA -> what it may carry
+        self.generation = 0
+
+    def replace_setkey(self, spd: SPD, manual: list[EspSA]) -> None:
+        """Install what `pyike.sadb.setkey_state()` made: its SPD, and its hand-keyed SAs in
+        place of the old ones; negotiated SAs stay."""
+        self.spd = spd
+        for sa in self.manual:
+            self.sad.remove(sa)
+        self.manual.clear()
+        self.generation += 1
+        for sa in manual:
+            self.add(sa)
+
+    def add(self, sa: EspSA, *, manual: bool = True) -> None:
+        self.sad.add(sa)
+        if manual:
+            self.manual.append(sa)
+        self.generation += 1
+
+    def install(self, specs: Iterable[SaSpec], now: float) -> list[EspSA]:
+        """The SAs of one negotiation (an inbound and an outbound one), paired so that a
+        two-length ICV (esp.sa) is settled by the peer's first packet."""
+        sas = []
+        for spec in specs:
+            k = spec.keys
+            sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
+                       direction=spec.direction,
+                       lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
+            if spec.direction == "out":
+                if spec.encap is not None:
+                    self.udp_ports[sa] = udp.ports(*spec.encap)
+            else:
+                selector = inbound_selector(spec)
+                if selector is not None:
+                    self.selectors[sa] = selector
+            self.add(sa, manual=False)
+            sas.append(sa)
+        inbound = [sa for sa in sas if sa.direction == "in"]
+        outbound = [sa for sa in sas if sa.direction == "out"]
+        if len(inbound) == 1 and len(outbound) == 1:
+            inbound[0].pair_with(outbound[0])
+        return sas
+
+    def udp_ports_of(self, sa: EspSA | None) -> bytes | None:
+        """The UDP ports of a UDP-encapsulated outbound SA (RFC 3948), None for plain ESP."""
+        return None if sa is None else self.udp_ports.get(sa)
+
+    def _forget(self, sa: EspSA) -> None:
+        self.udp_ports.pop(sa, None)
+        self.selectors.pop(sa, None)
+
+    def discard(self, sa: EspSA) -> None:
+        """One SA, by identity (a live setkey `flush` or `delete`: pyike.sadb.run_setkey)."""
+        self.sad.remove(sa)
+        self._forget(sa)
+        if sa in self.manual:
+            self.manual.remove(sa)
+        self.generation += 1
+
+    def remove(self, spi: int, direction: str | None = None) -> None:
+        for sa in self.sad.remove(spi, direction):
+            self._forget(sa)
+            if sa in self.manual:
+                self.manual.remove(sa)
+        self.generation += 1
+
+    def flush(self) -> None:
+        self.sad.flush()
+        self.udp_ports.clear()
+        self.selectors.clear()
+        self.manual.clear()
+        self.generation += 1
+
+    def lookup_policy(self, direction: str, src: str, dst: str, proto: int, key: int | None):
+        return self.spd.lookup(direction, src, dst, proto, 0, 0, key)
+
+    def outbound(self, src: str, dst: str) -> EspSA | None:
+        return self.sad.outbound(src, dst)
+
+    def inbound(self, spi: int) -> EspSA | None:
+        return self.sad.inbound(spi)
+
+    def expire(self, now: float) -> list[tuple[int, str, str]]:
+        """(spi, direction, "soft"|"hard") for SAs past a lifetime; hard ones are removed."""
+        out = []
+        for sa, kind in self.sad.expire(now):
+            out.append((sa.spi, sa.direction, kind))
+            if kind == "hard":
+                self.sad.remove(sa)
+                self._forget(sa)
+                self.generation += 1
+        return out
+
+    def dump(self, what: str, wall: float, mono: float):
+        if what == "sad":
+            return esp_dump.format_sad(self.sad, wall, now=mono)
+        if what == "sad_json":
+            return esp_dump.sad_json(self.sad, wall, now=mono)
+        if what == "spd":
+            return spd_dump.format_spd(self.spd, wall)
+        if what == "spd_json":
+            return spd_dump.spd_json(self.spd)
+        raise ValueError(f"unknown query {what!r}")
