@@ -60,7 +60,7 @@ class AggressiveMixin:
             self._float(p1, now)
         am3 = [HashPayload(auth), *self._natd_payloads(p1)]  # hashes of the floated ports
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.AGGRESSIVE, 0, 0)
-        self._send(p1.flight, [encode_message(out, am3)], now, expect_reply=False)
+        self._send(p1.flight, [encode_message(out, am3)], now, under=p1, expect_reply=False)
         return []  # message 2 came in clear: nothing in it but the HASH is the peer's word
 
     def _r_am3(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> list:

@@ -322,17 +322,47 @@ class RawPayload:
         return self.data
 
 
-AnyPayload = (SaPayload | KePayload | IdPayload | HashPayload | NoncePayload | NotifyPayload
-              | DeletePayload | VendorIdPayload | NatDPayload | NatOaPayload | RawPayload)
+FRAGMENT_LAST = 0x01  # racoon's ISAKMP_FRAG_LAST: the fragment that ends the message
+_FRAGMENT = struct.Struct("!HBB")  # fragment ID, fragment number, flags
 
-_KNOWN_RAW = {Payload.CERT, Payload.CR, Payload.SIG, Payload.SAK, Payload.FRAGMENT}
+
+@dataclass(frozen=True)
+class FragmentPayload:
+    """One piece of a message sent in fragments (payload 132, ipsec-tools' and Cisco's IKEv1
+    fragmentation): after the generic header, a 16-bit fragment ID naming the message, the
+    fragment's number counted from 1, a flags byte whose LAST bit ends the message, then the
+    piece of the message itself, which is never empty."""
+
+    ptype: ClassVar[int] = Payload.FRAGMENT
+    frag_id: int
+    number: int
+    last: bool
+    data: bytes
+
+    def encode_body(self) -> bytes:
+        flags = FRAGMENT_LAST if self.last else 0
+        return _FRAGMENT.pack(self.frag_id, self.number, flags) + self.data
+
+    @classmethod
+    def decode_body(cls, data: bytes) -> FragmentPayload:
+        _need(len(data) > _FRAGMENT.size, "fragment size")  # racoon: at least one byte of data
+        frag_id, number, flags = _FRAGMENT.unpack_from(data)
+        _need(number >= 1, "fragment number")
+        return cls(frag_id, number, bool(flags & FRAGMENT_LAST), bytes(data[_FRAGMENT.size:]))
+
+
+AnyPayload = (SaPayload | KePayload | IdPayload | HashPayload | NoncePayload | NotifyPayload
+              | DeletePayload | VendorIdPayload | NatDPayload | NatOaPayload | FragmentPayload
+              | RawPayload)
+
+_KNOWN_RAW = {Payload.CERT, Payload.CR, Payload.SIG, Payload.SAK}
 
 
 def _decode_one(ptype: int, body: bytes) -> AnyPayload:
     simple = {Payload.SA: SaPayload, Payload.KE: KePayload, Payload.ID: IdPayload,
               Payload.HASH: HashPayload, Payload.NONCE: NoncePayload,
               Payload.NOTIFY: NotifyPayload, Payload.DELETE: DeletePayload,
-              Payload.VENDOR_ID: VendorIdPayload}
+              Payload.VENDOR_ID: VendorIdPayload, Payload.FRAGMENT: FragmentPayload}
     if ptype in simple:
         return simple[ptype].decode_body(body)
     if ptype in (Payload.NAT_D, Payload.NAT_D_DRAFT):

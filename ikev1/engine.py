@@ -15,11 +15,20 @@ import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from . import crypto
+from . import crypto, fragment
 from .aggressive import AggressiveMixin
-from .codec import HEADER_LEN, CodecError, Header, decode_header, decode_payloads, encode_payloads
-from .constants import NON_ESP_MARKER, Exchange, Flag
+from .codec import (
+    HEADER_LEN,
+    CodecError,
+    FragmentPayload,
+    Header,
+    decode_header,
+    decode_payloads,
+    encode_payloads,
+)
+from .constants import NON_ESP_MARKER, Exchange, Flag, Payload
 from .events import Event, NegotiationFailed, Phase1Down, Refused, SaDeleted, SaExpired
+from .fragment import Reassembler, Reassembly
 from .ids import address_selector
 from .informational import InformationalMixin
 from .ingress import Priority
@@ -53,6 +62,11 @@ COUNTER_NAMES = (
     "unexpected", "duplicates", "resends", "timeouts", "crypto_errors", "internal_errors",
     "notifies_received", "keepalives", "half_open_evicted", "aggressive_paced",
     "replies_capped", "refused", "rejected",
+    # IKE fragmentation (ikev1.fragment): fragments in and out, messages put back together, and
+    # what was dropped: a repeated piece, a set that contradicts itself, a message over the
+    # bounds, a buffer evicted for a newer one or given up at its timeout
+    "frag_in", "frag_out", "frag_reassembled", "frag_duplicates", "frag_conflicts",
+    "frag_oversize", "frag_evicted", "frag_timeouts",
 )
 
 
@@ -95,9 +109,11 @@ def _index_remotes(remotes: tuple[RemotePolicy, ...]) -> _RemotesIndex:
 
 
 class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattMixin):
-    def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom) -> None:
+    def __init__(self, config: EngineConfig, *, rng: Rng = os.urandom,
+                 fragment_len: int = fragment.MAX_LEN) -> None:
         self.config = config
         self._rng = rng
+        self._fragment_len = fragment_len  # longer messages go in fragments of at most this
         # every ISAKMP SA and phase-1 exchange, oldest first, and the indexes to reach them
         self._phase1: dict[Phase1SA, None] = {}
         self._by_cookies: dict[tuple[bytes, bytes], Phase1SA] = {}  # both cookies known
@@ -120,6 +136,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         self._out: list[tuple[bytes, Address, Address]] = []
         self._events: deque[Event] = deque()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self._reassembly = Reassembler(self._timers, self.counters)
         self.last_internal_error: str | None = None  # for the shell to log once; no data in it
         # remote sections by peer address, rebuilt when the configuration's remotes change
         self._remotes_index: tuple[tuple[RemotePolicy, ...], _RemotesIndex] | None = None
@@ -190,6 +207,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             elif isinstance(owner, Phase2SA):
                 if self._p2.get(owner.spi_in) is owner:
                     self._p2_timers(owner, now)
+            elif isinstance(owner, Reassembly):
+                self._reassembly.expire(owner)
             else:  # ("acquires", peer address)
                 self._acquire_timers(owner[1], now)
             self._schedule(owner)
@@ -312,6 +331,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
     def _receive(self, data: bytes, local: Address, peer: Address, now: float) -> None:
         hdr = decode_header(data)
         data = data[:hdr.length]
+        if hdr.next_payload == Payload.FRAGMENT:
+            self._receive_fragment(hdr, data, local, peer, now)
+            return
         if hdr.exchange in (Exchange.MAIN, Exchange.AGGRESSIVE):
             self._receive_phase1(hdr, data, local, peer, now)
             return
@@ -326,6 +348,42 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             self._receive_informational(p1, hdr, data, now)
         else:
             raise Drop("unexpected")
+
+    def _receive_fragment(self, hdr: Header, data: bytes, local: Address, peer: Address,
+                          now: float) -> None:
+        """One piece of a message sent in fragments; the whole message, once its last piece is
+        in, is handled as if it had come in one datagram (racoon's frag_handler()).
+
+        Pieces are kept only for an exchange we hold, or for a first message from an address a
+        remote section takes: nothing else may fill a buffer."""
+        payloads = decode_payloads(hdr.next_payload, data[HEADER_LEN:])
+        if len(payloads) != 1 or not isinstance(payloads[0], FragmentPayload):
+            raise Drop("malformed")
+        piece = payloads[0]
+        room: object
+        if hdr.rcookie == ZERO_COOKIE:  # a first message, sent in fragments by `ike_frag force`
+            if (hdr.exchange not in (Exchange.MAIN, Exchange.AGGRESSIVE)
+                    or hdr.icookie in self._initiating or self._remote_for(peer[0]) is None):
+                raise Drop("unknown_sa")
+            room, first = peer[0], True
+        else:
+            p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie)) or self._initiating.get(
+                hdr.icookie)
+            if p1 is None or p1.peer[0] != peer[0]:
+                raise Drop("unknown_sa")
+            room, first = p1, False
+        self.counters["frag_in"] += 1
+        key = (peer[0], hdr.icookie, hdr.rcookie, hdr.exchange, hdr.message_id, piece.frag_id)
+        message = self._reassembly.add(key, room, first, piece, now)
+        if message is None:
+            return
+        inner = decode_header(message)
+        if ((inner.icookie, inner.rcookie, inner.exchange) != (hdr.icookie, hdr.rcookie,
+                                                                hdr.exchange)
+                or inner.next_payload == Payload.FRAGMENT or inner.length != len(message)):
+            raise Drop("malformed")  # racoon: the pieces carry the message's own exchange
+        self.counters["frag_reassembled"] += 1
+        self._receive(message, local, peer, now)
 
     # --- the indexes: every piece of state enters and leaves through these ---------------
 
@@ -379,6 +437,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             return False
         del self._phase1[p1]
         self._timers.forget(p1)
+        self._reassembly.discard_room(p1)
         self._p1_proven(p1)
         self._half_open.remove(p1)
         if self._initiating.get(p1.icookie) is p1:
@@ -479,6 +538,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
                 return []
             soft = owner.soft_at if not owner.rekeying and not owner.replaced else None
             times = (("ipsec-hard-lifetime", owner.hard_at), ("ipsec-soft-lifetime", soft))
+        elif isinstance(owner, Reassembly):
+            times = (("fragment-reassembly", owner.expires_at),) \
+                if self._reassembly.holds(owner) else ()
         else:  # ("acquires", peer address)
             pending = self._acquires.get(owner[1])
             wait = self.config.timer.phase1_timeout
@@ -573,13 +635,16 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             raise Drop("duplicates")
         p1.seen_msgids.add(msgid)
 
-    def _send(self, flight: Flight, datagrams: list[bytes], now: float, *,
+    def _send(self, flight: Flight, datagrams: list[bytes], now: float, *, under: Phase1SA,
               expect_reply: bool, quiet: bool = False) -> None:
-        """Send a flight (persend copies each) and arm its resend timer if a reply is due.
+        """Send a flight (persend copies each) and arm its resend timer if a reply is due;
+        in fragments if the ISAKMP SA it goes `under` fragments and a datagram is too long
+        (each resend keeps the fragment ID, so a receiver's partial set is filled by it).
 
         The flight's owner is scheduled by whoever changed it (the dispatcher after a message,
         the starter of a new exchange)."""
         flight.datagrams, flight.quiet = datagrams, quiet
+        flight.frag_id = self._frag_id(under, datagrams)
         timer = self.config.timer
         flight.resends_left = timer.counter if expect_reply else 0
         flight.resend_at = now + timer.interval if expect_reply else None
@@ -587,8 +652,30 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
 
     def _transmit(self, flight: Flight) -> None:
         for dgram in flight.datagrams:
+            pieces = self._pieces(dgram, flight.frag_id)
             for _ in range(max(1, self.config.timer.persend)):
-                self._put(dgram, flight.local, flight.peer)
+                for piece in pieces:
+                    self._put(piece, flight.local, flight.peer)
+
+    def _frag_id(self, p1: Phase1SA, datagrams: list[bytes]) -> int | None:
+        """A new fragment ID if these datagrams go in fragments under `p1`, else None."""
+        if not (p1.peer_frag or (p1.initiator and p1.remote.ike_frag == "force")):
+            return None
+        if all(len(d) <= self._fragment_len for d in datagrams):
+            return None  # racoon: only what exceeds the size goes in pieces
+        p1.frag_ids = p1.frag_ids % 0xFFFF + 1  # 16 bits, from 1 (racoon sends 1 always)
+        return p1.frag_ids
+
+    def _pieces(self, dgram: bytes, frag_id: int | None) -> list[bytes]:
+        """A message as it goes on the wire: whole, or in fragments when it has a fragment ID."""
+        if frag_id is None or len(dgram) <= self._fragment_len:
+            return [dgram]
+        try:
+            pieces = fragment.split(dgram, frag_id, self._fragment_len)
+        except ValueError:
+            return [dgram]  # more pieces than a receiver takes: whole is its only chance
+        self.counters["frag_out"] += len(pieces)
+        return pieces
 
     def _put(self, dgram: bytes, local: Address, peer: Address) -> None:
         if local[1] == self.config.natt_port:

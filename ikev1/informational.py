@@ -39,7 +39,8 @@ class InformationalMixin:
         h = crypto.info_hash(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
         hdr = Header(p1.icookie, p1.rcookie, 0, Exchange.INFORMATIONAL, 0, msgid)
         dgram, _ = self._encrypt(p1, hdr, [HashPayload(h), *payloads], self._qm_iv(p1, msgid))
-        self._put(dgram, p1.local, p1.peer)
+        for piece in self._pieces(dgram, self._frag_id(p1, [dgram])):
+            self._put(piece, p1.local, p1.peer)
 
     def _send_plain_notify(self: Engine, icookie: bytes, rcookie: bytes, local: Address,
                            peer: Address, code: int) -> None:

@@ -16,6 +16,10 @@ it costs may grow without bound or crowd out a configured peer:
 - Replies that unauthenticated input causes beyond the one answer per first message (error
   notifies) are capped per source and in all.
 - Events about refused input are folded: one per reason per interval, with a count.
+- A message sent in fragments (ikev1.fragment) is held until its last piece arrives, in a
+  buffer bounded in fragments and bytes, for a bounded time; the buffers are bounded per
+  ISAKMP SA and in all, and a first message's (no SA yet) in a pool of their own, per source
+  address and in all, so a flood of forged fragments evicts only its own kind.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ NOTIFY_BURST_PER_SOURCE = 5.0
 NOTIFY_RATE = 100.0  # and to all addresses together
 NOTIFY_BURST = 200.0
 NOTIFY_SOURCES_TRACKED = 4096  # per-source buckets kept; the least recent are forgotten
+
+FRAGMENTS_PER_MESSAGE = 32  # racoon sends 512 bytes a fragment: 16 KiB, far above what PSK
+FRAGMENTED_MESSAGE_BYTES = 16384  # phase 1 and quick mode with an 8192-bit group ever need
+REASSEMBLY_TIMEOUT_S = 15.0  # a set arrives within milliseconds; a lost piece comes back with
+# the peer's resend of the whole set (racoon: every 10 s), which starts a buffer afresh
+REASSEMBLIES_PER_SA = 2  # messages of one ISAKMP SA being reassembled at once
+REASSEMBLIES = 256  # of all ISAKMP SAs together
+REASSEMBLIES_FIRST_PER_SOURCE = 2  # first messages (no SA yet) from one address
+REASSEMBLIES_FIRST = 64  # first messages from all addresses
 
 EVENT_INTERVAL_S = 60.0  # one Refused event per reason per minute, with what it folded
 

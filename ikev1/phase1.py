@@ -9,7 +9,7 @@ import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import crypto, vendor
+from . import crypto, fragment, vendor
 from .codec import (
     HashPayload,
     Header,
@@ -58,6 +58,7 @@ class MainMode2:
     vendor_ids: tuple[str, ...]
     peer_dpd: bool
     natt: str | None
+    peer_frag: bool
     first_payload: int
     body: bytes
 
@@ -117,7 +118,7 @@ class Phase1Mixin:
         payloads += self._vendor_payloads(p1)
         self._add_initiator_p1(p1)
         hdr = Header(icookie, ZERO_COOKIE, 0, _EXCHANGE[mode], 0, 0)
-        self._send(p1.flight, [encode_message(hdr, payloads)], now, expect_reply=True)
+        self._send(p1.flight, [encode_message(hdr, payloads)], now, under=p1, expect_reply=True)
         self._schedule(p1)
         return p1
 
@@ -129,7 +130,13 @@ class Phase1Mixin:
 
     def _vendor_payloads(self: Engine, p1: Phase1SA) -> list:
         # RFC 3706 §5.1: we answer R-U-THERE
-        return [VendorIdPayload(vendor.DPD), *self._natt_vendor_payloads(p1)]
+        vids = [VendorIdPayload(vendor.DPD), *self._natt_vendor_payloads(p1)]
+        # racoon: an initiator announces fragments by `ike_frag`, a responder echoes the
+        # peer's announcement whatever its own setting (ikev1.fragment)
+        announce = p1.remote.ike_frag != "off" if p1.initiator else p1.peer_frag
+        if announce:
+            vids.append(VendorIdPayload(fragment.vendor_id(p1.exchange)))
+        return vids
 
     def _note_vendor_ids(self: Engine, p1: Phase1SA, payloads: list) -> None:
         for pl in payloads:
@@ -138,6 +145,7 @@ class Phase1Mixin:
                 if name not in p1.vendor_ids:
                     p1.vendor_ids = [*p1.vendor_ids, name]  # a new list: see _receive_phase1
                 p1.peer_dpd = p1.peer_dpd or pl.data == vendor.DPD
+                p1.peer_frag = p1.peer_frag or fragment.peer_capable(pl.data, p1.exchange)
         self._note_natt(p1, payloads)
 
     # --- receiving -------------------------------------------------------------------
@@ -243,7 +251,8 @@ class Phase1Mixin:
             p1 = Phase1SA(hdr.icookie, self._new_cookie(), local, peer, False, mode, remote, now,
                           Flight(local, peer), state=Phase1State.R_MM2, suite=template.suite,
                           sa_b=template.sa_b, vendor_ids=list(template.vendor_ids),
-                          peer_dpd=template.peer_dpd, natt=template.natt)
+                          peer_dpd=template.peer_dpd, natt=template.natt,
+                          peer_frag=template.peer_frag)
             reply = Header(p1.icookie, p1.rcookie, template.first_payload, hdr.exchange, 0, 0)
             dgram = reply.encode(len(template.body)) + template.body
         else:
@@ -277,7 +286,8 @@ class Phase1Mixin:
         p1.flight.last_in = data
         # Main mode 2 goes again only when message 1 does: one datagram per datagram from an
         # unproven address. Aggressive mode 2 keeps its resends: they recover a lost message 3.
-        self._send(p1.flight, [dgram], now, expect_reply=True, quiet=mode == "main")
+        self._send(p1.flight, [dgram], now, under=p1, expect_reply=True,
+                   quiet=mode == "main")
         self._schedule(p1)
 
     def _main_mode_2(self: Engine, remote: RemotePolicy, hdr: Header, data: bytes,
@@ -306,7 +316,7 @@ class Phase1Mixin:
             first, body = encode_payloads([SaPayload((proposal,), sa.doi, sa.situation),
                                            *self._vendor_payloads(scratch)])
             template = MainMode2(suite, sa.body(), tuple(scratch.vendor_ids), scratch.peer_dpd,
-                                 scratch.natt, first, body)
+                                 scratch.natt, scratch.peer_frag, first, body)
         cache[key] = template
         if len(cache) > MM2_CACHE_SIZE:
             cache.popitem(last=False)
@@ -350,7 +360,7 @@ class Phase1Mixin:
         self._note_vendor_ids(p1, payloads)
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         mm3 = [KePayload(gxi), NoncePayload(ni), *self._natd_payloads(p1)]
-        self._send(p1.flight, [encode_message(out, mm3)], now, expect_reply=True)
+        self._send(p1.flight, [encode_message(out, mm3)], now, under=p1, expect_reply=True)
 
     def _psk(self: Engine, p1: Phase1SA, identity: str | None = None) -> bytes:
         """racoon: the key of the peer's address in main mode, of its identifier otherwise;
@@ -398,7 +408,7 @@ class Phase1Mixin:
         self._check_natd(p1, payloads, p1.local, p1.peer)
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         mm4 = [KePayload(p1.gxr), NoncePayload(p1.nr_b), *self._natd_payloads(p1)]
-        self._send(p1.flight, [encode_message(out, mm4)], now, expect_reply=True)
+        self._send(p1.flight, [encode_message(out, mm4)], now, under=p1, expect_reply=True)
 
     def _i_mm4(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> None:
         assert p1.suite is not None
@@ -412,7 +422,7 @@ class Phase1Mixin:
             self._float(p1, now)
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         dgram, p1.iv = self._encrypt(p1, out, self._mm5_payloads(p1, auth), p1.iv)
-        self._send(p1.flight, [dgram], now, expect_reply=True)
+        self._send(p1.flight, [dgram], now, under=p1, expect_reply=True)
 
     def _mm5_payloads(self: Engine, p1: Phase1SA, auth: bytes) -> list:
         """IDii, HASH_I, and on first contact INITIAL-CONTACT (RFC 2407 §4.6.3.3).
@@ -468,7 +478,7 @@ class Phase1Mixin:
         auth = self._auth_hash(p1, initiator=False, id_b=p1.id_local.encode_body())
         out = Header(p1.icookie, p1.rcookie, 0, Exchange.MAIN, 0, 0)
         dgram, p1.iv = self._encrypt(p1, out, [p1.id_local, HashPayload(auth)], p1.iv)
-        self._send(p1.flight, [dgram], now, expect_reply=False)
+        self._send(p1.flight, [dgram], now, under=p1, expect_reply=False)
         return payloads  # encrypted and authenticated: its INITIAL-CONTACT counts
 
     def _i_mm6(self: Engine, p1: Phase1SA, hdr: Header, data: bytes, now: float) -> list:

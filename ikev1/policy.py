@@ -80,6 +80,9 @@ class RemotePolicy:
     rekey: str = "on"  # "on" | "off" | "force"
     proposal_check: str = "strict"  # "obey" | "strict" | "claim" | "exact"
     nat_traversal: str = "off"  # "on" | "off" | "force"
+    # racoon's ike_frag (ikev1.fragment): "on" announces IKE fragmentation as initiator,
+    # "force" also fragments from the first message on; fragments are taken in any case
+    ike_frag: str = "off"  # "on" | "off" | "force"
     passive: bool = False
     # racoon's support_proxy: quick mode always carries the client IDs, also where they would
     # only repeat the IKE addresses (racoon leaves them out there otherwise)

@@ -139,7 +139,7 @@ class QuickMixin:
                     expect_reply: bool, flags: int = 0) -> None:
         hdr = Header(qx.p1.icookie, qx.p1.rcookie, 0, Exchange.QUICK, flags, qx.msgid)
         dgram, qx.iv = self._encrypt(qx.p1, hdr, payloads, qx.iv)
-        self._send(qx.flight, [dgram], now, expect_reply=expect_reply)
+        self._send(qx.flight, [dgram], now, under=qx.p1, expect_reply=expect_reply)
 
     # --- receive ---------------------------------------------------------------------
 

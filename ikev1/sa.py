@@ -36,6 +36,7 @@ class Flight:
     resends_left: int = 0
     last_in: bytes | None = None
     quiet: bool = False
+    frag_id: int | None = None  # sent in fragments under this ID (ikev1.fragment)
 
 
 class MessageIds:
@@ -105,6 +106,8 @@ class Phase1SA:
     nat_local: bool = False  # we are behind a NAT
     nat_peer: bool = False  # the peer is
     keepalive_at: float | None = None
+    peer_frag: bool = False  # the peer announced IKE fragmentation: we fragment towards it
+    frag_ids: int = 0  # the last fragment ID we used
     problem: str | None = None  # why the last message was refused: a timeout's reason
     contact_honoured: bool = False  # INITIAL-CONTACT acted on under this SA (at most once)
     seen_msgids: MessageIds = field(default_factory=MessageIds)  # quick modes, informationals

@@ -2,9 +2,9 @@
 
 Defaults are racoon's (ipsec-tools 0.8 remoteconf.c newrmconf(), oakley.c): main mode must
 be named, lifetime 8 hours, DPD off (dpd_delay 0) with retry 5 / maxfail 5, rekey on,
-initial_contact on, proposal_check strict, nat_traversal off, nonce 16 bytes. `ike_frag on`
-and `off` both mean unfragmented messages here; `ike_frag force` and `generate_policy` other than
-off are refused.
+initial_contact on, proposal_check strict, nat_traversal off, ike_frag off, nonce 16 bytes.
+`ike_frag` is racoon's IKE fragmentation (ikev1.fragment: `on` announces it, `force` fragments
+as initiator from the first message on); `generate_policy` other than off is refused.
 `inherit` copies the parent block; a `proposal` in the child replaces the inherited ones.
 """
 
@@ -145,7 +145,9 @@ class RemoteParser:
             "nonce_size": lambda c, k: _set(d, "nonce_size", c.number("nonce size", 8, 256), c, k),
             "dh_group": _dh_group_here,
             "passive": flag("passive"),
-            "ike_frag": lambda c, k: self._ike_frag(c, k, d),
+            "ike_frag": lambda c, k: _set(
+                d, "ike_frag", c.choice("on, off or force", ("on", "off", "force")), c, k
+            ),
             "esp_frag": lambda c, k: self._ignored(c, k, "ESP fragmentation is the kernel's"),
             "script": lambda c, k: self._script(c, k, d),
             "mode_cfg": _mode_cfg,
@@ -247,19 +249,6 @@ class RemoteParser:
             d.peers_identifiers_inherited = False
         # `peers_identifier address;` alone: the peer's own address (filled in at the end)
         d.peers_identifiers.append(ident or Identity("address", ""))
-
-    def _ike_frag(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
-        mode = cur.choice("on, off or force", ("on", "off", "force"))
-        if mode == "force":  # raised before the ";", which the error recovery skips to
-            # racoon then sends its own main-mode messages in fragments; pyike has no IKE
-            # fragmentation (no fragment payload, no vendor ID)
-            raise unsupported(kw, "ike_frag force: pyike does not fragment IKE messages")
-        cur.end(kw)
-        if mode == "on":
-            # racoon fragments only towards a peer that sent the fragmentation vendor ID,
-            # which pyike never sends: the peer sends whole messages, as with `off`
-            self._warn(kw, "ike_frag on: pyike does not fragment IKE messages and does not "
-                           "announce fragmentation, so the peer sends them whole (as off)")
 
     def _generate_policy(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         level = cur.choice("on, off, require or unique", ("on", "off", "require", "unique"))

@@ -116,7 +116,6 @@ def test_warnings_are_kept_not_silent(write):
         (3, "complex_bundle"),
         (4, "backupsa"),
         (7, "send_cr"),
-        (8, "ike_frag"),
     ]
 
 

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.utils import rdpcap
 
-from tests.interop import scenarios
+from tests.interop import capture, scenarios
 from tests.interop.peers import INNER_PEER, RACOON_BINARIES, RacoonPeer, racoon_prefix, xfrm_states
 from tests.interop.scenarios import Env, assert_same_sas, received, wait_for
 from tests.interop.vm import Namespace
@@ -222,13 +224,61 @@ def test_13_both_phases_rekeyed_under_ping(env: Env) -> None:
     assert max(ages) < P1_SHORT_S + 5, f"an ISAKMP SA outlived its lifetime: {p1s}"
 
 
-def test_14_ike_frag_on(env: Env) -> None:
-    """`ike_frag on` in racoon fragments only towards a peer that announced fragmentation;
-    pyike does not, so phase 1 goes unfragmented both ways (pyike warns that it accepts the
-    statement and fragments nothing)."""
-    env.start(edit=_sub(r"rekey on;", "rekey on;\n        ike_frag on;"))
-    _up_from(env, "racoon")
+# modp4096 in both phases: main mode 3 and 4 and both quick-mode messages exceed the 552 bytes
+# over which racoon fragments (ISAKMP_FRAG_MAXLEN)
+FRAG_GROUP = 16
+
+
+def _ike_frag(level: str) -> Callable[[str], str]:
+    steps = (_sub(r"rekey on;", f"rekey on;\n        ike_frag {level};"),
+             _sub(r"dh_group \d+;", f"dh_group {FRAG_GROUP};"),
+             _sub(r"pfs_group \d+;", f"pfs_group {FRAG_GROUP};"))
+
+    def edit(text: str) -> str:
+        for step in steps:
+            text = step(text)
+        return text
+    return edit
+
+
+def _fragments_sent(env: Env, edit: Callable[[str], str], first: str) -> dict[str, int]:
+    """Bring the tunnel up with `first` initiating; the IKE fragments (payload 132) each side
+    put on the wire meanwhile."""
+    env.start(edit=edit)
+    with capture.Capture(env.vm, env.pyike.workdir) as cap:
+        _up_from(env, first)
+    assert [p1["dh_group"] for p1 in env.pyike.isakmp()] == [FRAG_GROUP]
     assert_same_sas(env)
+    sent = {"pyike": 0, "racoon": 0}
+    for p in rdpcap(str(cap.path)):
+        if not p.haslayer(UDP) or p[UDP].dport not in scenarios.IKE_PORTS:
+            continue
+        data = bytes(p[UDP].payload)
+        if p[UDP].dport == 4500:
+            data = data[4:]  # the non-ESP marker (RFC 3948 §2.2)
+        if len(data) > 16 and data[16] == 132:  # the ISAKMP header's first payload
+            sent["pyike" if p[IP].src == str(env.vm.host_addr) else "racoon"] += 1
+    return sent
+
+
+@pytest.mark.parametrize("first", ["pyike", "racoon"])
+def test_14_ike_frag_on(env: Env, first: str) -> None:
+    """`ike_frag on` on both sides: each initiator announces fragmentation and each responder
+    answers the announcement and then fragments. racoon as initiator fragments nothing under
+    `on` (only `force` does); pyike as initiator fragments once racoon has answered, as
+    racoon.conf(5) has the sender side."""
+    sent = _fragments_sent(env, _ike_frag("on"), first)
+    assert sent["pyike"] > 0, sent
+    assert (sent["racoon"] > 0) == (first == "pyike"), sent
+
+
+@pytest.mark.parametrize("first", ["pyike", "racoon"])
+def test_15_ike_frag_force(env: Env, first: str) -> None:
+    """`ike_frag force` on both sides: racoon as initiator sends main mode 3 and its quick mode
+    in fragments before pyike says anything, pyike puts them together; pyike as initiator does
+    the same towards racoon; either responder fragments after the announcement."""
+    sent = _fragments_sent(env, _ike_frag("force"), first)
+    assert sent["pyike"] > 0 and sent["racoon"] > 0, sent
 
 
 # --- NAT-T with a NAT between pyike and racoon ------------------------------------------------
