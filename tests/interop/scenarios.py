@@ -326,9 +326,12 @@ def hmac_sha256_both_ways(env: Env) -> None:
     assert {sa["auth"]["alg"] for sa in sad} == {"hmac-sha256"}
     assert {sa["auth"]["icv_bits"] for sa in sad} == {bits}
     assert {s.auth_bits for s in xfrm_states(env.vm)} == {bits}
-    # and from the peer's side, on a fresh pair
-    env.pyike.ctl("flush-sa")
-    env.peer.flush_kernel()
+    # and from the peer's side, on a fresh pair: pyike deletes its pairs (the peer told),
+    # then the guest's traffic makes the peer negotiate the next one
+    out = env.pyike.ctl("flush-sa", "ipsec")
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: not xfrm_states(env.vm) and not env.pyike.sad(), 15,
+             "pyike's flush-sa ipsec did not remove the SAs on both sides", env)
     wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
              "no ping reply through the tunnel (peer initiating, hmac-sha256)", env)
     assert {sa["auth"]["icv_bits"] for sa in assert_same_sas(env)} == {bits}
