@@ -51,6 +51,7 @@ import math
 import random
 import struct
 import time
+import types
 from collections import deque
 from pathlib import Path
 
@@ -443,17 +444,22 @@ def mm1_round(engine, local: tuple[str, int], source: SpoofSource, count: int, n
 
 
 class _StandInDaemon:
-    """What pyike.control's `show-sa isakmp` and `status` read from the daemon."""
+    """The parts of the daemon pyike.ops.Operations reads for `show-sa isakmp` and `status`:
+    the real engine and pair table, a forwarding process that answers the counters query."""
 
     def __init__(self, engine, pairs: dict) -> None:
+        from pyike.live import Live
+
         self.engine = engine
-        self.pairs = pairs
-        self.counters: dict = {}
-        self.dp_pid = 0
-        self.config_path = "racoon.conf"
+        self.live = Live(None, "racoon.conf", [])
+        self.config = None
+        self.events = types.SimpleNamespace(pairs=pairs)
+        self.acquires = self.feed = None
+        self.forwarding = types.SimpleNamespace(pid=0, query=self._query)
         self.started_wall = time.time()
 
-    async def query(self, what: str, *args):
+    @staticmethod
+    async def _query(what: str):
         return {"counters": {}, "tunnels": []} if what == "counters" else []
 
 
@@ -475,8 +481,9 @@ def measure_listing(engine, pairs: dict, rounds: int, wall_limit: float) -> dict
     }
     try:
         from pyike import control
+        from pyike.ops import Operations
 
-        daemon = _StandInDaemon(engine, pairs)
+        daemon = Operations(_StandInDaemon(engine, pairs))
 
         def verb(name: str) -> None:
             reply = asyncio.run(control.dispatch(daemon, name, ["isakmp"] if name == "ss"

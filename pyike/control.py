@@ -4,28 +4,21 @@ setkey requests of pyike-setkey, and pyike's own `status`, `spd`, `sad`.
 Each verb takes the words after it, as the command line had them; a reply is `{"ok": true,
 "text": ..., "data": ...}`, or `{"ok": false, "error": ...}` with `"errno": "EEXIST"` where
 racoon answers that (racoonctl then exits 0), or for a streaming verb `"stream"`: the records.
+A verb is given the daemon's Operations (pyike.ops) and reaches nothing else of it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyike.feed import (
-    EVT_PHASE1_DOWN,
-    EVT_PHASE1_MODE_CFG,
-    EVT_PHASE2_UP,
-    FAILURES,
-    Record,
-    sa_change,
-)
+from pyike.feed import EVT_PHASE1_DOWN, EVT_PHASE1_MODE_CFG, EVT_PHASE2_UP, FAILURES, Record
 from pyike.show import format_isakmp, format_schedule, phase1_json, wall_times
 
 if TYPE_CHECKING:
-    from pyike.daemon import Daemon
+    from pyike.ops import Operations
 
 log = logging.getLogger("pyike.control")
 
@@ -76,13 +69,13 @@ def _sa_args(args: list[str]) -> tuple[str, str | None, str]:
     raise UsageError(f"{kind}: expected [inet|inet6] [SRC] DST [ul_proto]")
 
 
-async def dispatch(d: Daemon, verb: str, args: list[str], want_json: bool) -> dict[str, Any]:
+async def dispatch(ops: Operations, verb: str, args: list[str], want_json: bool) -> dict[str, Any]:
     verb = canonical(verb)
     handler = VERBS.get(verb)
     if handler is None:
         return {"ok": False, "error": f"unknown verb {verb!r}; known: {', '.join(sorted(VERBS))}"}
     try:
-        return await handler(d, args, want_json)
+        return await handler(ops, args, want_json)
     except UsageError as exc:
         return {"ok": False, "error": f"{verb}: {exc}"}
 
@@ -90,14 +83,14 @@ async def dispatch(d: Daemon, verb: str, args: list[str], want_json: bool) -> di
 # --- show --------------------------------------------------------------------------------------
 
 
-async def show_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def show_sa(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     kind = args[0] if args else "isakmp"
     if kind == "isakmp":
-        rows = phase1_json(d.engine.phase1_sas(), time.monotonic(), time.time())
+        rows = phase1_json(ops.phase1_sas(), time.monotonic(), time.time())
         # one of the two forms is asked for: the other is not built (10,000 SAs cost 0.1 s)
         return _ok("", rows) if want_json else _ok(format_isakmp(rows))
     if kind in ("esp", "ipsec"):
-        return await sad(d, [], want_json)
+        return await sad(ops, [], want_json)
     if kind == "ah":  # pyike keeps no AH SA
         return _ok(NO_SAD, [])
     if kind == "internal":  # racoon answers ENOTSUP
@@ -105,88 +98,78 @@ async def show_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]
     raise UsageError(f"unknown protocol {kind}")
 
 
-async def show_schedule(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def show_schedule(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     mono, wall = time.monotonic(), time.time()
-    rows = [wall_times(r, mono, wall) for r in d.engine.schedule()]
+    rows = [wall_times(r, mono, wall) for r in ops.schedule()]
     return _ok("" if want_json else format_schedule(rows, mono, wall), rows)
 
 
-async def show_event(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def show_event(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     if args:
         raise UsageError("too many arguments")
-    return {"ok": True, "stream": d.feed.records(lambda r: r["kind"] == "event")}
+    return {"ok": True, "stream": ops.follow(lambda r: r["kind"] == "event")}
 
 
-async def sad(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
-    data = await d.query("sad_json")
-    text = "" if want_json else await d.query("sad")
+async def sad(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
+    data = await ops.query("sad_json")
+    text = "" if want_json else await ops.query("sad")
     return _ok(text, data)
 
 
-async def spd(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
-    data = await d.query("spd_json")
-    text = "" if want_json else await d.query("spd_ports" if "-p" in args else "spd")
+async def spd(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
+    data = await ops.query("spd_json")
+    text = "" if want_json else await ops.query("spd_ports" if "-p" in args else "spd")
     return _ok(text, data)
 
 
 # --- delete and flush --------------------------------------------------------------------------
 
 
-def _pairs_with(d: Daemon, dst: str, src: str | None = None) -> list[int]:
-    """Inbound SPIs of the negotiated pairs between us (or `src`) and `dst`."""
-    out = []
-    for spi_in, pair in d.pairs.items():
-        ends = {pair.outbound.src, pair.outbound.dst}
-        if dst in ends and (src is None or src in ends):
-            out.append(spi_in)
-    return out
-
-
-def _purge(d: Daemon, dst: str, src: str | None, now: float) -> int:
+def _purge(ops: Operations, dst: str, src: str | None, now: float) -> int:
     """racoon's purge_remote(): the peer's IPsec SAs, then its ISAKMP SAs, the peer told."""
-    spis = _pairs_with(d, dst, src)
+    spis = ops.pairs_with(dst, src)
     for spi_in in spis:
-        d.engine.delete_phase2(spi_in, now)
-    d.engine.delete_phase1(dst, now)
+        ops.delete_phase2(spi_in, now)
+    ops.delete_phase1(dst, now)
     return len(spis)
 
 
-async def delete_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def delete_sa(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     kind, src, dst = _sa_args(args)
     if kind not in ("isakmp", "esp", "ah"):
         raise UsageError(f"{kind}: not supported")
     now = time.monotonic()
     if kind == "isakmp":  # as racoon: the ISAKMP SA and the IPsec SAs it made
-        deleted = _purge(d, dst, src, now)
-        d._service()
+        deleted = _purge(ops, dst, src, now)
+        ops.service()
         return _ok(f"deleting ISAKMP-SA with {dst} and {deleted} IPsec-SA pair(s)\n",
                    {"deleted": deleted})
-    deleted = _pairs_with(d, dst, src) if kind == "esp" else []
+    deleted = ops.pairs_with(dst, src) if kind == "esp" else []
     for spi_in in deleted:
-        d.engine.delete_phase2(spi_in, now)
-    d._service()
+        ops.delete_phase2(spi_in, now)
+    ops.service()
     return _ok(f"deleted {len(deleted)} IPsec-SA pair(s)\n", {"deleted": deleted})
 
 
-async def delete_all_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def delete_all_sa(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     """racoon's DELETE_ALL_SA_DST (what `vpn-disconnect` sends): every SA with DST. With
     `-w` the reply streams the phase-1 deletions; no SA with DST is an error."""
     wait = "-w" in args
     words = [a for a in args if a != "-w"]
     _kind, _src, dst = _sa_args(words if words and words[0] in SA_TYPES else ["isakmp", *words])
-    has_phase1 = any(r["dst"] == dst for r in d.engine.phase1_sas())
-    if not has_phase1 and not _pairs_with(d, dst):
+    has_phase1 = any(r["dst"] == dst for r in ops.phase1_sas())
+    if not has_phase1 and not ops.pairs_with(dst):
         return {"ok": False, "error": f"no SA with {dst}", "errno": "ENOENT"}
-    records = _Follow(d, dst, {EVT_PHASE1_DOWN}) if wait else None
-    deleted = _purge(d, dst, None, time.monotonic())
-    d._service()
+    records = _Follow(ops, dst, {EVT_PHASE1_DOWN}) if wait else None
+    deleted = _purge(ops, dst, None, time.monotonic())
+    ops.service()
     reply = _ok(f"deleting every SA with {dst}\n", {"deleted": deleted})
     if records is not None:
         reply["stream"] = records
     return reply
 
 
-async def flush_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def flush_sa(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     """racoon's FLUSH_SA: `isakmp` the ISAKMP SAs alone (the IPsec SAs they made live on, as
     in the kernel), `esp`/`ipsec` every IPsec SA (pyike tells the peers), `ah` nothing."""
     if len(args) != 1:
@@ -196,16 +179,16 @@ async def flush_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any
         raise UsageError(f"unknown protocol {kind}")
     now = time.monotonic()
     if kind == "isakmp":
-        peers = {r["dst"] for r in d.engine.phase1_sas()}
+        peers = {r["dst"] for r in ops.phase1_sas()}
         for peer in sorted(peers):
-            d.engine.delete_phase1(peer, now, ipsec=False)
-        d._service()
+            ops.delete_phase1(peer, now, ipsec=False)
+        ops.service()
         return _ok(f"deleted the ISAKMP-SAs with {len(peers)} peer(s)\n", {"peers": len(peers)})
     if kind == "internal":
         raise UsageError("internal: not supported")
     if kind == "ah":
         return _ok("", {"pairs": 0})
-    changes = await _setkey_run(d, _flush_file())
+    changes = await _setkey_run(ops, _flush_file())
     return _ok(f"deleted {len(changes['removed'])} IPsec-SA(s)\n",
                {"pairs": len(changes["removed"]) // 2})
 
@@ -218,8 +201,8 @@ class _Follow:
     one) at a failure, or when the ISAKMP SA being waited for goes, as racoon then closes
     the waiting connection."""
 
-    def __init__(self, d: Daemon, peer: str, until: set[int]) -> None:
-        self.listener = d.feed.records(lambda r: r["kind"] == "event" and r["peer"] == peer)
+    def __init__(self, ops: Operations, peer: str, until: set[int]) -> None:
+        self.listener = ops.follow(lambda r: r["kind"] == "event" and r["peer"] == peer)
         self.until = until
         self.done = False
 
@@ -243,7 +226,7 @@ class _Follow:
         self.close()
 
 
-async def establish_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def establish_sa(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     """`[-w] [-n NAME] TYPE [inet|inet6] [SRC] DST [ul_proto]` (racoonctl's options in any
     order). An SA that is up already answers EEXIST, as racoon does."""
     wait, name, words = False, None, list(args)
@@ -263,33 +246,32 @@ async def establish_sa(d: Daemon, args: list[str], want_json: bool) -> dict[str,
     if kind == "ah":
         raise UsageError("ah: pyike negotiates ESP only")
     if name is not None:
-        names = getattr(d.config, "remote_names", {}) or {}
-        if name not in names:
+        address = ops.remote_address(name)
+        if address is None:
             raise UsageError(f"no remote named {name!r}")
-        if names[name] not in (dst, "anonymous"):
-            raise UsageError(f"remote {name!r} is for {names[name]}, not {dst}")
+        if address not in (dst, "anonymous"):
+            raise UsageError(f"remote {name!r} is for {address}, not {dst}")
     now = time.monotonic()
     if kind == "isakmp":
-        if any(r["dst"] == dst and r["state"] == "established" for r in d.engine.phase1_sas()):
+        if any(r["dst"] == dst and r["state"] == "established" for r in ops.phase1_sas()):
             return {"ok": False, "error": f"an ISAKMP-SA with {dst} is up", "errno": "EEXIST"}
-        if not d._have_local_address(now):
+        if not ops.have_local_address(now):
             raise UsageError(f"no local address known for {dst}")
-        records = _Follow(d, dst, {EVT_PHASE1_MODE_CFG}) if wait else None
-        d.engine.initiate_phase1(dst, now)
+        records = _Follow(ops, dst, {EVT_PHASE1_MODE_CFG}) if wait else None
+        ops.initiate_phase1(dst, now)
     else:
-        if _pairs_with(d, dst, src):
+        if ops.pairs_with(dst, src):
             return {"ok": False, "error": f"an IPsec-SA pair with {dst} is up",
                     "errno": "EEXIST"}
-        local = src or d._local_for(dst)
+        local = src or ops.local_for(dst)
         if not local:
             raise UsageError(f"no local address known for {dst}; give SRC")
-        records = _Follow(d, dst, {EVT_PHASE2_UP}) if wait else None
-        d.acquiring.pop((local, dst), None)
-        if not d._acquire(local, dst):
+        records = _Follow(ops, dst, {EVT_PHASE2_UP}) if wait else None
+        if not ops.acquire_now(local, dst):
             if records is not None:
                 records.close()
             raise UsageError(f"cannot negotiate with {dst}: see the daemon's log")
-    d._service()
+    ops.service()
     reply = _ok(f"negotiating with {dst}\n")
     if records is not None:
         reply["stream"] = records
@@ -305,26 +287,15 @@ def _flush_file():
     return SetkeyFile("<flush>", [Flush()])
 
 
-async def _setkey_run(d: Daemon, sk) -> dict[str, list]:
-    """Have the forwarding process run `sk`; the negotiated SAs it removed are deleted in the
-    engine too (the peer told), so that traffic negotiates afresh."""
-    changes = await d._ask("setkey-run", sk)
+async def _setkey_run(ops: Operations, sk) -> dict[str, list]:
+    """Have the forwarding process run `sk` (Operations.run_setkey); refused: UsageError."""
+    changes = await ops.run_setkey(sk)
     if "error" in changes:
         raise UsageError(changes["error"])
-    now = time.monotonic()
-    for spi, src, dst, direction in changes["removed"]:
-        spi_in = spi if direction == "in" else d.out_to_in.get(spi)
-        if spi_in in d.pairs:
-            d.engine.delete_phase2(spi_in, now)
-        else:
-            d.feed.publish(sa_change("delete", spi, src, dst, direction, state="dead"))
-    for spi, src, dst, direction in changes["added"]:
-        d.feed.publish(sa_change("add", spi, src, dst, direction))
-    d._service()
     return changes
 
 
-async def setkey(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def setkey(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     """`setkey FILENAME TEXT`: run setkey.conf commands on the live SPD and SAD."""
     from spd.errors import SetkeyError
     from spd.parse import parse_setkey
@@ -335,7 +306,7 @@ async def setkey(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
         sk = parse_setkey(args[1], args[0])
     except SetkeyError as exc:
         raise UsageError(str(exc)) from None
-    changes = await _setkey_run(d, sk)
+    changes = await _setkey_run(ops, sk)
     log.info("setkey commands from %s: %d policy command(s), %d SA(s) added, %d removed",
              args[0], len(sk.spd_commands()), len(changes["added"]), len(changes["removed"]))
     data = {k: [{"spi": c[0], "src": c[1], "dst": c[2], "direction": c[3]} for c in v]
@@ -343,35 +314,25 @@ async def setkey(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
     return _ok("", data)
 
 
-async def setkey_watch(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def setkey_watch(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     """`pyike-setkey -x`: every SA change from now on."""
-    return {"ok": True, "stream": d.feed.records(lambda r: r["kind"] == "sa")}
+    return {"ok": True, "stream": ops.follow(lambda r: r["kind"] == "sa")}
 
 
 # --- the rest ------------------------------------------------------------------------------------
 
 
-async def reload_config(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
-    errors = await d.reload()
+async def reload_config(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
+    errors = await ops.reload()
     if errors:
         return {"ok": False, "error": "\n".join(errors)}
     return _ok("configuration reloaded\n")
 
 
-async def status(d: Daemon, args: list[str], want_json: bool) -> dict[str, Any]:
+async def status(ops: Operations, args: list[str], want_json: bool) -> dict[str, Any]:
     """pyike's status (racoonctl's `status [-v] [-f text|json]` words are taken; pyike's
     report is its own)."""
-    dp = await d.query("counters")
-    engine_counters = getattr(d.engine, "counters", {})
-    if not isinstance(engine_counters, dict):
-        engine_counters = dict(getattr(engine_counters, "__dict__", {}))
-    data = {
-        "pid": os.getpid(), "forwarding_pid": d.dp_pid, "config": d.config_path,
-        "uptime": round(time.time() - d.started_wall, 1),
-        "phase1": d.engine.phase1_count(), "phase2": len(d.pairs),
-        "daemon": d.counters, "engine": engine_counters,
-        "dataplane": dp["counters"], "tunnels": dp["tunnels"],
-    }
+    data = await ops.status()
     lines = [f"pyike pid {data['pid']} (forwarding {data['forwarding_pid']}), "
              f"up {data['uptime']:.0f} s, config {data['config']}",
              f"ISAKMP-SAs: {data['phase1']}  IPsec-SA pairs: {data['phase2']}"]

@@ -32,7 +32,7 @@ USAGE = f"""usage:
   pyikectl [opts] vpn-connect|vc vpn_gateway
   pyikectl [opts] vpn-disconnect|vd vpn_gateway
   pyikectl [opts] show-event|se
-  pyikectl [opts] status|st [-v] [-f text|json]
+  pyikectl [opts] status|st [-v] [-f text|json] [--format=text|json]
   pyikectl [opts] spd [-p]          the SPD as setkey -DP prints it
   pyikectl [opts] sad               the SAD as setkey -D prints it, keys included
 
@@ -48,6 +48,9 @@ options:
 """
 
 
+GLOBAL_OPTIONS = "lds:"  # racoonctl's getopt string
+
+
 class Refused(Exception):
     """A command line racoonctl refuses before asking the daemon (exit 1)."""
 
@@ -56,7 +59,7 @@ def _global_options(argv: list[str]) -> tuple[dict[str, Any], list[str]] | None:
     """racoonctl's getopt("lds:") with POSIXLY_CORRECT: options end at the command. None:
     print the usage (racoonctl does so, and exits 0, on an unknown option)."""
     try:
-        pairs, rest = getopt.getopt(argv, "lds:")
+        pairs, rest = getopt.getopt(argv, GLOBAL_OPTIONS)
     except getopt.GetoptError:
         return None
     flags = [flag for flag, _ in pairs]

@@ -16,7 +16,7 @@ from ikev1.engine import Engine
 from ikev1.events import Phase1Up, Phase2Up
 from ikev1.policy import Identity
 from pyike.config import names
-from pyike.daemon import _listen_addresses
+from pyike.ikesockets import listen_addresses
 from tests.ikev1.harness import A, B, events, gre_selector, of_type, pair, pump, seeded
 
 PSK_PROPOSAL = "authentication_method pre_shared_key;"
@@ -314,7 +314,7 @@ def test_isakmp_natt_without_a_port_is_port_500_as_in_racoon(write):
     assert config.engine.natt_port == 4500  # where IKE floats to: no NAT-T socket is 500
     (warning,) = [w for w in config.warnings if w.keyword == "isakmp_natt"]
     assert warning.line == _line_of(text, "isakmp_natt") and "[4500]" in warning.message
-    assert _listen_addresses(config) == [("198.18.0.1", 500)]
+    assert listen_addresses(config) == [("198.18.0.1", 500)]
 
 
 def test_isakmp_natt_with_a_port_is_the_port_ike_floats_to(write):

@@ -66,7 +66,7 @@ async def reload_beside_fake_forwarding(d: daemon_mod.Daemon) -> tuple[list[str]
     ours.setblocking(False)
     theirs.setblocking(False)
     loop = asyncio.get_running_loop()
-    d.dp, d.stopping = ours, asyncio.Event()
+    d.forwarding.sock, d.stopping = ours, asyncio.Event()
     seen: list[tuple] = []
 
     def answer() -> None:
@@ -76,7 +76,7 @@ async def reload_beside_fake_forwarding(d: daemon_mod.Daemon) -> tuple[list[str]
                 if msg[0] == "tunnels":
                     pipe.send(theirs, "reply", msg[1], None)
 
-    loop.add_reader(ours.fileno(), d._from_dataplane)
+    loop.add_reader(ours.fileno(), d.forwarding.readable)
     loop.add_reader(theirs.fileno(), answer)
     try:
         errors = await asyncio.wait_for(d.reload(), 10)
@@ -84,7 +84,7 @@ async def reload_beside_fake_forwarding(d: daemon_mod.Daemon) -> tuple[list[str]
     finally:
         loop.remove_reader(ours.fileno())
         loop.remove_reader(theirs.fileno())
-        d.dp = None
+        d.forwarding.sock = None
         ours.close()
         theirs.close()
     return errors, seen

@@ -9,6 +9,9 @@ import pytest
 
 from ikev1.events import EspKeys, Phase1Up, Phase2Up
 from pyike import control, feed
+from pyike.events import EventHandler
+from pyike.live import Live
+from pyike.ops import Operations
 
 
 def _pair(spi_in: int, spi_out: int, peer: str) -> Phase2Up:
@@ -41,39 +44,51 @@ class Engine:
         return [{"timer": "phase1-lifetime", "peer": "198.18.0.2", "created": 10.0, "due": 20.0}]
 
 
-class Daemon:
+class Forwarding:
+    """The forwarding process's side of `setkey-run`: it removed a negotiated pair and a
+    manual SA."""
+
+    pid = 4242
+
     def __init__(self) -> None:
-        self.engine = Engine()
-        self.pairs = {0x100: _pair(0x100, 0x200, "198.18.0.2"),
-                      0x101: _pair(0x101, 0x201, "198.18.0.3")}
-        self.out_to_in = {0x200: 0x100, 0x201: 0x101}
-        self.feed = feed.EventFeed()
         self.asked: list[tuple] = []
-        self.acquiring: dict = {}
-        self.config = SimpleNamespace(remote_names={"office": "198.18.0.2"})
 
-    def _service(self) -> None:
-        pass
-
-    async def _ask(self, verb, *args):
+    async def ask(self, verb, *args):
         self.asked.append((verb, *args))
         return {"removed": [(0x100, "198.18.0.2", "198.18.0.1", "in"),
                             (0x200, "198.18.0.1", "198.18.0.2", "out"),
                             (0x7777, "198.18.0.1", "198.18.0.5", "out")], "added": []}
 
-    def _local_for(self, peer):
-        return "198.18.0.1"
 
-    def _have_local_address(self, now):
-        return True
+class Daemon:
+    """The parts pyike.ops.Operations is made of: the real SA pair table, stand-ins for the
+    engine, the forwarding process and the acquires."""
 
-    def _acquire(self, local, remote):
-        self.engine.calls.append(("acquire", local, remote))
-        return True
+    def __init__(self) -> None:
+        self.engine = Engine()
+        self.feed = feed.EventFeed()
+        self.live = Live(SimpleNamespace(remote_names={"office": "198.18.0.2"}), "racoon.conf",
+                         [])
+        self.config = self.live.config
+        self.events = EventHandler(self.live, self.feed, lambda *msg: None, None,
+                                   lambda peer: None)
+        self.events.pairs = {0x100: _pair(0x100, 0x200, "198.18.0.2"),
+                             0x101: _pair(0x101, 0x201, "198.18.0.3")}
+        self.events.out_to_in = {0x200: 0x100, 0x201: 0x101}
+        self.forwarding = Forwarding()
+        self.asked = self.forwarding.asked
+        self.acquires = SimpleNamespace(
+            have_local_address=lambda now: True,
+            acquire_now=lambda local, remote: self.engine.calls.append(
+                ("acquire", local, remote)) or True)
+        self.ops = Operations(self)
+
+    def service(self) -> None:
+        pass
 
 
 def verb(d, *words):
-    return asyncio.run(control.dispatch(d, words[0], list(words[1:]), False))
+    return asyncio.run(control.dispatch(d.ops, words[0], list(words[1:]), False))
 
 
 def test_flush_sa_isakmp_deletes_the_isakmp_sas_only():
@@ -147,7 +162,7 @@ def test_establish_w_streams_the_peers_events_up_to_the_one_waited_for():
     async def scenario():
         d = Daemon()
         d.engine.p1 = []
-        reply = await control.dispatch(d, "es", ["-w", "isakmp", "198.18.0.2"], False)
+        reply = await control.dispatch(d.ops, "es", ["-w", "isakmp", "198.18.0.2"], False)
         stream = reply["stream"]
         up = Phase1Up(("198.18.0.1", 500), ("198.18.0.2", 500), b"i" * 8, b"r" * 8, True,
                       "main", "aes-128", "sha1", 14, 28800, "198.18.0.2")
@@ -165,7 +180,7 @@ def test_establish_w_streams_the_peers_events_up_to_the_one_waited_for():
 def test_a_failure_ends_the_wait():
     async def scenario():
         d = Daemon()
-        reply = await control.dispatch(d, "es", ["-w", "esp", "198.18.0.1", "198.18.0.4"],
+        reply = await control.dispatch(d.ops, "es", ["-w", "esp", "198.18.0.1", "198.18.0.4"],
                                        False)
         d.feed.publish(feed.event(feed.EVT_PHASE1_NO_PROPOSAL, None, ("198.18.0.4", 500)))
         d.feed.publish(feed.event(feed.EVT_PHASE2_UP, None, ("198.18.0.4", 500)))
@@ -181,7 +196,7 @@ def test_show_schedule_and_show_event():
     assert reply["data"][0]["timer"] == "phase1-lifetime"
 
     async def events():
-        reply = await control.dispatch(d, "se", [], False)
+        reply = await control.dispatch(d.ops, "se", [], False)
         d.feed.publish(feed.sa_change("add", 1, "198.18.0.1", "198.18.0.2", "out"))  # not shown
         d.feed.publish(feed.event(feed.EVT_PHASE2_UP, None, ("198.18.0.2", 500)))
         d.feed.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pyike import cli
+from pyike import cli, ctl, setkey
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "packaging" / "pyike.service"
@@ -80,7 +80,7 @@ def test_logrotate_accepts_the_snippet(tmp_path):
     assert out.returncode == 0 and "error" not in out.stderr.lower(), out.stderr
 
 
-@pytest.mark.parametrize("page", ["pyike.8", "pyike.conf.5"])
+@pytest.mark.parametrize("page", ["pyike.8", "pyike.conf.5", "pyikectl.8", "pyike-setkey.8"])
 @pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff")
 def test_man_page_renders_without_warnings(page):
     out = subprocess.run(["groff", "-man", "-ww", "-z", str(MAN / page)], capture_output=True,
@@ -95,6 +95,52 @@ def test_pyike_8_documents_every_option_of_the_command():
     assert flags
     for flag in flags:
         assert flag.replace("-", r"\-") in text, flag
+
+
+FONT = re.compile(r"\\f[BIRP]")
+
+
+def _marked_up(page: str) -> str:
+    """The page's request lines (`.B`, `.TP`, ...), font changes taken out: where a term is
+    set as one, not merely named in the prose."""
+    lines = (MAN / page).read_text().splitlines()
+    return "\n".join(FONT.sub("", line) for line in lines if line.startswith("."))
+
+
+def _documented(page: str, words: list[str]) -> list[str]:
+    """The words (options, commands) that the page does not set as terms of their own."""
+    text = _marked_up(page)
+    missing = []
+    for word in words:
+        roff = re.escape(word.replace("-", r"\-"))
+        if not re.search(rf"(?<![\w\\-]){roff}(?![\w-])", text):
+            missing.append(word)
+    return missing
+
+
+def _getopt_flags(spec: str) -> list[str]:
+    """`-x` for each letter of a getopt string."""
+    return [f"-{c}" for c in spec if c != ":"]
+
+
+def test_pyikectl_8_documents_every_command_alias_and_option():
+    verbs = sorted({*ctl.KNOWN, *ctl.ALIASES.values()})
+    # the options racoonctl's getopt reads, and each command's, as the usage lists them
+    flags = sorted({*_getopt_flags(ctl.GLOBAL_OPTIONS), "--json",
+                    *re.findall(r"(?<![\w-])(--?[a-z][a-z]*)", ctl.USAGE)})
+    assert {"rc", "show-event", "vpn-connect"} <= set(verbs)
+    assert {"-l", "-w", "-n", "-u", "-v", "-f", "--format", "-p"} <= set(flags)
+    assert _documented("pyikectl.8", verbs + flags) == []
+
+
+def test_pyike_setkey_8_documents_every_option():
+    flags = [*_getopt_flags(setkey.OPTIONS), "--json"]
+    assert {"-D", "-P", "-F", "-c", "-f", "-x", "-s"} <= set(flags)
+    assert _documented("pyike-setkey.8", flags) == []
+
+
+def test_the_documented_check_finds_a_missing_term():
+    assert _documented("pyikectl.8", ["--no-such-flag", "vpn-connect"]) == ["--no-such-flag"]
 
 
 def test_license_file_is_the_one_pyproject_declares():

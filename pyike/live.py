@@ -1,0 +1,86 @@
+"""What the parts of the IKE process share: the configuration in force, its tunnels and the
+counters `status` shows; and what the parts derive from a configuration.
+
+A reload replaces `config` and `tunnels` here, and every part reads them here, so no part holds
+a configuration older than the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from forward.specs import TunnelSpec
+from pyike.tun import host_addresses, inner_mtu, outer_mtu_towards
+
+log = logging.getLogger("pyike")
+
+NO_LOCAL_ADDRESS = ("no local address known: no `listen isakmp` line, no `gre` block and no "
+                    "global address on any interface")
+
+
+def counters() -> dict[str, int]:
+    """The IKE process's own counters (each part counts its own), in the order `status` shows."""
+    return {"ike_in": 0, "ike_out": 0, "ike_send_errors": 0, "acquires": 0, "phase1_up": 0,
+            "phase2_up": 0, "negotiation_failed": 0, "dead_peers": 0, "engine_exceptions": 0}
+
+
+@dataclasses.dataclass
+class Live:
+    config: Any
+    config_path: str
+    tunnels: list[TunnelSpec]
+    counters: dict[str, int] = dataclasses.field(default_factory=counters)
+
+    def local_for(self, peer: str) -> str:
+        """Our end of the `gre` tunnel towards `peer`; "" when no tunnel goes there."""
+        for t in self.tunnels:
+            if t.remote == peer:
+                return t.local
+        return ""
+
+
+def tunnel_specs(config) -> list[TunnelSpec]:
+    """TunnelSpecs for the `gre` blocks; the default MTU leaves room for GRE and ESP."""
+    specs = []
+    for g in getattr(config, "gre_tunnels", ()):
+        key = getattr(g, "key", None)
+        mtu = getattr(g, "mtu", None) or inner_mtu(
+            outer_mtu_towards(str(g.remote)), ipv6=ipaddress.ip_address(str(g.remote)).version == 6,
+            gre_key=key is not None)
+        specs.append(TunnelSpec(g.name, str(g.local), str(g.remote), str(g.address), str(g.peer),
+                                int(mtu), key))
+    return specs
+
+
+def setkey_files(config) -> list:
+    return [sf for _path, sf in getattr(config, "setkey", ())]
+
+
+def engine_config(config, tunnels: list[TunnelSpec]):
+    """The engine's configuration; without `listen` addresses the engine is told ours (the GRE
+    tunnels' local ends first), as racoon takes them from the interfaces. The list stays empty
+    only when the host has no global address yet: the daemon then refuses to initiate."""
+    engine = config.engine
+    if engine.local_addresses:
+        return engine
+    known = [t.local for t in tunnels] + host_addresses()
+    return dataclasses.replace(engine, local_addresses=tuple(dict.fromkeys(known)))
+
+
+def config_spd(config):
+    """The SPD the configuration's setkey files make; raises what the forwarding process would
+    refuse in them (pyike.sadb.setkey_state, which loading the configuration also runs)."""
+    from pyike.sadb import setkey_state
+
+    local = [str(g.local) for g in getattr(config, "gre_tunnels", ())]
+    return setkey_state(setkey_files(config), local, time.monotonic())[0]
+
+
+def log_warnings(config) -> None:
+    """Statements accepted without effect, once per reading of the configuration."""
+    for w in getattr(config, "warnings", ()):
+        log.warning("%s:%d: %s", w.file, w.line, w.message)

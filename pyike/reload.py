@@ -1,0 +1,99 @@
+"""SIGHUP and reload-config: the configuration read again and applied in both processes, or
+refused as a whole with the running one kept. SAs that a policy still covers stay, on the terms
+they agreed; the others are deleted, the peer told.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from forward.specs import TunnelSpec
+from pyike import logsetup
+from pyike.acquires import IPPROTO_GRE
+from pyike.events import EventHandler
+from pyike.fwdclient import ForwardingClient
+from pyike.live import Live, config_spd, engine_config, log_warnings, setkey_files, tunnel_specs
+
+log = logging.getLogger("pyike")
+
+
+class Reloader:
+    """`verbose`: -v/-d, debug logs whatever a reloaded `log` says; `service()` sends what
+    the engine has to say once the new configuration is in."""
+
+    def __init__(self, live: Live, engine, forwarding: ForwardingClient, events: EventHandler,
+                 service: Callable[[], None], verbose: int = 0) -> None:
+        self.live = live
+        self.engine = engine
+        self.forwarding = forwarding
+        self.events = events
+        self.service = service
+        self.verbose = verbose
+
+    async def reload(self) -> list[str]:
+        """The errors that refused the new configuration; [] when it is in force."""
+        from pyike import config as config_mod
+
+        path = self.live.config_path
+        try:
+            new = config_mod.load(path)
+            spd = config_spd(new)
+        except Exception as exc:
+            errors = [str(e) for e in getattr(exc, "errors", [exc])]
+            for line in errors:
+                log.error("reload refused: %s", line)
+            return errors
+        # always sent: the forwarding process also remakes a device deleted under it
+        error = await self._retunnel(tunnel_specs(new))
+        if error:
+            log.error("reload refused: gre blocks: %s", error)
+            return [f"gre blocks: {error}"]
+        self.live.config = new
+        self._apply_log_level(new)
+        log_warnings(new)
+        # live SAs keep the terms they agreed
+        self.engine.reconfigure(engine_config(new, self.live.tunnels), time.monotonic())
+        self.forwarding.send("setkey", setkey_files(new))
+        self._prune_unmatched(spd)
+        log.info("configuration reloaded from %s", path)
+        self.service()
+        return []
+
+    def _apply_log_level(self, config) -> None:
+        """A changed `log` statement, in both processes (the line goes out at the old level)."""
+        level = logsetup.level_for(config.log_level, self.verbose)
+        if logging.getLogger().level != level:
+            log.info("log level %s", logsetup.level_name(level))
+        if logsetup.set_level(level):
+            self.forwarding.send("log_level", level)
+
+    async def _retunnel(self, tunnels: list[TunnelSpec]) -> str | None:
+        """Have the forwarding process apply changed `gre` blocks; None, or why it could not."""
+        try:
+            error = await self.forwarding.ask("tunnels", tunnels)
+        except (RuntimeError, TimeoutError) as exc:
+            error = str(exc) or type(exc).__name__
+        if error:
+            return error
+        old = {t.name: t for t in self.live.tunnels}
+        new = {t.name: t for t in tunnels}
+        for name in old.keys() - new.keys():
+            log.info("%s: removed", name)
+        for t in tunnels:
+            if old.get(t.name) != t:
+                log.info("%s: GRE %s->%s, %s peer %s, mtu %d (%s)", t.name, t.local, t.remote,
+                         t.address, t.peer, t.mtu, "changed" if t.name in old else "created")
+        self.live.tunnels = tunnels
+        return None
+
+    def _prune_unmatched(self, spd) -> None:
+        """Delete negotiated SAs that no `out` ipsec policy of the new SPD covers any more."""
+        now = time.monotonic()
+        for spi_in, pair in list(self.events.pairs.items()):
+            p = spd.lookup("out", pair.outbound.src, pair.outbound.dst, IPPROTO_GRE, 0, 0, None)
+            if p is None or p.action != "ipsec":
+                log.info("policy for %s->%s gone: deleting its SAs", pair.outbound.src,
+                         pair.outbound.dst)
+                self.engine.delete_phase2(spi_in, now)
