@@ -355,8 +355,6 @@ AnyPayload = (SaPayload | KePayload | IdPayload | HashPayload | NoncePayload | N
               | DeletePayload | VendorIdPayload | NatDPayload | NatOaPayload | FragmentPayload
               | RawPayload)
 
-_KNOWN_RAW = {Payload.CERT, Payload.CR, Payload.SIG, Payload.SAK}
-
 
 def _decode_one(ptype: int, body: bytes) -> AnyPayload:
     simple = {Payload.SA: SaPayload, Payload.KE: KePayload, Payload.ID: IdPayload,

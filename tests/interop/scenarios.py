@@ -59,6 +59,12 @@ class Env:
         wait_for(lambda: received(self.pyike.ping(INNER_PEER, count=3, deadline=4)) > 0,
                  timeout, "no ping reply through the tunnel (pyike initiating)", self)
 
+    def establish_from_peer(self, timeout: int = 25, what: str = "") -> None:
+        """The guest's ping hits its kernel policy, whose acquire makes the peer's daemon
+        negotiate; returns once pings get through."""
+        wait_for(lambda: self.guest_ping(count=3, deadline=4) > 0, timeout,
+                 f"no ping reply through the tunnel ({self.peer.name} initiating{what})", self)
+
     def guest_ping(self, count: int = 5, deadline: int = 10) -> int:
         _rc, out = self.vm.run(f"ping -c {count} -W 1 -w {deadline} {INNER_PYIKE}",
                                timeout=deadline + 5)
@@ -117,7 +123,7 @@ def assert_same_sas(env: Env, *, stale_in_guest: set[int] = frozenset()) -> list
     return sad
 
 
-def _spis(sad: list[dict]) -> set[int]:
+def spis(sad: list[dict]) -> set[int]:
     return {sa["spi"] for sa in sad}
 
 
@@ -136,9 +142,7 @@ def pyike_initiates(env: Env) -> None:
 def peer_initiates(env: Env) -> None:
     env.start()
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
-    # The guest's ping hits its kernel policy, whose acquire makes the peer daemon negotiate.
-    wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
-             "no ping reply through the tunnel (peer initiating)", env)
+    env.establish_from_peer()
     assert env.guest_ping(count=5) == 5
     assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
     assert [p1["side"] for p1 in env.pyike.isakmp()] == ["responder"]
@@ -169,7 +173,7 @@ def dpd_both_ways(env: Env) -> None:
 def initial_contact_after_restart(env: Env) -> None:
     env.start()
     env.establish_from_pyike()
-    old = _spis(assert_same_sas(env))
+    old = spis(assert_same_sas(env))
     env.pyike.stop(signal.SIGKILL)
     assert _spis_in_guest(env) == old, "the peer should keep its stale SAs while pyike is gone"
     env.pyike.start()
@@ -181,9 +185,9 @@ def initial_contact_after_restart(env: Env) -> None:
         # INITIAL-CONTACT (RFC 2407 §4.6.3.3) tells the peer to forget every older SA with us.
         wait_for(lambda: not (_spis_in_guest(env) & old), 10,
                  "the peer kept SAs from before pyike's restart", env)
-        new = _spis(assert_same_sas(env))
+        new = spis(assert_same_sas(env))
     else:
-        new = _spis(assert_same_sas(env, stale_in_guest=old))
+        new = spis(assert_same_sas(env, stale_in_guest=old))
     assert not new & old
     # The guest's own traffic takes the new SAs, whatever it kept.
     assert env.guest_ping(count=3) == 3
@@ -198,17 +202,17 @@ def _spis_in_guest(env: Env) -> set[int]:
 def deletes_both_ways(env: Env) -> None:
     env.start()
     env.establish_from_pyike()
-    first = _spis(assert_same_sas(env))
+    first = spis(assert_same_sas(env))
     out = env.pyike.ctl("delete-sa", "esp", str(env.vm.host_addr), str(env.vm.guest_addr))
     assert out.returncode == 0, out.stderr
     wait_for(lambda: not (_spis_in_guest(env) & first), 15,
              "pyike's delete did not remove the peer's SAs", env)
-    assert not (_spis(env.pyike.sad()) & first)
+    assert not (spis(env.pyike.sad()) & first)
 
     env.establish_from_pyike()
-    second = _spis(assert_same_sas(env))
+    second = spis(assert_same_sas(env))
     env.peer.delete_sas()
-    wait_for(lambda: not (_spis(env.pyike.sad()) & second), 15,
+    wait_for(lambda: not (spis(env.pyike.sad()) & second), 15,
              "the peer's delete did not remove pyike's SAs", env)
 
 
@@ -221,13 +225,13 @@ REKEY_PING_COUNT = 700  # 70 s at 10/s: more than two phase-2 lifetimes
 def rekey_under_ping(env: Env, edit: Callable[[str], str] | None = None) -> None:
     env.start(lifetime_s=REKEY_LIFETIME_S, peer_lifetime_s=2 * REKEY_LIFETIME_S, edit=edit)
     env.establish_from_pyike()
-    first = _spis(assert_same_sas(env))
+    first = spis(assert_same_sas(env))
     with capture.Capture(env.vm, env.pyike.workdir) as cap:
         r = env.pyike.ping(INNER_PEER, count=REKEY_PING_COUNT, interval=0.1,
                            deadline=REKEY_PING_COUNT // 10 + 20)
     got = received(r)
     assert got >= REKEY_PING_COUNT * 0.99, f"{REKEY_PING_COUNT - got} pings lost\n{r.stdout}"
-    assert not (_spis(env.pyike.sad()) & first), "no rekey happened"
+    assert not (spis(env.pyike.sad()) & first), "no rekey happened"
     packets = rdpcap(str(cap.path))
     assert_only_ike_and_esp(packets, str(env.vm.host_addr))
     outbound_spis = {p[ESP].spi for p in packets
@@ -332,6 +336,5 @@ def hmac_sha256_both_ways(env: Env) -> None:
     assert out.returncode == 0, out.stderr
     wait_for(lambda: not xfrm_states(env.vm) and not env.pyike.sad(), 15,
              "pyike's flush-sa ipsec did not remove the SAs on both sides", env)
-    wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
-             "no ping reply through the tunnel (peer initiating, hmac-sha256)", env)
+    env.establish_from_peer(what=", hmac-sha256")
     assert {sa["auth"]["icv_bits"] for sa in assert_same_sas(env)} == {bits}

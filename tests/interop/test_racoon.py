@@ -22,7 +22,7 @@ from scapy.utils import rdpcap
 
 from tests.interop import capture, scenarios
 from tests.interop.peers import INNER_PEER, RACOON_BINARIES, RacoonPeer, racoon_prefix, xfrm_states
-from tests.interop.scenarios import Env, assert_same_sas, received, wait_for
+from tests.interop.scenarios import Env, assert_same_sas, received, spis, wait_for
 from tests.interop.vm import Namespace
 
 PEER = RacoonPeer
@@ -51,10 +51,6 @@ test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
 
 
-def _spis(sad: list[dict]) -> set[int]:
-    return {sa["spi"] for sa in sad}
-
-
 def _guest(env: Env) -> dict[int, str]:
     """The guest kernel's ESP SPIs, each with its direction as seen from racoon."""
     return {s.spi: "out" if s.src == str(env.vm.guest_addr) else "in" for s in xfrm_states(env.vm)}
@@ -69,26 +65,26 @@ def test_5_deletes_both_ways_racoon_form(env: Env) -> None:
     too, and the next packet negotiates a new one."""
     env.start()
     env.establish_from_pyike()
-    first = _spis(assert_same_sas(env))
+    first = spis(assert_same_sas(env))
     out = env.pyike.ctl("delete-sa", "esp", str(env.vm.host_addr), str(env.vm.guest_addr))
     assert out.returncode == 0, out.stderr
     wait_for(lambda: not {s for s, d in _guest(env).items() if d == "out"} & first, 15,
              "pyike's delete did not remove racoon's outbound SA", env)
-    assert not (_spis(env.pyike.sad()) & first)
+    assert not (spis(env.pyike.sad()) & first)
     kept = set(_guest(env)) & first
     assert kept and all(_guest(env)[s] == "in" for s in kept), _guest(env)
 
     env.establish_from_pyike()
-    second = _spis(assert_same_sas(env, stale_in_guest=kept))
+    second = spis(assert_same_sas(env, stale_in_guest=kept))
     for kind in ("isakmp", "esp"):
         env.peer.delete_sas(kind)
-        wait_for(lambda second=second: not (_spis(env.pyike.sad()) & second), 15,
+        wait_for(lambda second=second: not (spis(env.pyike.sad()) & second), 15,
                  f"racoon's delete-sa {kind} did not remove pyike's SAs", env)
         # traffic resumes at once: the next packet negotiates a new pair
         env.establish_from_pyike(timeout=10)
         assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
         assert env.guest_ping(count=3) == 3
-        second = _spis(assert_same_sas(env, stale_in_guest=kept))
+        second = spis(assert_same_sas(env, stale_in_guest=kept))
 
 
 def _sha256(text: str) -> str:
@@ -129,8 +125,7 @@ def _up_from(env: Env, first: str) -> None:
     if first == "pyike":
         env.establish_from_pyike()
     else:
-        wait_for(lambda: env.guest_ping(count=3, deadline=4) > 0, 25,
-                 "no ping reply through the tunnel (racoon initiating)", env)
+        env.establish_from_peer()
     assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
     assert env.guest_ping(count=3) == 3
 
@@ -196,12 +191,12 @@ def test_12_flush_sa_on_racoons_side(env: Env) -> None:
     next reply hits its policy, racoon negotiates, and pyike takes the new pair."""
     env.start()
     env.establish_from_pyike()
-    first = _spis(assert_same_sas(env))
+    first = spis(assert_same_sas(env))
     env.peer.ctl("flush-sa", "ipsec")
     assert not set(_guest(env)) & first
     env.establish_from_pyike(timeout=15)
     assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
-    second = _spis(env.pyike.sad())
+    second = spis(env.pyike.sad())
     assert second - first
 
 
