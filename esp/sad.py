@@ -1,13 +1,17 @@
-"""The security association database: inbound SAs by SPI, outbound SAs by (src, dst).
+"""The security association database: inbound SAs by SPI, outbound SAs by (src, dst, group).
 
-Lookups are single dict reads; the choice among several outbound SAs for one peer pair is made
+An outbound SA's group tells apart SAs between the same two ends that carry different traffic:
+None for transport mode (GRE), and for tunnel mode the selector it was negotiated for, so that
+two subnet pairs over one peer pair each keep their own SA (RFC 4301 §4.4.2).
+
+Lookups are single dict reads; the choice among several outbound SAs for one group is made
 when SAs come, go or change state, not per packet.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Literal
 
 from esp.sa import EspSA
@@ -23,24 +27,31 @@ def _canonical(address: str) -> str:
 class SAD:
     def __init__(self) -> None:
         self._inbound: dict[int, EspSA] = {}
-        self._outbound: dict[tuple[str, str], list[EspSA]] = {}
-        self._best: dict[tuple[str, str], EspSA] = {}
+        self._outbound: dict[tuple, list[EspSA]] = {}  # (src, dst, group) -> SAs
+        self._best: dict[tuple, EspSA] = {}
+        self._group: dict[int, Hashable] = {}  # id(sa) -> group, for outbound SAs not in None
         self._state: dict[int, str] = {}  # id(sa) -> last state reported by expire()
         self._order: list[EspSA] = []  # installation order, for dumps
 
-    def add(self, sa: EspSA) -> None:
-        """Install `sa`; an inbound SA replaces any inbound SA with the same SPI."""
+    def add(self, sa: EspSA, group: Hashable = None) -> None:
+        """Install `sa`; an inbound SA replaces any inbound SA with the same SPI. `group`: see
+        the module docstring (outbound only)."""
         if sa.direction == "in":
             old = self._inbound.get(sa.spi)
             if old is not None:
                 self._forget(old)
             self._inbound[sa.spi] = sa
         else:
-            self._outbound.setdefault((sa.src, sa.dst), []).append(sa)
+            if group is not None:
+                self._group[id(sa)] = group
+            self._outbound.setdefault(self._key(sa), []).append(sa)
         self._order.append(sa)
         self._state[id(sa)] = sa.lifetime_state(sa.created)
         if sa.direction == "out":
-            self._choose((sa.src, sa.dst))
+            self._choose(self._key(sa))
+
+    def _key(self, sa: EspSA) -> tuple:
+        return (sa.src, sa.dst, self._group.get(id(sa)))
 
     def remove(self, spi: int | EspSA, direction: str | None = None) -> list[EspSA]:
         """Remove the given SA, or every SA with SPI `spi` (optionally only one direction).
@@ -66,7 +77,8 @@ class SAD:
             if self._inbound.get(sa.spi) is sa:
                 del self._inbound[sa.spi]
             return
-        key = (sa.src, sa.dst)
+        key = self._key(sa)
+        self._group.pop(id(sa), None)
         group = [other for other in self._outbound.get(key, ()) if other is not sa]
         if group:
             self._outbound[key] = group
@@ -74,7 +86,7 @@ class SAD:
             self._outbound.pop(key, None)
         self._choose(key)
 
-    def _choose(self, key: tuple[str, str]) -> None:
+    def _choose(self, key: tuple) -> None:
         """Newest mature SA wins; a dying one serves only while no mature one exists."""
         best = None
         for sa in self._outbound.get(key, ()):
@@ -89,20 +101,26 @@ class SAD:
     def inbound(self, spi: int) -> EspSA | None:
         return self._inbound.get(spi)
 
-    def outbound(self, src: str, dst: str) -> EspSA | None:
-        sa = self._best.get((src, dst))
+    def outbound(self, src: str, dst: str, group: Hashable = None) -> EspSA | None:
+        sa = self._best.get((src, dst, group))
         if sa is None:
             try:
-                sa = self._best.get((_canonical(src), _canonical(dst)))
+                sa = self._best.get((_canonical(src), _canonical(dst), group))
             except ValueError:
                 return None
         return sa
+
+    def groups(self, src: str, dst: str) -> list[tuple[Hashable, EspSA]]:
+        """(group, chosen SA) of every group between the two ends but None's: what tunnel mode
+        chooses among, once per flow."""
+        return [(key[2], sa) for key, sa in self._best.items()
+                if key[2] is not None and key[0] == src and key[1] == dst]
 
     def expire(self, now: float) -> list[tuple[EspSA, ExpiryKind]]:
         """Lifetime transitions since the last call: 'soft' (rekey) and 'hard' (remove), each
         reported once per SA, soft before hard."""
         events: list[tuple[EspSA, ExpiryKind]] = []
-        changed: set[tuple[str, str]] = set()
+        changed: set[tuple] = set()
         for sa in self._order:
             before = self._state.get(id(sa), "mature")
             after = sa.lifetime_state(now)
@@ -114,7 +132,7 @@ class SAD:
             if after == "dead":
                 events.append((sa, "hard"))
             if sa.direction == "out":
-                changed.add((sa.src, sa.dst))
+                changed.add(self._key(sa))
         for key in changed:
             self._choose(key)
         return events
@@ -134,5 +152,6 @@ class SAD:
         self._inbound.clear()
         self._outbound.clear()
         self._best.clear()
+        self._group.clear()
         self._state.clear()
         self._order.clear()

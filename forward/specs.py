@@ -1,4 +1,5 @@
-"""What the IKE process tells the forwarding core: tunnels at start, SAs as they come."""
+"""What the IKE process tells the forwarding core: tunnels and the tunnel-mode device at start,
+SAs as they come."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ class TunnelSpec:
 
 
 @dataclass(frozen=True)
+class DeviceSpec:
+    """The TUN device of ESP tunnel mode (the `tunnel_device` statement): what the SPD's tunnel
+    policies carry comes in and goes out there. mtu None: derived from the outer MTU."""
+
+    name: str
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
 class SaSpec:
     """One direction of a negotiated SA, as the IKE process installs it."""
 
@@ -34,3 +44,7 @@ class SaSpec:
     # falls outside them.
     selectors: tuple = field(default=())
     encap: tuple[int, int] | None = None  # (our port, peer's port): ESP in UDP, RFC 3948
+    mode: str = "transport"  # "transport" (GRE) | "tunnel" (RFC 4303 §3.1.2)
+    # racoon's generate_policy on a responder: the policy pair comes from the selectors and
+    # leaves with the last SA negotiated for them
+    generate_policy: bool = False

@@ -1,7 +1,9 @@
 """The forwarding core's databases: the SPD (spd/), the SAD (esp/), and per SA what the SAD
-does not hold: the UDP ports of ESP in UDP and the selectors of an inbound SA.
+does not hold: the UDP ports of ESP in UDP, the selectors of an inbound SA, and the policies a
+responder generated for an SA (racoon's generate_policy).
 
-Negotiated SAs survive a setkey reload; manual SAs (`add` lines) are replaced by the new file's.
+Negotiated SAs survive a setkey reload, and so do generated policies; manual SAs (`add` lines)
+are replaced by the new file's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from esp.sad import SAD
 from forward.specs import SaSpec
 from spd import dump as spd_dump
 from spd.db import SPD
-from spd.policy import IPNetwork
+from spd.policy import PRIORITY_DEFAULT, PROTO_ANY, IPNetwork, IpsecRule, Policy
 
 SOFT_FRACTION = 0.8  # racoon/the kernel: the soft lifetime is 80% of the hard one
 # Upper-layer protocols whose first four bytes are the source and destination ports (TCP
@@ -44,7 +46,9 @@ class Selector:
     sport: int = 0
     dport: int = 0
 
-    def covers(self, src: str, dst: str, protocol: int, payload: bytes) -> bool:
+    def covers(self, src: str | bytes, dst: str | bytes, protocol: int, payload: bytes) -> bool:
+        """src/dst as text or packed (as they sit in an IP header); `payload` starts with the
+        upper-layer header (for its ports)."""
         if self.protocol and self.protocol != protocol:
             return False
         if ipaddress.ip_address(src) not in self.src or ipaddress.ip_address(dst) not in self.dst:
@@ -57,25 +61,59 @@ class Selector:
         return True
 
 
+def _protocol(local_proto: int, remote_proto: int) -> int:
+    """One upper-layer protocol from the two IDs' (0: any; -1: they disagree, nothing fits)."""
+    if local_proto and remote_proto and local_proto != remote_proto:
+        return -1
+    return local_proto or remote_proto
+
+
+def outbound_selector(spec: SaSpec) -> Selector | None:
+    """What an outbound tunnel-mode SA carries (inner source and destination): the SAD group
+    that keeps apart the SAs of several subnet pairs between the same two ends. None in
+    transport mode, where one SA per pair of ends carries the GRE."""
+    if spec.mode != "tunnel" or not spec.selectors:
+        return None
+    (local_net, local_proto, local_port), (remote_net, remote_proto, remote_port) = spec.selectors
+    return Selector(ipaddress.ip_network(local_net, strict=False),
+                    ipaddress.ip_network(remote_net, strict=False),
+                    _protocol(local_proto, remote_proto), local_port, remote_port)
+
+
 def inbound_selector(spec: SaSpec) -> Selector | None:
     """The Selector of an inbound SaSpec, None when it has none (a hand-keyed SA, as a PF_KEY
-    SA without selectors: the kernel checks nothing either)."""
+    SA without selectors: the kernel checks nothing either). In tunnel mode it applies to the
+    inner packet, in transport mode to the packet itself."""
     if not spec.selectors:
         return None
     (local_net, local_proto, local_port), (remote_net, remote_proto, remote_port) = spec.selectors
     src = ipaddress.ip_network(remote_net, strict=False)
     dst = ipaddress.ip_network(local_net, strict=False)
-    if spec.encap is not None:
+    if spec.encap is not None and spec.mode == "transport":
         # Transport mode behind a NAT: a host ID is the address before translation (RFC 3947
         # §5.2, NAT-OA); the packets carry the SA's own, the outside address of the NAT.
         if src.num_addresses == 1:
             src = ipaddress.ip_network(spec.keys.src)
         if dst.num_addresses == 1:
             dst = ipaddress.ip_network(spec.keys.dst)
-    protocol = local_proto or remote_proto
-    if local_proto and remote_proto and local_proto != remote_proto:
-        protocol = -1
-    return Selector(src, dst, protocol, remote_port, local_port)
+    return Selector(src, dst, _protocol(local_proto, remote_proto), remote_port, local_port)
+
+
+def generated_policy(spec: SaSpec) -> Policy:
+    """The policy racoon's generate_policy makes for one direction of a negotiated SA: its
+    selectors, action ipsec, one esp rule of the SA's mode between its ends, level require."""
+    (local_net, local_proto, local_port), (remote_net, remote_proto, remote_port) = spec.selectors
+    local = ipaddress.ip_network(local_net, strict=False)
+    remote = ipaddress.ip_network(remote_net, strict=False)
+    proto = _protocol(local_proto, remote_proto) or PROTO_ANY
+    tunnel = spec.mode == "tunnel"
+    rule = IpsecRule("esp", spec.mode, ipaddress.ip_address(spec.keys.src) if tunnel else None,
+                     ipaddress.ip_address(spec.keys.dst) if tunnel else None, "require")
+    if spec.direction == "out":
+        return Policy(local, remote, local_port, remote_port, proto, "out", PRIORITY_DEFAULT,
+                      "ipsec", (rule,))
+    return Policy(remote, local, remote_port, local_port, proto, "in", PRIORITY_DEFAULT,
+                  "ipsec", (rule,))
 
 
 class SadState:
@@ -87,12 +125,22 @@ class SadState:
         self.manual: list[EspSA] = []
         self.udp_ports: dict[EspSA, bytes] = {}  # outbound SA -> UDP source+destination port
         self.selectors: dict[EspSA, Selector] = {}  # inbound SA -> what it may carry
+        self.tunnel_mode: set[EspSA] = set()  # inbound SAs negotiated in tunnel mode
+        # generate_policy: the policies made for negotiated SAs, by selector, and which SAs
+        # hold each; a policy goes with the last of them
+        self.generated: dict[tuple, Policy] = {}
+        self.generated_for: dict[EspSA, tuple] = {}
         self.generation = 0
 
     def replace_setkey(self, spd: SPD, manual: list[EspSA]) -> None:
         """Install what `pyike.sadb.setkey_state()` made: its SPD, and its hand-keyed SAs in
         place of the old ones; negotiated SAs stay."""
         self.spd = spd
+        for key, policy in list(self.generated.items()):  # a configured policy of it wins
+            if spd.get_by_selector(key) is None:
+                self.generated[key] = spd.add(policy)
+            else:
+                del self.generated[key]
         for sa in self.manual:
             self.sad.remove(sa)
         self.manual.clear()
@@ -100,8 +148,8 @@ class SadState:
         for sa in manual:
             self.add(sa)
 
-    def add(self, sa: EspSA, *, manual: bool = True) -> None:
-        self.sad.add(sa)
+    def add(self, sa: EspSA, *, manual: bool = True, group: Selector | None = None) -> None:
+        self.sad.add(sa, group)
         if manual:
             self.manual.append(sa)
         self.generation += 1
@@ -115,14 +163,20 @@ class SadState:
             sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
                        direction=spec.direction,
                        lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
+            group = None
             if spec.direction == "out":
                 if spec.encap is not None:
                     self.udp_ports[sa] = udp.ports(*spec.encap)
+                group = outbound_selector(spec)
             else:
                 selector = inbound_selector(spec)
                 if selector is not None:
                     self.selectors[sa] = selector
-            self.add(sa, manual=False)
+                if spec.mode == "tunnel":
+                    self.tunnel_mode.add(sa)
+            if spec.generate_policy and spec.selectors:
+                self._generate(sa, generated_policy(spec))
+            self.add(sa, manual=False, group=group)
             sas.append(sa)
         inbound = [sa for sa in sas if sa.direction == "in"]
         outbound = [sa for sa in sas if sa.direction == "out"]
@@ -134,9 +188,24 @@ class SadState:
         """The UDP ports of a UDP-encapsulated outbound SA (RFC 3948), None for plain ESP."""
         return None if sa is None else self.udp_ports.get(sa)
 
+    def _generate(self, sa: EspSA, policy: Policy) -> None:
+        """generate_policy: install `policy` for `sa` unless the SPD has one of its selector
+        (a configured policy, or one made for an earlier SA of the same selectors)."""
+        key = policy.selector()
+        self.generated_for[sa] = key
+        if key in self.generated or self.spd.get_by_selector(key) is not None:
+            return
+        self.generated[key] = self.spd.add(policy)
+
     def _forget(self, sa: EspSA) -> None:
         self.udp_ports.pop(sa, None)
         self.selectors.pop(sa, None)
+        self.tunnel_mode.discard(sa)
+        key = self.generated_for.pop(sa, None)
+        if key is not None and key not in self.generated_for.values():
+            policy = self.generated.pop(key, None)
+            if policy is not None and self.spd.get(policy.spid) == policy:
+                self.spd.remove(policy.spid)
 
     def discard(self, sa: EspSA) -> None:
         """One SA, by identity (a live setkey `flush` or `delete`: pyike.sadb.run_setkey)."""
@@ -157,6 +226,12 @@ class SadState:
         self.sad.flush()
         self.udp_ports.clear()
         self.selectors.clear()
+        self.tunnel_mode.clear()
+        for policy in self.generated.values():
+            if self.spd.get(policy.spid) == policy:
+                self.spd.remove(policy.spid)
+        self.generated.clear()
+        self.generated_for.clear()
         self.manual.clear()
         self.generation += 1
 
@@ -165,6 +240,24 @@ class SadState:
 
     def outbound(self, src: str, dst: str) -> EspSA | None:
         return self.sad.outbound(src, dst)
+
+    def tunnel_outbound(self, src: str, dst: str, inner_src: bytes, inner_dst: bytes,
+                        proto: int, upper: bytes) -> EspSA | None:
+        """The tunnel-mode SA from `src` to `dst` whose selectors cover the inner packet (its
+        addresses packed, `upper` its upper-layer header); the narrowest when several do."""
+        best = None
+        for selector, sa in self.sad.groups(src, dst):
+            if selector.covers(inner_src, inner_dst, proto, upper):
+                width = selector.src.num_addresses * selector.dst.num_addresses
+                if best is None or width < best[0]:
+                    best = (width, sa)
+        return None if best is None else best[1]
+
+    def tunnel_routes(self) -> list[tuple[IPNetwork, IPNetwork]]:
+        """(remote network, local network) of each outbound tunnel-mode policy: what the
+        tunnel-mode device must be routed for, and whose addresses are ours to send from."""
+        return [(p.dst, p.src) for p in self.spd.policies("out")
+                if p.action == "ipsec" and p.rules and p.rules[0].mode == "tunnel"]
 
     def inbound(self, spi: int) -> EspSA | None:
         return self.sad.inbound(spi)

@@ -243,6 +243,11 @@ class SPD:
         entry = self._entries.get(spid)
         return entry.policy if entry else None
 
+    def get_by_selector(self, selector: tuple) -> Policy | None:
+        """The installed policy of that Policy.selector(), or None."""
+        spid = self._by_selector.get(selector)
+        return None if spid is None else self.get(spid)
+
     def __len__(self) -> int:
         return len(self._entries)
 
