@@ -61,7 +61,7 @@ def format_sa(sa: EspSA, clock: _Clock, sadb_seq: int, pid: int, localtime: Loca
     created = clock.wall(sa.created)
     lines = [
         f"{sa.src} {sa.dst} ",
-        f"\tesp mode=transport spi={sa.spi}(0x{sa.spi:08x}) reqid=0(0x00000000)",
+        f"\tesp mode={sa.mode} spi={sa.spi}(0x{sa.spi:08x}) reqid=0(0x00000000)",
         f"\tE: {sa.enc_alg} {hex_groups(sa.enc_key)}",
         f"\tA: {sa.auth_alg} {hex_groups(sa.auth_key)}",
         f"\tseq=0x00000000 replay={sa.replay.size} flags=0x00000000 "
@@ -110,7 +110,7 @@ def sa_json(sa: EspSA, clock: _Clock) -> dict[str, Any]:
         "dst": sa.dst,
         "spi": sa.spi,
         "direction": sa.direction,
-        "mode": "transport",
+        "mode": sa.mode,
         "enc": {"alg": sa.enc_alg, "key": sa.enc_key.hex()},
         "auth": {"alg": sa.auth_alg, "key": sa.auth_key.hex(), "icv_bits": 8 * sa.icv_size},
         "replay_window": sa.replay.size,

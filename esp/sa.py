@@ -123,7 +123,7 @@ class EspSA:
     """One direction of an ESP SA. Build it at install; seal()/open() per packet."""
 
     __slots__ = (
-        "spi", "src", "dst", "enc_alg", "enc_key", "auth_alg", "auth_key", "direction",
+        "spi", "src", "dst", "enc_alg", "enc_key", "auth_alg", "auth_key", "direction", "mode",
         "lifetime", "created", "first_used", "seq", "replay",
         "packets", "bytes", "replay_drops", "icv_failures", "malformed", "expired_drops",
         "dummies",
@@ -146,9 +146,12 @@ class EspSA:
         replay_window: int = 1024,
         lifetime: Lifetime | None = None,
         now: float = 0.0,
+        mode: str = "transport",
     ) -> None:
         if direction not in ("in", "out"):
             raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+        if mode not in ("transport", "tunnel"):
+            raise ValueError(f"mode must be 'transport' or 'tunnel', not {mode!r}")
         if not 256 <= spi <= SEQ_MAX:
             # RFC 4303 §2.1: SPIs 1-255 are reserved by IANA, 0 is local-only.
             raise ValueError(f"SPI {spi:#x} is outside 256..2^32-1")
@@ -162,6 +165,9 @@ class EspSA:
         self.auth_alg = auth_alg
         self.auth_key = bytes(auth_key)
         self.direction = direction
+        # RFC 4301 §4.4.2.1: the SAD's protocol mode. seal()/open() are the same in both; the
+        # forwarding core decides by it what an opened packet may be and where it goes.
+        self.mode = mode
         self.lifetime = lifetime or Lifetime()
         self.created = now
         self.first_used: float | None = None

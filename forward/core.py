@@ -221,7 +221,6 @@ class ForwardingCore:
         self._events: deque[Acquire | Expire] = deque()
         self._timer = 0.0
         self._inbound = self.state.sad.inbound
-        self._tunnel_mode = self.state.tunnel_mode
         # tunnel mode
         self.device: Device | None = None
         self._flows: dict[bytes, Flow] = {}
@@ -583,7 +582,7 @@ class ForwardingCore:
         nh, payload = res
         t = self._by_wire.get(outer)
         if t is None or sa is not t.in_sa or nh != IPPROTO_GRE:
-            if sa in self._tunnel_mode:  # the SA's mode, not the next header, decides
+            if sa.mode == "tunnel":  # the SA's mode, not the next header, decides
                 self._tunnel_in(sa, outer, nh, payload)
                 return
             t = self._check_in(sa, t, nh, outer, payload)

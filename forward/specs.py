@@ -24,10 +24,11 @@ class TunnelSpec:
 @dataclass(frozen=True)
 class DeviceSpec:
     """The TUN device of ESP tunnel mode (the `tunnel_device` statement): what the SPD's tunnel
-    policies carry comes in and goes out there. mtu None: derived from the outer MTU."""
+    policies carry comes in and goes out there. The MTU is the statement's, or one derived from
+    the outer MTU (pyike.live.device_spec)."""
 
     name: str
-    mtu: int | None = None
+    mtu: int
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,6 @@ class SadState:
         self.manual: list[EspSA] = []
         self.udp_ports: dict[EspSA, bytes] = {}  # outbound SA -> UDP source+destination port
         self.selectors: dict[EspSA, Selector] = {}  # inbound SA -> what it may carry
-        self.tunnel_mode: set[EspSA] = set()  # inbound SAs negotiated in tunnel mode
         # generate_policy: the policies made for negotiated SAs, by selector, and which SAs
         # hold each; a policy goes with the last of them
         self.generated: dict[tuple, Policy] = {}
@@ -162,7 +161,8 @@ class SadState:
             k = spec.keys
             sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
                        direction=spec.direction,
-                       lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now)
+                       lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now,
+                       mode=spec.mode)
             group = None
             if spec.direction == "out":
                 if spec.encap is not None:
@@ -172,8 +172,6 @@ class SadState:
                 selector = inbound_selector(spec)
                 if selector is not None:
                     self.selectors[sa] = selector
-                if spec.mode == "tunnel":
-                    self.tunnel_mode.add(sa)
             if spec.generate_policy and spec.selectors:
                 self._generate(sa, generated_policy(spec))
             self.add(sa, manual=False, group=group)
@@ -200,7 +198,6 @@ class SadState:
     def _forget(self, sa: EspSA) -> None:
         self.udp_ports.pop(sa, None)
         self.selectors.pop(sa, None)
-        self.tunnel_mode.discard(sa)
         key = self.generated_for.pop(sa, None)
         if key is not None and key not in self.generated_for.values():
             policy = self.generated.pop(key, None)
@@ -226,7 +223,6 @@ class SadState:
         self.sad.flush()
         self.udp_ports.clear()
         self.selectors.clear()
-        self.tunnel_mode.clear()
         for policy in self.generated.values():
             if self.spd.get(policy.spid) == policy:
                 self.spd.remove(policy.spid)

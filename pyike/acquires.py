@@ -1,6 +1,7 @@
 """What the forwarding process asks of IKE, as the kernel asks racoon over PF_KEY: an acquire
-(traffic for a tunnel with no SA: negotiate a pair for its GRE) and a lifetime expiry (soft:
-negotiate the next pair; hard: the pair is gone).
+(traffic for a GRE tunnel or a tunnel-mode policy with no SA: negotiate a pair for its GRE, or
+for the policy's selectors in tunnel mode) and a lifetime expiry (soft: negotiate the next pair;
+hard: the pair is gone).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import ipaddress
 import logging
 import time
 
+from forward.events import Acquire
 from ikev1.policy import TrafficSelector
 from pyike.events import EventHandler
 from pyike.feed import EventFeed, sa_change
@@ -26,42 +28,42 @@ class Acquires:
         self.engine = engine
         self.events = events
         self.feed = feed
-        self.acquiring: dict[tuple[str, str], float] = {}
+        self.acquiring: dict[Acquire, float] = {}
 
-    def acquire(self, local: str, remote: str) -> bool:
+    def acquire(self, request: Acquire) -> bool:
         """racoon's acquire; False when no negotiation could start (logged once per guard)."""
         now = time.monotonic()
-        if now - self.acquiring.get((local, remote), -ACQUIRE_GUARD_S) < ACQUIRE_GUARD_S:
+        if now - self.acquiring.get(request, -ACQUIRE_GUARD_S) < ACQUIRE_GUARD_S:
             return True  # already under way
-        self.acquiring[(local, remote)] = now
+        self.acquiring[request] = now
         self.live.counters["acquires"] += 1
+        local, remote = request.local, request.remote
         if not self.have_local_address(now):
             log.warning("cannot negotiate with %s: %s", remote, NO_LOCAL_ADDRESS)
             return False
-        bits = 32 if ":" not in local else 128
-        log.info("initiate new phase 2 negotiation: %s[0]<=>%s[0]", local, remote)
+        local_sel, remote_sel = selectors(request)
+        log.info("initiate new phase 2 negotiation: %s[0]<=>%s[0] (%s %s <=> %s)", local,
+                 remote, request.mode, local_sel.network, remote_sel.network)
         try:
-            self.engine.initiate(
-                remote, now,
-                local_selector=TrafficSelector(ipaddress.ip_network(f"{local}/{bits}"),
-                                               IPPROTO_GRE, 0),
-                remote_selector=TrafficSelector(ipaddress.ip_network(f"{remote}/{bits}"),
-                                                IPPROTO_GRE, 0))
+            self.engine.initiate(remote, now, local_selector=local_sel,
+                                 remote_selector=remote_sel, mode=request.mode)
         except Exception as exc:
             log.warning("cannot negotiate with %s: %s", remote, exc)
             return False
         return True
 
     def acquire_now(self, local: str, remote: str) -> bool:
-        """An acquire the operator asked for: the guard of an earlier one does not hold it."""
-        self.acquiring.pop((local, remote), None)
-        return self.acquire(local, remote)
+        """An acquire the operator asked for (a GRE tunnel's): the guard of an earlier one does
+        not hold it."""
+        request = Acquire(local, remote)
+        self.acquiring.pop(request, None)
+        return self.acquire(request)
 
     def negotiated(self, peer: str) -> None:
         """A negotiation with `peer` ended (up, failed or the peer dead): the next acquire
         for it counts again."""
-        for pair in [p for p in self.acquiring if p[1] == peer]:
-            del self.acquiring[pair]
+        for request in [r for r in self.acquiring if r.remote == peer]:
+            del self.acquiring[request]
 
     def have_local_address(self, now: float) -> bool:
         """The engine needs our address to start phase 1; one may have appeared since."""
@@ -90,3 +92,15 @@ class Acquires:
             self.engine.sa_hard_expired(spi_in, now)
         elif pair.lifetime_kb:  # time lifetimes are the engine's own; bytes only we can see
             self.engine.sa_soft_expired(spi_in, now)
+
+
+def selectors(request: Acquire) -> tuple[TrafficSelector, TrafficSelector]:
+    """The client IDs quick mode proposes: in transport mode the GRE between the two ends (the
+    seed article's policy), in tunnel mode the policy's networks, protocol and ports."""
+    if request.mode == "tunnel":
+        return (TrafficSelector(ipaddress.ip_network(request.local_net), request.protocol,
+                                request.local_port),
+                TrafficSelector(ipaddress.ip_network(request.remote_net), request.protocol,
+                                request.remote_port))
+    return (TrafficSelector(ipaddress.ip_network(request.local), IPPROTO_GRE, 0),
+            TrafficSelector(ipaddress.ip_network(request.remote), IPPROTO_GRE, 0))

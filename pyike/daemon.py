@@ -33,6 +33,7 @@ from pyike.ikesockets import IkeSockets
 from pyike.live import (
     NO_LOCAL_ADDRESS,
     Live,
+    device_spec,
     engine_config,
     log_warnings,
     setkey_files,
@@ -107,12 +108,16 @@ class Daemon:
     def start_dataplane(self, close_fds: tuple[int, ...] = ()) -> None:
         """Fork the forwarding process (before any event loop exists) and wait for it.
         `close_fds`: ours that it must not inherit (the start-up status pipe)."""
+        self.live.device = device_spec(self.config)
         self.forwarding.start(self.live.tunnels, setkey_files(self.config),
-                              self.config.engine.natt_port, close_fds)
+                              self.config.engine.natt_port, close_fds, self.live.device)
         log_warnings(self.config)
         for t in self.live.tunnels:
             log.info("%s: GRE %s->%s, %s peer %s, mtu %d", t.name, t.local, t.remote, t.address,
                      t.peer, t.mtu)
+        if self.live.device is not None:
+            log.info("%s: ESP tunnel mode, mtu %d", self.live.device.name,
+                     self.live.device.mtu)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT or the forwarding process's end; whatever way this

@@ -1,18 +1,24 @@
 """The forwarding process: the I/O shell around forward.core.ForwardingCore.
 
 It runs in its own process so that IKE work (a DH computation, a config reload) never stalls a
-packet. It owns the TUN devices, the raw ESP, UDP and GRE sockets, the control pipe and the
-selector, and decides nothing: what it reads goes into the core, what the core queues goes out.
+packet. It owns the TUN devices (the `gre` blocks' and the tunnel-mode device with its routes),
+the raw ESP, UDP and GRE sockets of both address families, the control pipe and the selector,
+and decides nothing: what it reads goes into the core, what the core queues goes out.
 
-The IKE process sends `install`, `remove`, `setkey`, `tunnels`, `flush`, `log_level`, `query`
-and `stop` messages; this process answers queries and reports the core's events: `acquire` (an
-outbound policy needs an SA) and `expire` (an SA reached a soft or hard lifetime).
+The IKE process sends `install`, `remove`, `setkey`, `tunnels`, `device`, `flush`, `log_level`,
+`query` and `stop` messages; this process answers queries and reports the core's events:
+`acquire` (an outbound policy needs an SA) and `expire` (an SA reached a soft or hard lifetime).
+
+The tunnel-mode device is routed for the remote network of every outbound esp/tunnel policy
+(with a preferred source address of ours inside the policy's local network, where we have
+one); the routes follow the SPD as setkey files, generated policies and SAs change it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import selectors
@@ -20,26 +26,37 @@ import signal
 import socket
 import time
 
-from forward.core import DROP_REASONS, IPPROTO_ESP, IPPROTO_UDP, NATT_PORT, ForwardingCore, Tunnel
+from forward.core import (
+    DROP_REASONS,
+    IPPROTO_ESP,
+    IPPROTO_UDP,
+    NATT_PORT,
+    Device,
+    ForwardingCore,
+    Tunnel,
+)
 from forward.events import Acquire
-from forward.specs import SaSpec, TunnelSpec
+from forward.specs import DeviceSpec, SaSpec, TunnelSpec
 from gre import IPPROTO_GRE
 from pyike import pipe
 from pyike.droplog import DropLog
 from pyike.sadb import run_setkey, setkey_state
-from pyike.tun import TunDevice
+from pyike.tun import TunDevice, host_addresses
 from spd.errors import SetkeyError
 
 log = logging.getLogger("pyike.dataplane")
 
 BATCH = 64  # packets read per readiness event before looking at the other descriptors
+# RFC 3542 §6.1: struct in6_pktinfo, the destination address of a packet a raw IPv6 socket read
+PKTINFO_SPACE = socket.CMSG_SPACE(20)
 
 
 class DataPlane:
     """The forwarding loop. `run()` returns when told to stop or when the IKE process is gone."""
 
     def __init__(self, ctl: socket.socket, tunnels: list[TunnelSpec], setkey_files: list,
-                 *, create_tun: bool = True, natt_port: int = NATT_PORT) -> None:
+                 *, create_tun: bool = True, natt_port: int = NATT_PORT,
+                 device: DeviceSpec | None = None) -> None:
         self.ctl = ctl
         self.core = ForwardingCore(natt_port=natt_port)
         self.create_tun = create_tun
@@ -47,10 +64,15 @@ class DataPlane:
         self.devices: dict[str, TunDevice | None] = {}  # by tunnel name
         self.failed: set[str] = set()  # tunnels whose device failed: made again at a reload
         self.by_fd: dict[int, Tunnel] = {}
+        self.tunnel_tun: TunDevice | None = None  # the tunnel-mode device
+        self.routes: dict[str, str | None] = {}  # routed into it: network -> preferred source
         self.apply_tunnels(tunnels)
+        self.apply_device(device)
         self.esp_sock = _raw_socket(IPPROTO_ESP)
         self.gre_sock = _raw_socket(IPPROTO_GRE)
         self.udp_sock = _raw_socket(IPPROTO_UDP)
+        self.esp6_sock = _raw_socket6(IPPROTO_ESP)
+        self.gre6_sock = _raw_socket6(IPPROTO_GRE)
         self.apply_setkey(setkey_files, time.monotonic())
         self.drops = DropLog(log, "ESP/GRE:", DROP_REASONS)
         self._running = True
@@ -101,6 +123,57 @@ class DataPlane:
                         os.set_blocking(t.handle, False)
                         self.sel.register(t.handle, selectors.EVENT_READ, t)
 
+    def apply_device(self, spec: DeviceSpec | None) -> None:
+        """The tunnel-mode device of `spec` (a reload's `tunnel_device`): made, changed in
+        place (MTU), or closed; a new one is made before the old one goes."""
+        old = self.core.device
+        if spec is not None and old is not None and old.spec.name == spec.name:
+            if self.tunnel_tun is not None and spec.mtu != old.spec.mtu:
+                self.tunnel_tun.reconfigure(None, None, spec.mtu)
+            self.core.set_device(spec)
+            return
+        tun = None
+        if spec is not None and self.create_tun:
+            try:
+                tun = TunDevice(spec.name, None, None, spec.mtu)
+            except Exception as exc:
+                raise RuntimeError(f"{spec.name}: cannot create the TUN device: {exc}") from exc
+        if old is not None:
+            self._watch(old, False)
+            if self.tunnel_tun is not None:
+                self.tunnel_tun.close()
+        self.tunnel_tun, self.routes = tun, {}
+        device = self.core.set_device(spec)
+        if device is not None and tun is not None:
+            device.handle = tun.fileno()
+            self._watch(device, True)
+        self._sync_routes()
+
+    def _watch(self, what: Device, on: bool) -> None:
+        if what.handle < 0 or self.sel is None:
+            return
+        if on:
+            os.set_blocking(what.handle, False)
+            self.sel.register(what.handle, selectors.EVENT_READ, what)
+        else:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(what.handle)
+
+    def _sync_routes(self) -> None:
+        """Route the remote networks of the outbound tunnel-mode policies into the device."""
+        if self.tunnel_tun is None:
+            return
+        wanted: dict[str, str | None] = {}
+        mine = None
+        for remote, local in self.core.state.tunnel_routes():
+            if str(remote) in wanted:
+                continue
+            if mine is None:
+                mine = [ipaddress.ip_address(a) for a in host_addresses()]
+            wanted[str(remote)] = next((str(a) for a in mine if a in local), None)
+        if wanted != self.routes:
+            self.tunnel_tun.set_routes(wanted, self.routes)
+
     def _make_tun(self, spec: TunnelSpec) -> TunDevice | None:
         if not self.create_tun:
             return None
@@ -128,6 +201,7 @@ class DataPlane:
         """New SPD and hand-keyed SAs; if anything in the files is refused, nothing changes."""
         spd, manual = setkey_state(setkey_files, [t.spec.local for t in self.core.tunnels], now)
         self.core.apply_setkey(spd, manual)
+        self._sync_routes()
 
     def _handle_ctl(self, now: float) -> None:
         """Every pending control message, before any more packets: an SA pair, say, must be
@@ -155,12 +229,15 @@ class DataPlane:
         if verb == "install":  # the SAs of one negotiation, inbound first
             specs: tuple[SaSpec, ...] = msg[1]
             self.core.install(specs, now)
+            if any(spec.generate_policy for spec in specs):
+                self._sync_routes()
         elif verb == "remove":
             self.core.remove(msg[1], msg[2])
-        elif verb == "tunnels":  # answered: the IKE process refuses a reload that fails here
-            req_id, specs = msg[1], msg[2]
+            self._sync_routes()  # a generated policy may have gone with the SA
+        elif verb in ("tunnels", "device"):  # answered: the IKE process refuses a reload that
+            req_id, specs = msg[1], msg[2]  # fails here
             try:
-                self.apply_tunnels(specs)
+                (self.apply_tunnels if verb == "tunnels" else self.apply_device)(specs)
             except Exception as exc:
                 self._tell("reply", req_id, f"{type(exc).__name__}: {exc}")
             else:
@@ -169,6 +246,7 @@ class DataPlane:
             self.apply_setkey(msg[1], now)
         elif verb == "flush":
             self.core.flush()
+            self._sync_routes()
         elif verb == "log_level":  # a reloaded `log` statement
             logging.getLogger().setLevel(msg[1])
         elif verb == "setkey-run":  # pyike-setkey: answered with the SAs removed, or why not
@@ -180,6 +258,7 @@ class DataPlane:
                 self._tell("reply", req_id, {"error": str(exc)})
             else:
                 self.core.state_changed()
+                self._sync_routes()
                 self._tell("reply", req_id, changes)
         elif verb == "query":
             req_id, what = msg[1], msg[2]
@@ -218,6 +297,45 @@ class DataPlane:
                 return
             from_tunnel(t, pkt, now)
 
+    def _from_device(self, device: Device, now: float) -> None:
+        """Up to a batch of packets from the tunnel-mode device."""
+        from_device = self.core.from_device
+        fd = device.handle
+        for _ in range(BATCH):
+            try:
+                pkt = os.read(fd, 65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.error("%s: reading the TUN device failed (%s); it carries no more traffic",
+                          device.spec.name, exc.strerror or exc)
+                self._watch(device, False)
+                device.handle = -1
+                return
+            from_device(pkt, now)
+
+    def _from_socket6(self, sock: socket.socket, now: float) -> None:
+        """Up to a batch of payloads from a raw IPv6 socket, with their outer addresses: the
+        source from recvmsg, the destination from IPV6_PKTINFO (RFC 3542 §6)."""
+        from_wire6 = self.core.from_wire6
+        recvmsg = sock.recvmsg
+        proto = sock.proto
+        for _ in range(BATCH):
+            try:
+                data, ancillary, _flags, addr = recvmsg(65535, PKTINFO_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.core.counters.recv_errors += 1
+                return
+            dst = next((cdata[:16] for level, kind, cdata in ancillary
+                        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO), None)
+            if dst is None:
+                self.core.counters.malformed += 1
+                continue
+            from_wire6(socket.inet_pton(socket.AF_INET6, addr[0].split("%")[0]), dst, proto,
+                       data, now)
+
     def _from_socket(self, sock: socket.socket, now: float) -> None:
         """Up to a batch of IPv4 packets (IP header included) from a raw socket."""
         from_wire = self.core.from_wire
@@ -236,8 +354,13 @@ class DataPlane:
         """What the core queued: datagrams, TUN writes, then events for the IKE process."""
         core = self.core
         for sock, queue in ((self.esp_sock, core.esp_out), (self.udp_sock, core.udp_out),
-                            (self.gre_sock, core.gre_out)):
+                            (self.gre_sock, core.gre_out), (self.esp6_sock, core.esp6_out),
+                            (self.gre6_sock, core.gre6_out)):
             if queue:
+                if sock is None:  # no IPv6 here: counted, as the kernel would refuse them
+                    core.counters.send_errors += len(queue)
+                    queue.clear()
+                    continue
                 sendto = sock.sendto
                 for data, addr in queue:
                     try:
@@ -256,7 +379,7 @@ class DataPlane:
             core.tun_out.clear()
         while (event := core.next_event()) is not None:
             if isinstance(event, Acquire):
-                self._tell("acquire", event.local, event.remote)
+                self._tell("acquire", event)
             else:
                 self._tell("expire", event.spi, event.direction, event.kind)
 
@@ -269,10 +392,15 @@ class DataPlane:
         sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         for sock in (self.esp_sock, self.gre_sock, self.udp_sock):
             sel.register(sock, selectors.EVENT_READ, sock)
+        for sock in (self.esp6_sock, self.gre6_sock):
+            if sock is not None:
+                sel.register(sock, selectors.EVENT_READ, ("v6", sock))
         for t in core.tunnels:
             if t.handle >= 0:
                 os.set_blocking(t.handle, False)
                 sel.register(t.handle, selectors.EVENT_READ, t)
+        if core.device is not None:
+            self._watch(core.device, True)
         pipe.send(self.ctl, "ready")
         try:
             while self._running:
@@ -282,8 +410,12 @@ class DataPlane:
                     what = key.data
                     if type(what) is Tunnel:
                         self._from_tun(what, now)
+                    elif type(what) is Device:
+                        self._from_device(what, now)
                     elif what == "ctl":
                         self._handle_ctl(now)
+                    elif type(what) is tuple:
+                        self._from_socket6(what[1], now)
                     else:
                         self._from_socket(what, now)
                     self._send_out()
@@ -298,11 +430,13 @@ class DataPlane:
             self.close()
 
     def close(self) -> None:
-        for tun in self.devices.values():
+        for tun in (*self.devices.values(), self.tunnel_tun):
             if tun is not None:
                 tun.close()
-        for sock in (self.esp_sock, self.gre_sock, self.udp_sock):
-            sock.close()
+        for sock in (self.esp_sock, self.gre_sock, self.udp_sock, self.esp6_sock,
+                     self.gre6_sock):
+            if sock is not None:
+                sock.close()
 
 
 def _raw_socket(proto: int) -> socket.socket:
@@ -313,8 +447,25 @@ def _raw_socket(proto: int) -> socket.socket:
     return sock
 
 
+def _raw_socket6(proto: int) -> socket.socket | None:
+    """A raw IPv6 socket telling each packet's destination (RFC 3542 §6.1); None when this
+    host has no IPv6 (logged: IPv6 outer addresses then carry nothing)."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+    except OSError as exc:
+        log.warning("no raw IPv6 socket for protocol %d (%s): IPv6 outer addresses carry "
+                    "nothing", proto, exc.strerror or exc)
+        return None
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    return sock
+
+
 def start(tunnels: list[TunnelSpec], setkey_files: list, *, natt_port: int = NATT_PORT,
-          close_fds: tuple[int, ...] = ()) -> tuple[int, socket.socket]:
+          close_fds: tuple[int, ...] = (), device: DeviceSpec | None = None
+          ) -> tuple[int, socket.socket]:
     """Fork the forwarding process; returns its pid and our end of the pipe. `close_fds` are
     descriptors of the caller's that the forwarding process must not keep open.
 
@@ -336,7 +487,7 @@ def start(tunnels: list[TunnelSpec], setkey_files: list, *, natt_port: int = NAT
             # before the IKE process has sent its deletes and asked it to stop.
             for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_IGN)
-            DataPlane(theirs, tunnels, setkey_files, natt_port=natt_port).run()
+            DataPlane(theirs, tunnels, setkey_files, natt_port=natt_port, device=device).run()
         except BaseException as exc:  # report, then leave without running the parent's cleanup
             code = 1
             try:

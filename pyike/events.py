@@ -89,14 +89,11 @@ class EventHandler:
 
     def _install(self, e: ev.Phase2Up) -> None:
         self.live.counters["phase2_up"] += 1
-        if e.mode != "transport":  # GRE rides in transport mode; a tunnel-mode SA is not ours
-            log.warning("IPsec-SA with %s[%d] is %s mode: not forwarded", e.peer[0], e.peer[1],
-                        e.mode)
-            return
         encap = e.encap_ports if e.encapsulation == "udp" else None
         kb = e.lifetime_kb or 0
+        generate = getattr(e, "generated_policy", False)
         specs = tuple(SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
-                             (e.local_selector, e.remote_selector), encap)
+                             (e.local_selector, e.remote_selector), encap, e.mode, generate)
                       for keys, direction in ((e.inbound, "in"), (e.outbound, "out")))
         self.send("install", specs)  # one message: forwarding never sees half a pair
         ports = {e.inbound.spi: encap[::-1], e.outbound.spi: encap} if encap else {}

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from forward.specs import TunnelSpec
+from forward.events import Acquire
+from forward.specs import DeviceSpec, TunnelSpec
 from pyike import pipe
 
 log = logging.getLogger("pyike")
@@ -30,11 +31,11 @@ REAP_S = 5.0  # how long a stopping forwarding process may take before SIGKILL
 
 
 class ForwardingClient:
-    """`on_acquire(local, remote)`, `on_expire(spi, direction, kind)`: what the forwarding
-    process reports; `after()`: once its messages are handled; `lost(unreachable)`: the pipe
-    failed on a send (True) or the process ended (False)."""
+    """`on_acquire(acquire)` (a forward.events.Acquire), `on_expire(spi, direction, kind)`: what
+    the forwarding process reports; `after()`: once its messages are handled;
+    `lost(unreachable)`: the pipe failed on a send (True) or the process ended (False)."""
 
-    def __init__(self, on_acquire: Callable[[str, str], Any],
+    def __init__(self, on_acquire: Callable[[Acquire], Any],
                  on_expire: Callable[[int, str, str], None], after: Callable[[], None],
                  lost: Callable[[bool], None]) -> None:
         self.on_acquire = on_acquire
@@ -47,13 +48,13 @@ class ForwardingClient:
         self.req_ids = itertools.count(1)
 
     def start(self, tunnels: list[TunnelSpec], setkey_files: list, natt_port: int,
-              close_fds: tuple[int, ...] = ()) -> None:
+              close_fds: tuple[int, ...] = (), device: DeviceSpec | None = None) -> None:
         """Fork the forwarding process (before any event loop exists) and wait for its
         `ready`. `close_fds`: ours that it must not inherit (the start-up status pipe)."""
         from pyike.dataplane import start as start_dataplane
 
         self.pid, self.sock = start_dataplane(tunnels, setkey_files, natt_port=natt_port,
-                                              close_fds=close_fds)
+                                              close_fds=close_fds, device=device)
         self.sock.settimeout(DATAPLANE_START_S)
         msg = pipe.recv(self.sock)
         if not msg or msg[0] != "ready":
@@ -89,8 +90,8 @@ class ForwardingClient:
                 self._ended()
                 return
             verb = msg[0]
-            if verb == "acquire":
-                self.on_acquire(msg[1], msg[2])
+            if verb == "acquire":  # a forward.events.Acquire
+                self.on_acquire(msg[1])
             elif verb == "expire":
                 self.on_expire(msg[1], msg[2], msg[3])
             elif verb == "reply":

@@ -13,8 +13,14 @@ import logging
 import time
 from typing import Any
 
-from forward.specs import TunnelSpec
-from pyike.tun import host_addresses, inner_mtu, outer_mtu_towards
+from forward.specs import DeviceSpec, TunnelSpec
+from pyike.tun import (
+    DEFAULT_OUTER_MTU,
+    host_addresses,
+    inner_mtu,
+    outer_mtu_towards,
+    tunnel_mode_mtu,
+)
 
 log = logging.getLogger("pyike")
 
@@ -34,6 +40,7 @@ class Live:
     config_path: str
     tunnels: list[TunnelSpec]
     counters: dict[str, int] = dataclasses.field(default_factory=counters)
+    device: DeviceSpec | None = None  # the tunnel-mode device in force
 
     def local_for(self, peer: str) -> str:
         """Our end of the `gre` tunnel towards `peer`; "" when no tunnel goes there."""
@@ -54,6 +61,22 @@ def tunnel_specs(config) -> list[TunnelSpec]:
         specs.append(TunnelSpec(g.name, str(g.local), str(g.remote), str(g.address), str(g.peer),
                                 int(mtu), key))
     return specs
+
+
+def device_spec(config) -> DeviceSpec | None:
+    """The tunnel-mode device of the `tunnel_device` statement, None without one. Its default
+    MTU leaves room for ESP tunnel mode towards the nearest-MTU far end of the tunnel policies
+    (Ethernet's when there is none yet)."""
+    statement = getattr(config, "tunnel_device", None)
+    if statement is None:
+        return None
+    mtu = statement.mtu
+    if mtu is None:
+        ends = {rule.dst for p in config_spd(config).policies("out")
+                if p.action == "ipsec" for rule in p.rules[:1] if rule.mode == "tunnel"}
+        mtu = min((tunnel_mode_mtu(outer_mtu_towards(str(end)), ipv6=end.version == 6)
+                   for end in ends), default=tunnel_mode_mtu(DEFAULT_OUTER_MTU))
+    return DeviceSpec(statement.name, int(mtu))
 
 
 def setkey_files(config) -> list:

@@ -5,16 +5,26 @@ they agreed; the others are deleted, the peer told.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 
-from forward.specs import TunnelSpec
+from forward.specs import DeviceSpec, TunnelSpec
 from pyike import logsetup
 from pyike.acquires import IPPROTO_GRE
 from pyike.events import EventHandler
 from pyike.fwdclient import ForwardingClient
-from pyike.live import Live, config_spd, engine_config, log_warnings, setkey_files, tunnel_specs
+from pyike.live import (
+    Live,
+    config_spd,
+    device_spec,
+    engine_config,
+    log_warnings,
+    setkey_files,
+    tunnel_specs,
+)
+from spd.policy import PROTO_ANY
 
 log = logging.getLogger("pyike")
 
@@ -50,6 +60,10 @@ class Reloader:
         if error:
             log.error("reload refused: gre blocks: %s", error)
             return [f"gre blocks: {error}"]
+        error = await self._redevice(device_spec(new))
+        if error:
+            log.error("reload refused: tunnel_device: %s", error)
+            return [f"tunnel_device: {error}"]
         self.live.config = new
         self._apply_log_level(new)
         log_warnings(new)
@@ -88,12 +102,47 @@ class Reloader:
         self.live.tunnels = tunnels
         return None
 
+    async def _redevice(self, device: DeviceSpec | None) -> str | None:
+        """A changed `tunnel_device` statement, applied by the forwarding process."""
+        if device == self.live.device:
+            return None
+        try:
+            error = await self.forwarding.ask("device", device)
+        except (RuntimeError, TimeoutError) as exc:
+            error = str(exc) or type(exc).__name__
+        if error:
+            return error
+        if device is None:
+            log.info("%s: removed", self.live.device.name)
+        else:
+            log.info("%s: ESP tunnel mode, mtu %d (%s)", device.name, device.mtu,
+                     "changed" if self.live.device else "created")
+        self.live.device = device
+        return None
+
     def _prune_unmatched(self, spd) -> None:
         """Delete negotiated SAs that no `out` ipsec policy of the new SPD covers any more."""
         now = time.monotonic()
         for spi_in, pair in list(self.events.pairs.items()):
-            p = spd.lookup("out", pair.outbound.src, pair.outbound.dst, IPPROTO_GRE, 0, 0, None)
-            if p is None or p.action != "ipsec":
+            if not still_wanted(spd, pair):
                 log.info("policy for %s->%s gone: deleting its SAs", pair.outbound.src,
                          pair.outbound.dst)
                 self.engine.delete_phase2(spi_in, now)
+
+
+def still_wanted(spd, pair) -> bool:
+    """Whether an `out` ipsec policy of `spd` still covers a negotiated pair (a Phase2Up): the
+    GRE between its ends in transport mode; in tunnel mode its selectors, through a tunnel rule
+    to the same far end. A pair whose policy the responder generated stays: that policy is the
+    SA's own."""
+    if pair.mode != "tunnel":
+        p = spd.lookup("out", pair.outbound.src, pair.outbound.dst, IPPROTO_GRE, 0, 0, None)
+        return p is not None and p.action == "ipsec"
+    if getattr(pair, "generated_policy", False):
+        return True
+    (local, lproto, lport), (remote, rproto, rport) = pair.local_selector, pair.remote_selector
+    p = spd.lookup("out", ipaddress.ip_network(local).network_address,
+                   ipaddress.ip_network(remote).network_address, lproto or rproto or PROTO_ANY,
+                   lport, rport)
+    return (p is not None and p.action == "ipsec" and p.rules[0].mode == "tunnel"
+            and str(p.rules[0].dst) == pair.outbound.dst)

@@ -1,5 +1,5 @@
-"""The TUN side of a `gre` block: the device (python-pytun), its address, peer, MTU and link state
-(pyroute2)."""
+"""The TUN side of a `gre` block and of the tunnel-mode device: the device (python-pytun), its
+address, peer, MTU, link state and routes (pyroute2)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def inner_mtu(outer_mtu: int, *, ipv6: bool = False, gre_key: bool = False,
     tables), so that neither a proposal nor a hand-keyed SA nor a rekey needs another MTU."""
     room = outer_mtu - (IPV6_HEADER if ipv6 else IPV4_HEADER)
     return max_payload(room, enc_alg, auth_alg) - gre.header_length(key=0 if gre_key else None)
+
+
+def tunnel_mode_mtu(outer_mtu: int, *, ipv6: bool = False) -> int:
+    """The largest inner packet ESP tunnel mode carries in one outer packet: the whole packet is
+    ESP's payload (RFC 4303 §3.1.2), for whichever algorithm pair an SA may come to use."""
+    return max_payload(outer_mtu - (IPV6_HEADER if ipv6 else IPV4_HEADER))
 
 
 def outer_mtu_towards(remote: str) -> int:
@@ -75,7 +81,9 @@ class TunDevice:
     so while pyike is down nothing for the far LAN leaves at all, in clear or otherwise.
     """
 
-    def __init__(self, name: str, address: str, peer: str, mtu: int) -> None:
+    def __init__(self, name: str, address: str | None, peer: str | None, mtu: int) -> None:
+        """address/peer None: a device without addresses (tunnel mode's, which is only routed
+        into)."""
         self.name = name
         self.address = address
         self.peer = peer
@@ -89,9 +97,10 @@ class TunDevice:
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self._dev.name)[0]
             ipr.link("set", index=index, mtu=self.mtu)
-            # an adopted device may hold the address from our last run already
-            ipr.addr("replace" if self.adopted else "add", index=index, local=self.address,
-                     address=self.peer, prefixlen=_host_prefix(self.address))
+            if self.address is not None:
+                # an adopted device may hold the address from our last run already
+                ipr.addr("replace" if self.adopted else "add", index=index, local=self.address,
+                         address=self.peer, prefixlen=_host_prefix(self.address))
             ipr.link("set", index=index, state="up")
 
     def reconfigure(self, address: str, peer: str, mtu: int) -> None:
@@ -108,6 +117,30 @@ class TunDevice:
                 ipr.addr("add", index=index, local=address, address=peer,
                          prefixlen=_host_prefix(address))
                 self.address, self.peer = address, peer
+
+    def set_routes(self, wanted: dict[str, str | None], have: dict[str, str | None]) -> None:
+        """Routes through this device: `wanted` (network -> preferred source address or None)
+        replace `have`, which is updated as routes are made and removed. A route that fails is
+        logged and left out of `have` (it is tried again at the next change)."""
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self._dev.name)[0]
+            for net in [n for n in have if n not in wanted]:
+                try:
+                    ipr.route("del", dst=net, oif=index)
+                except Exception as exc:  # gone already (the device went down, say)
+                    log.debug("%s: route %s not removed: %s", self.name, net, exc)
+                del have[net]
+            for net, src in wanted.items():
+                if have.get(net, "") == src:
+                    continue
+                extra = {"prefsrc": src} if src else {}
+                try:
+                    ipr.route("replace", dst=net, oif=index, **extra)
+                except Exception as exc:
+                    log.error("%s: cannot route %s into the device: %s", self.name, net, exc)
+                    have.pop(net, None)
+                else:
+                    have[net] = src
 
     def fileno(self) -> int:
         return self._dev.fileno()

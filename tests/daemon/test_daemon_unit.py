@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from forward.events import Acquire
 from pyike import config
 from pyike import daemon as daemon_mod
 from pyike import live as live_mod
@@ -43,19 +44,19 @@ def test_no_local_address_means_no_initiate_and_a_reason(bare_config, monkeypatc
     caplog.set_level(logging.INFO, logger="pyike")
     d, calls = _daemon(bare_config, monkeypatch, [[], []])
     assert d.engine.config.local_addresses == ()
-    assert d.acquires.acquire("198.18.0.1", "198.18.0.2") is False
+    assert d.acquires.acquire(Acquire("198.18.0.1", "198.18.0.2")) is False
     assert calls == []
     reasons = [r.getMessage() for r in caplog.records if "no local address" in r.getMessage()]
     assert len(reasons) == 2  # once at start, once for the refused acquire
     assert "cannot negotiate with 198.18.0.2" in reasons[1]
     # the acquire guard keeps the refusal to one line per pair
-    assert d.acquires.acquire("198.18.0.1", "198.18.0.2") is True
+    assert d.acquires.acquire(Acquire("198.18.0.1", "198.18.0.2")) is True
     assert calls == [] and len([r for r in caplog.records if "no local" in r.getMessage()]) == 2
 
 
 def test_an_address_that_appears_later_is_used(bare_config, monkeypatch):
     d, calls = _daemon(bare_config, monkeypatch, [[], ["198.18.0.1"]])
-    assert d.acquires.acquire("198.18.0.1", "198.18.0.2") is True
+    assert d.acquires.acquire(Acquire("198.18.0.1", "198.18.0.2")) is True
     assert d.engine.config.local_addresses == ("198.18.0.1",)
     assert len(calls) == 1 and calls[0][0][0] == "198.18.0.2"
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+from forward.events import Acquire
 from pyike import pipe
 from pyike.fwdclient import ForwardingClient
 
 
 def _client(seen: list):
-    client = ForwardingClient(lambda local, remote: seen.append(("acquire", local, remote)),
+    client = ForwardingClient(lambda acquire: seen.append(("acquire", acquire)),
                               lambda spi, direction, kind: seen.append(("expire", spi, kind)),
                               lambda: seen.append(("after",)),
                               lambda unreachable: seen.append(("lost", unreachable)))
@@ -31,7 +32,8 @@ def test_replies_acquires_expiries_and_the_far_ends_exit():
         await asyncio.sleep(0)
         verb, req, what = pipe.recv(theirs)
         assert (verb, what) == ("query", "counters")
-        pipe.send(theirs, "acquire", "198.18.0.1", "198.18.0.2")
+        pipe.send(theirs, "acquire", Acquire("198.18.0.1", "198.18.0.2", "tunnel",
+                                             "10.0.1.0/24", "10.0.2.0/24"))
         pipe.send(theirs, "expire", 0x1234, "out", "soft")
         pipe.send(theirs, "reply", req + 1, "not for us")
         pipe.send(theirs, "reply", req, {"counters": {}})
@@ -47,8 +49,9 @@ def test_replies_acquires_expiries_and_the_far_ends_exit():
 
     error, sock = asyncio.run(main())
     assert error == "forwarding process exited" and sock is None
-    assert seen[:3] == [("acquire", "198.18.0.1", "198.18.0.2"), ("expire", 0x1234, "soft"),
-                        ("after",)]
+    assert seen[:3] == [("acquire", Acquire("198.18.0.1", "198.18.0.2", "tunnel",
+                                            "10.0.1.0/24", "10.0.2.0/24")),
+                        ("expire", 0x1234, "soft"), ("after",)]
     assert seen.count(("lost", False)) == 1 and ("lost", True) not in seen
 
 

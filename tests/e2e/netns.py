@@ -24,9 +24,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "seed"
+TUNNEL = REPO / "examples" / "tunnel"  # subnet to subnet in ESP tunnel mode, no GRE
 PYTHON = sys.executable
 
 OUTER = {"a": "198.18.0.1", "b": "198.18.0.2"}
+OUTER6 = {"a": "2001:db8::1", "b": "2001:db8::2"}  # with Topology(ipv6=True)
 INNER = {"a": "10.1.1.1", "b": "10.1.1.2"}
 LAN = {"a": ("10.0.1.1", "10.0.1.2", "10.0.1.0/24"), "b": ("10.0.2.1", "10.0.2.2", "10.0.2.0/24")}
 NATTED_A = "198.18.1.1"  # router a's own outer address when it sits behind the NAT
@@ -54,7 +56,9 @@ class Router:
 
     @property
     def conf(self) -> Path:
-        return self.workdir / "racoon.conf"
+        """pyike.conf where the example has one (it includes racoon.conf), else racoon.conf."""
+        pyike_conf = self.workdir / "pyike.conf"
+        return pyike_conf if pyike_conf.exists() else self.workdir / "racoon.conf"
 
     @property
     def sock(self) -> str:
@@ -133,11 +137,14 @@ class Router:
 class Topology:
     """The four namespaces, their links and addresses, and a working directory per router."""
 
-    def __init__(self, prefix: str | None = None, *, nat: bool = False) -> None:
+    def __init__(self, prefix: str | None = None, *, nat: bool = False, ipv6: bool = False
+                 ) -> None:
         """With `nat`, router a sits behind a masquerading NAT namespace: a's own outer address
-        is NATTED_A and the NAT shows it to b as OUTER["a"]."""
+        is NATTED_A and the NAT shows it to b as OUTER["a"]. With `ipv6` the routers' link also
+        carries OUTER6 (IPv6 stays off everywhere else)."""
         self.prefix = prefix or f"pk{os.getpid() % 100000}"
         self.nat = nat
+        self.ipv6 = ipv6
         self.ns = {
             "a": f"{self.prefix}ra", "b": f"{self.prefix}rb",
             "la": f"{self.prefix}la", "lb": f"{self.prefix}lb",
@@ -155,6 +162,8 @@ class Topology:
             sh("ip", "netns", "add", ns)
             self.created.append(ns)
             in_ns(ns, "ip", "link", "set", "lo", "up")
+            if self.ipv6 and ns in (self.ns["a"], self.ns["b"]):
+                continue
             # Only the IPv4 the tests look at: no router solicitations on the captured link.
             in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
             in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
@@ -166,7 +175,10 @@ class Topology:
                "netns", b)
             in_ns(a, "ip", "addr", "add", f"{OUTER['a']}/24", "dev", "wan0")
         in_ns(b, "ip", "addr", "add", f"{OUTER['b']}/24", "dev", "wan0")
-        for ns in (a, b):
+        for side, ns in (("a", a), ("b", b)):
+            if self.ipv6:
+                in_ns(ns, "ip", "-6", "addr", "add", f"{OUTER6[side]}/64", "dev", "wan0",
+                      "nodad")
             in_ns(ns, "ip", "link", "set", "wan0", "up")
             in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for side, rns, lns in (("a", a, la), ("b", b, lb)):
@@ -216,17 +228,23 @@ class Topology:
     # --- pyike configuration ---------------------------------------------------------------
 
     def write_configs(self, *, setkey_extra: str = "", racoon_edit=None, source: Path = SEED,
-                      setkey_text: dict[str, str] | None = None) -> None:
-        """The seed example's files, with paths moved into the run's directory.
+                      setkey_text: dict[str, str] | None = None,
+                      outer: dict[str, str] | None = None) -> None:
+        """The seed example's (or `source`'s) files, with paths moved into the run's directory.
 
-        `racoon_edit(side, text) -> text` may change racoon.conf (lifetimes, DPD, ...).
+        `racoon_edit(side, text) -> text` may change racoon.conf (lifetimes, DPD, ...);
+        `outer` (say OUTER6) takes the place of OUTER's addresses in every file.
         """
         for side, r in self.routers.items():
             r.workdir.mkdir(parents=True, exist_ok=True)
-            for name in ("racoon.conf", "setkey.conf", "psk.txt"):
+            for name in ("pyike.conf", "racoon.conf", "setkey.conf", "psk.txt"):
+                if not (source / side / name).exists():
+                    continue
                 text = (source / side / name).read_text()
                 text = text.replace("/etc/pyike/", f"{r.workdir}/")
                 text = text.replace("/run/pyike/", f"{r.workdir}/")
+                for key, address in (outer or {}).items():
+                    text = text.replace(OUTER[key], address)
                 if name == "racoon.conf" and racoon_edit is not None:
                     text = racoon_edit(side, text)
                 if name == "setkey.conf":

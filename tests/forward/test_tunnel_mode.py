@@ -38,7 +38,7 @@ def policies(me: str, peer: str, mine: str, theirs: str, proto: str = "any",
 
 def router(me: str, peer: str, text: str) -> ForwardingCore:
     core = ForwardingCore()
-    core.set_device(DeviceSpec("tun-ipsec"))
+    core.set_device(DeviceSpec("tun-ipsec", 1400))
     core.apply_setkey(*setkey_state([parse_setkey(text, "setkey.conf")], [me], 0.0))
     return core
 
@@ -216,7 +216,7 @@ def test_two_subnet_pairs_over_one_pair_of_ends_keep_their_own_sas():
 
 def test_a_responder_with_generate_policy_makes_the_pair_and_drops_it_with_the_sa():
     b = ForwardingCore()
-    b.set_device(DeviceSpec("tun-ipsec"))
+    b.set_device(DeviceSpec("tun-ipsec", 1400))
     ab, ba = sa_pair()
     install(b, ba, ab, LAN_B, LAN_A, generate=True)
     assert [(str(p.src), str(p.dst), p.direction) for p in b.state.spd.policies()] == [
@@ -308,3 +308,14 @@ def test_gre_over_ipv6_outside_as_ip6gre_puts_it():
     a.from_wire6(ipaddress.ip_address(B6).packed, ipaddress.ip_address(A6).packed,
                  IPPROTO_ESP, bytes(sealed[IPv6].payload), 0.0)
     assert [bytes(p) for _t, p in a.tun_out] == [PONG]
+
+
+def test_a_hand_keyed_tunnel_mode_sa_is_refused_at_its_line():
+    from spd.errors import SetkeyError
+
+    text = ("add 198.18.0.2 198.18.0.1 esp 0x1001 -m tunnel\n"
+            "    -E aes-cbc 0x00112233445566778899aabbccddeeff -A hmac-sha1 "
+            "0x00112233445566778899aabbccddeeff00112233;\n")
+    with pytest.raises(SetkeyError) as err:
+        setkey_state([parse_setkey(text, "setkey.conf")], [A], 0.0)
+    assert str(err.value).startswith("setkey.conf:1:") and "tunnel-mode" in str(err.value)
