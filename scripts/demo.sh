@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m tests.e2e.demo "$@"
+exec .venv/bin/python -m tests.e2e.demo "$@"  # --tunnel: ESP tunnel mode, no GRE

@@ -1,15 +1,17 @@
 """The demo: the seed article's two routers, each running pyike on its racoon configuration,
-join their LANs over GRE inside ESP transport mode. Run by scripts/demo.sh; tears everything
-down on success, failure or Ctrl-C."""
+join their LANs over GRE inside ESP transport mode; with --tunnel, a racoon site written in ESP
+tunnel mode (examples/tunnel) joins them subnet to subnet, without GRE. Run by scripts/demo.sh;
+tears everything down on success, failure or Ctrl-C."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
 import time
 
-from tests.e2e.netns import LAN, OUTER, Topology
+from tests.e2e.netns import LAN, OUTER, SEED, TUNNEL, Topology, in_ns
 
 
 def step(text: str) -> None:
@@ -23,7 +25,12 @@ def show(title: str, out) -> None:
         print(out.stderr.rstrip(), file=sys.stderr)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/demo.sh", description=__doc__)
+    parser.add_argument("--tunnel", action="store_true",
+                        help="ESP tunnel mode subnet to subnet (examples/tunnel) instead of GRE")
+    args = parser.parse_args(argv)
+    mode = "ESP tunnel mode" if args.tunnel else "GRE in ESP"
     if os.geteuid() != 0:
         print("demo: needs root (network namespaces, TUN, raw sockets)", file=sys.stderr)
         return 1
@@ -38,16 +45,19 @@ def main() -> int:
         step(f"namespaces {', '.join(topo.ns.values())}: routers {OUTER['a']} and {OUTER['b']} "
              f"on a veth, LANs {LAN['a'][2]} and {LAN['b'][2]} behind them")
         topo.create()
-        topo.write_configs()
+        topo.write_configs(source=TUNNEL if args.tunnel else SEED)
         a_conf = topo.routers["a"].conf
-        step(f"router a's {a_conf.name} and setkey.conf (router b's mirror them)")
-        print(a_conf.read_text().rstrip())
-        print("\n# --- setkey.conf")
-        print((a_conf.parent / "setkey.conf").read_text().rstrip())
+        names = ["pyike.conf", "racoon.conf", "setkey.conf"] if args.tunnel else [
+            "racoon.conf", "setkey.conf"]
+        step(f"router a's {', '.join(names)} (router b's mirror them)")
+        for name in names:
+            print(f"# --- {name}")
+            print((a_conf.parent / name).read_text().rstrip())
         for side, r in topo.routers.items():
             step(f"pyike -F -f {r.conf} in router {side}")
             r.start()
-        topo.route_lans()
+        if not args.tunnel:
+            topo.route_lans()
         step(f"ping {LAN['b'][1]} from {LAN['a'][1]} (the first packet starts the negotiation)")
         t0 = time.monotonic()
         out = topo.ping(count=5, interval=0.5, deadline=30)
@@ -58,8 +68,11 @@ def main() -> int:
         show("pyikectl ss esp (router a)", a.ctl("ss", "esp"))
         show("pyikectl sad (router a)", a.ctl("sad"))
         show("pyikectl status (router a)", a.ctl("status"))
+        if args.tunnel:
+            show("ip route (router a): pyike routes the far LAN into its device",
+                 in_ns(topo.ns["a"], "ip", "route", "show", check=False))
         if ok:
-            step(f"LAN to LAN over GRE in ESP: works ({time.monotonic() - t0:.1f} s)")
+            step(f"LAN to LAN over {mode}: works ({time.monotonic() - t0:.1f} s)")
             code = 0
         else:
             step("the ping did not get through; router a's log:")

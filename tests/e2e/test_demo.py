@@ -12,15 +12,16 @@ from tests.e2e.netns import PYTHON, REPO
 pytestmark = pytest.mark.netns
 
 
-def test_demo_runs_and_cleans_up():
+@pytest.mark.parametrize(("args", "mode"), [((), "transport"), (("--tunnel",), "tunnel")])
+def test_demo_runs_and_cleans_up(args, mode):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    out = subprocess.run([PYTHON, "-m", "tests.e2e.demo"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([PYTHON, "-m", "tests.e2e.demo", *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     text = out.stdout
     for marker in ("==> pyikectl ss isakmp", "==> pyikectl ss esp", "==> pyikectl sad",
-                   "esp mode=transport", "E: aes-cbc", "works"):
+                   f"esp mode={mode}", "E: aes-cbc", "works"):
         assert marker in text, marker
     prefix = text.split("==> namespaces ", 1)[1].split(",", 1)[0][:-2]  # e.g. pkdemo123
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -1,0 +1,117 @@
+"""pyike <-> pyike subnet to subnet in ESP tunnel mode across network namespaces, on a racoon
+site's files (examples/tunnel: racoon.conf and setkey.conf as racoon reads them, plus pyike's
+tunnel_device), over IPv4 and over IPv6 outer addresses: ping and iperf3 between the LAN hosts,
+the wire shows only IKE and ESP, scapy opens the ESP with the keys pyike shows, and the routes
+into the device come and go with pyike."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.netns import LAN, OUTER, OUTER6, TUNNEL, capture, in_ns
+from tests.e2e.test_pyike_pair import SCAPY_AUTH, SCAPY_ENC, log_of, sad, wait_for
+
+pytestmark = pytest.mark.netns
+
+DEVICE = "ipsec0"  # examples/tunnel's tunnel_device
+
+
+def bring_up(topo, outer: dict[str, str]) -> None:
+    topo.write_configs(source=TUNNEL, outer=outer)
+    for r in topo.routers.values():
+        r.start()
+    out = topo.ping(count=3, interval=0.5, deadline=30)
+    if out.returncode != 0:
+        details = [out.stdout]
+        for side, r in topo.routers.items():
+            details.append(f"--- router {side} status:\n{r.ctl('status').stdout}")
+            details.append(f"--- router {side} log:\n{log_of(r)[-3000:]}")
+        raise AssertionError("\n".join(details))
+
+
+def scapy_sas(router, header) -> dict:
+    from scapy.layers.ipsec import ESP, SecurityAssociation
+
+    return {e["spi"]: SecurityAssociation(
+        ESP, spi=e["spi"], crypt_algo=SCAPY_ENC[e["enc"]["alg"]],
+        crypt_key=bytes.fromhex(e["enc"]["key"]), auth_algo=SCAPY_AUTH[e["auth"]["alg"]],
+        auth_key=bytes.fromhex(e["auth"]["key"]), tunnel_header=header)
+        for e in sad(router)}
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_lan_to_lan_in_tunnel_mode(family, tmp_path):
+    from scapy.all import ICMP, IP, UDP, IPv6, rdpcap
+
+    from tests.e2e.conftest import _can_run
+    from tests.e2e.netns import Topology
+
+    if reason := _can_run():
+        pytest.skip(reason)
+    v6 = family == "ipv6"
+    outer = OUTER6 if v6 else OUTER
+    topo = Topology(f"pk{os.getpid() % 10000}{family}", ipv6=v6)
+    pcap = tmp_path / "wan.pcap"
+    try:
+        topo.create()
+        with capture(topo.ns["a"], "wan0", pcap):
+            bring_up(topo, outer)
+            out = topo.ping(count=5, interval=0.2, size=300)
+            assert " 0% packet loss" in out.stdout, out.stdout
+        a = topo.routers["a"]
+        entries = sad(a)
+        assert {e["mode"] for e in entries} == {"tunnel"} and len(entries) == 2
+        assert {(e["src"], e["dst"]) for e in entries} == {(outer["a"], outer["b"]),
+                                                          (outer["b"], outer["a"])}
+        esp = a.ctl("ss", "esp").stdout
+        assert esp.count("esp mode=tunnel") == 2, esp
+        routes = in_ns(topo.ns["a"], "ip", "route", "show", LAN["b"][2]).stdout
+        assert f"dev {DEVICE}" in routes, routes
+        status = a.ctl_json("status")
+        assert status["phase2"] == 1
+
+        # the wire: IKE (UDP 500) and ESP between the routers' outer addresses, nothing else
+        ip_layer = IPv6 if v6 else IP
+        packets = [p for p in rdpcap(str(pcap)) if ip_layer in p]
+        protos = {p[ip_layer].nh if v6 else p[ip_layer].proto for p in packets}
+        assert protos <= {17, 50} and 50 in protos, protos
+        assert all(p[UDP].sport == 500 and p[UDP].dport == 500 for p in packets if UDP in p)
+        assert {p[ip_layer].src for p in packets} == {outer["a"], outer["b"]}
+        keys = {}
+        for e in entries:
+            keys.update(scapy_sas(a, ip_layer(src=e["src"], dst=e["dst"])))
+        echoes = set()
+        for p in packets:
+            if (p[ip_layer].nh if v6 else p[ip_layer].proto) != 50:
+                continue
+            spi = int.from_bytes(bytes(p[ip_layer].payload)[:4], "big")
+            clear = keys[spi].decrypt(ip_layer(bytes(p[ip_layer])))
+            assert IP in clear and ICMP in clear  # the whole inner IPv4 packet, nothing else
+            echoes.add((clear[IP].src, clear[IP].dst, clear[ICMP].type))
+        assert (LAN["a"][1], LAN["b"][1], 8) in echoes and (LAN["b"][1], LAN["a"][1], 0) in echoes
+
+        # iperf3 TCP between the LAN hosts
+        server = subprocess.Popen(["ip", "netns", "exec", topo.ns["lb"], "iperf3", "-s", "-1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: "5201" in in_ns(topo.ns["lb"], "ss", "-ltn").stdout, 10,
+                     what="iperf3 listening")
+            res = in_ns(topo.ns["la"], "iperf3", "-c", LAN["b"][1], "-t", "2", "-J",
+                        check=False, timeout=30)
+            report = json.loads(res.stdout)
+            assert "error" not in report, report.get("error")
+            assert report["end"]["sum_received"]["bytes"] > 100_000
+        finally:
+            server.kill()
+            server.wait(5)
+
+        # stopping pyike takes its routes along with the device it made
+        a.stop()
+        wait_for(lambda: DEVICE not in in_ns(topo.ns["a"], "ip", "route", "show",
+                                             LAN["b"][2]).stdout, 10, what="route gone")
+    finally:
+        topo.destroy()
