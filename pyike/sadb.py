@@ -81,8 +81,9 @@ def _esp_sa(sk: SetkeyFile, m: ManualSA, local: set[str], now: float,
                                f"{inbound[m.spi]} (an SA is outbound only when its source is a "
                                "gre block's local address)")
     try:
+        # setkey(8): "If size is zero or not specified, replay checks don't take place"
         return EspSA(m.spi, src, str(m.dst), m.enc_alg, m.enc_key, m.auth_alg, m.auth_key,
-                     direction=direction,
+                     direction=direction, replay_window=m.replay or 0,
                      lifetime=Lifetime(m.soft_s, m.hard_s, m.soft_bytes, m.hard_bytes), now=now)
     except ValueError as exc:  # what esp refuses; its messages never hold a key
         raise sk.error(m, spi, str(exc)) from None

@@ -27,6 +27,7 @@ from spd.commands import (
 from spd.errors import SetkeyError, SourceText
 from spd.lexer import Cursor, Token, tokenize
 from spd.policy import (
+    NOT_CARRIED,
     PROTO_ANY,
     PROTO_GRE,
     TYPE_CODE_PROTOCOLS,
@@ -40,6 +41,7 @@ from spd.protocols import ProtocolTable, default_table
 __all__ = ["MIN_SPI", "SetkeyError", "SetkeyFile", "parse_setkey"]
 
 MIN_SPI = 256  # RFC 4303 §2.1: SPIs 1-255 are reserved by IANA, 0 for local use
+_REPLAY_MAX = 255  # RFC 2367 §2.3.1: sadb_sa_replay is one octet
 _LONGEST_NUMBER = len("0x") + 16  # no number in a setkey.conf needs more than 64 bits
 
 # SA protocols setkey knows; pyike keys ESP only.
@@ -274,6 +276,10 @@ class _Parser(Cursor):
         if supported_only and tok.text == "esp-udp":
             raise self.fail(tok, "hand-keyed ESP in UDP (esp-udp, RFC 3948) is not supported: "
                                  "pyike puts ESP in UDP only for SAs it negotiates with NAT-T")
+        base = tok.text.removesuffix("-old")
+        if supported_only and base in NOT_CARRIED:
+            raise self.fail(tok, f"hand-keyed {NOT_CARRIED[base]} SAs are not supported: "
+                                 "pyike's data plane carries ESP only")
         if supported_only and tok.text != "esp":
             raise self.fail(tok, "only esp SAs are supported")
         return tok.text
@@ -344,9 +350,16 @@ class _Parser(Cursor):
             mode = self.word("a mode (transport, tunnel or any)")
             if mode.text not in ("transport", "tunnel", "any"):
                 raise self.fail(mode, "expected a mode: transport, tunnel or any")
+            if mode.text == "tunnel":
+                # the kernel keeps such an SA for tunnel-mode policies; pyike's hand-keyed
+                # SAs seal in transport mode, so it would not be what it says
+                raise self.fail(mode, "hand-keyed tunnel-mode SAs are not supported: pyike "
+                                      "uses hand-keyed SAs in transport mode only")
             fields["mode"] = mode.text
         elif name == "-r":
-            fields["replay"] = self.number(self.take(), 0xFFFFFFFF, "replay window")
+            # setkey stores it in PF_KEY's 8-bit sadb_sa_replay (RFC 2367 §2.3.1), so a
+            # larger number would reach a kernel cut to its low byte
+            fields["replay"] = self.number(self.take(), _REPLAY_MAX, "replay window")
         elif name == "-u":
             fields["reqid"] = self.number(self.take(), 0xFFFFFFFF, "reqid")
         elif name in ("-lh", "-ls", "-bh", "-bs"):

@@ -33,6 +33,9 @@ DIRECTION_CODE = {"in": 0, "out": 1, "fwd": 2}
 
 ACTIONS = ("discard", "none", "ipsec")
 IPSEC_PROTOCOLS = ("esp", "ah", "ipcomp")
+# setkey's IPsec protocols that pyike's data plane does not carry (it seals and opens ESP
+# alone), named as errors name them. A policy or an SA asking for one is refused at load.
+NOT_CARRIED = {"ah": "AH (RFC 4302)", "ipcomp": "IPComp (RFC 3173)"}
 MODES = ("transport", "tunnel")
 LEVELS = ("default", "use", "require", "unique")
 

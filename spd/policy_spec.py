@@ -3,6 +3,10 @@
     in|out|fwd [prio|priority (N | -N | low|def|high [(+|-) N])] discard|none|ipsec RULE...
     RULE = esp|ah|ipcomp / transport|tunnel [/ [SRC[[port]]-DST[[port]]] [/ [LEVEL]]]
     LEVEL = default | use | require | unique[:N]
+
+What pyike's data plane cannot carry is refused here, where the token's position is known, so
+that every reader of setkey text (the daemon's start and reload, `pyike -t`, pyike-setkey and
+the control socket) refuses it alike: AH and IPComp rules, and bundles (more than one rule).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from spd.policy import (
     IPSEC_PROTOCOLS,
     LEVELS,
     MODES,
+    NOT_CARRIED,
     PRIORITY_BASES,
     PRIORITY_DEFAULT,
     PRIORITY_MINUS_MAX,
@@ -62,6 +67,11 @@ def parse_policy_spec(src: SourceText, region: Token, *, bare_direction: bool = 
     while cur.peek().kind != "eof":
         if action != "ipsec":
             raise cur.fail(cur.peek(), f"a '{action}' policy takes no IPsec rules")
+        if rules:
+            # the kernel would apply the rules one inside the other (e.g. ESP then AH); pyike
+            # seals a packet once, so the second rule would be silently left out
+            raise cur.fail(cur.peek(), "a bundle (more than one IPsec rule in a policy) is not "
+                                       "supported: pyike's data plane applies one ESP rule")
         rules.append(_rule(cur, direction))
     if action == "ipsec" and not rules:
         raise cur.fail(cur.peek(), "an ipsec policy needs a protocol/mode/src-dst/level rule")
@@ -95,6 +105,9 @@ def _rule(cur: Cursor, direction: str) -> IpsecRule:
     if tok.kind != "word" or tok.text not in IPSEC_PROTOCOLS:
         raise cur.fail(tok, "expected an IPsec protocol: esp, ah or ipcomp")
     protocol = tok.text
+    if protocol in NOT_CARRIED:
+        raise cur.fail(tok, f"{NOT_CARRIED[protocol]} is not supported: pyike's data plane "
+                            "carries ESP only")
     if not cur.accept("/"):
         raise cur.fail(cur.peek(), "expected '/' and a mode after the protocol")
     tok = cur.take()

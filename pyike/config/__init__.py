@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyike.config.errors import ConfigError, ConfigErrors
 from pyike.config.load import load_all
-from pyike.config.model import DaemonConfig, GreTunnel
+from pyike.config.model import DaemonConfig, GreTunnel, TunnelDevice
 
 
 def load(path: str) -> DaemonConfig:
@@ -25,4 +25,5 @@ def check(path: str) -> list[ConfigError]:
     return load_all(path)[1]
 
 
-__all__ = ["ConfigError", "ConfigErrors", "DaemonConfig", "GreTunnel", "check", "load", "load_all"]
+__all__ = ["ConfigError", "ConfigErrors", "DaemonConfig", "GreTunnel", "TunnelDevice", "check",
+           "load", "load_all"]

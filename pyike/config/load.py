@@ -48,6 +48,7 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
         log_level=parsed.log_level,
         setkey=setkey,
         gre_tunnels=tuple(parsed.gre_tunnels),
+        tunnel_device=parsed.tunnel_device,
         scripts=parsed.scripts,
         remote_names=parsed.remote_names,
         psk_file=parsed.paths.get("pre_shared_key", ""),

@@ -28,6 +28,15 @@ class GreTunnel:
 
 
 @dataclass(frozen=True)
+class TunnelDevice:
+    """A `tunnel_device "NAME" [{ mtu N; }]` statement: the TUN device that carries the whole
+    packets of ESP tunnel-mode policies (setkey's `esp/tunnel/A-B/...`)."""
+
+    name: str  # the TUN device to create (or adopt)
+    mtu: int | None = None  # None: left to the data plane
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     engine: EngineConfig
     sources: tuple[str, ...]  # every file read: racoon.conf, includes, psk.txt, setkey files
@@ -43,6 +52,7 @@ class DaemonConfig:
     # item is None only when the spd package is not installed.
     setkey: tuple[tuple[str, Any], ...] = ()
     gre_tunnels: tuple[GreTunnel, ...] = ()
+    tunnel_device: TunnelDevice | None = None  # None: no `tunnel_device` statement
     # remote label ("198.18.0.2", "anonymous", "198.18.0.2[4500]") -> event -> script path
     scripts: dict[str, dict[str, str]] = field(default_factory=dict)
     remote_names: dict[str, str] = field(default_factory=dict)  # `remote NAME`: its address

@@ -1,4 +1,5 @@
-"""racoon.conf(5) as ipsec-tools 0.8 reads it, plus pyike's `setkey` and `gre` statements.
+"""racoon.conf(5) as ipsec-tools 0.8 reads it, plus pyike's `setkey`, `gre` and `tunnel_device`
+statements.
 
 The parser walks every file (`include` pulls others in, globbed, relative to
 `path include`), records every error with its file and line and carries on, so that
@@ -27,8 +28,13 @@ from pyike.config.cursor import (
     skip_statement,
 )
 from pyike.config.errors import ConfigError
-from pyike.config.lexer import EOF, PORT, RBRACE, STRING, WORD, Token, tokenize
-from pyike.config.model import DEFAULT_ADMINSOCK, DEFAULT_ADMINSOCK_MODE, GreTunnel
+from pyike.config.lexer import EOF, LBRACE, PORT, RBRACE, STRING, WORD, Token, tokenize
+from pyike.config.model import (
+    DEFAULT_ADMINSOCK,
+    DEFAULT_ADMINSOCK_MODE,
+    GreTunnel,
+    TunnelDevice,
+)
 from pyike.config.remote import RemoteParser
 from pyike.config.sainfo import SainfoParser
 
@@ -41,6 +47,8 @@ ISAKMP_PORT = 500
 NATT_PORT = 4500  # RFC 3947 §4
 PATH_TYPES = ("include", "pre_shared_key", "certificate", "script", "backupsa", "pidfile")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # IFNAMSIZ - 1
+MTU_MIN = 68  # RFC 791: every link carries 68 octets
+MTU_MAX = 65535  # RFC 791: the total length is a 16-bit field
 
 _TOP_NOT_SUPPORTED = {
     "mode_cfg": "mode config",
@@ -91,6 +99,7 @@ class ParsedConfig:
     sainfos: list[Phase2Policy] = field(default_factory=list)
     setkey_files: list[tuple[str, Token]] = field(default_factory=list)
     gre_tunnels: list[GreTunnel] = field(default_factory=list)
+    tunnel_device: TunnelDevice | None = None
     psk_first_use: Token | None = None
     errors: list[ConfigError] = field(default_factory=list)
     warnings: list[ConfigError] = field(default_factory=list)
@@ -113,6 +122,7 @@ class _Parser:
         self._files_read = 0
         self._include_errors_at: set[tuple[str, int]] = set()
         self._files_bound_said = False
+        self._tunnel_device_at: Token | None = None  # the name of the `tunnel_device` read
         self._handlers = {
             "privsep": self._privsep,
             "path": self._path,
@@ -125,6 +135,7 @@ class _Parser:
             "sainfo": self.sainfos.statement,
             "setkey": self._setkey,
             "gre": self._gre,
+            "tunnel_device": self._tunnel_device,
             "pfkey_buffer": self._pfkey_buffer,
             "complex_bundle": self._complex_bundle,
         }
@@ -138,6 +149,7 @@ class _Parser:
         self.out.remote_names = self.remotes.addresses_by_name()
         self.out.sainfos = self.sainfos.policies
         self.out.psk_first_use = self.remotes.first_psk_use
+        self._check_device_names()
         return self.out
 
     def warn(self, tok: Token, message: str) -> None:
@@ -361,9 +373,7 @@ class _Parser:
         self.warn(kw, "complex_bundle has no effect: pyike proposes ESP alone")
 
     def _gre(self, cur: Cursor, kw: Token) -> None:
-        name = cur.string('the TUN device name in quotes (e.g. "tun0")')
-        if not _IFNAME_RE.match(name.value):
-            raise fail(name, f'gre: "{name.value}" is not a valid interface name', "gre")
+        name = _device_name(cur, kw)
         fields: dict[str, object] = {"name": name.value}
 
         def addr(key: str):
@@ -384,9 +394,7 @@ class _Parser:
             fields["address"], fields["peer"] = (own, k), (peer, k)
 
         def mtu(c: Cursor, k: Token) -> None:
-            value = c.number("the MTU", 68, 65535)  # RFC 791: every link carries 68 octets
-            c.end(k)
-            fields["mtu"] = value
+            fields["mtu"] = _mtu(c, k)
 
         def key(c: Cursor, k: Token) -> None:
             fields["key"] = _gre_key(c.word("the GRE key (a number or dotted quad)"))
@@ -431,6 +439,34 @@ class _Parser:
             key=fields.get("key"),
         )
 
+    def _tunnel_device(self, cur: Cursor, kw: Token) -> None:
+        """`tunnel_device "NAME";` or `tunnel_device "NAME" { mtu N; }`: one at most."""
+        name = _device_name(cur, kw)
+        fields: dict[str, int] = {}
+        if cur.peek().kind == LBRACE:
+            def mtu(c: Cursor, k: Token) -> None:
+                fields["mtu"] = _mtu(c, k)
+
+            before = len(self.errors)
+            run_block(cur, kw, "tunnel_device block", {"mtu": mtu}, {}, self.errors)
+            if len(self.errors) > before:
+                return
+        else:
+            cur.end(kw)
+        first = self._tunnel_device_at
+        if first is not None:
+            raise fail(kw, f"tunnel_device is defined twice (first at {first.file}:{first.line})")
+        self._tunnel_device_at = name
+        self.out.tunnel_device = TunnelDevice(name.value, fields.get("mtu"))
+
+    def _check_device_names(self) -> None:
+        """The tunnel_device and a gre block would both make one TUN device of that name."""
+        at = self._tunnel_device_at
+        if at is not None and any(t.name == at.value for t in self.out.gre_tunnels):
+            self.errors.append(ConfigError(
+                at.file, at.line, "tunnel_device",
+                f'tunnel_device "{at.value}": a gre block names the same device'))
+
     def _read_id_file(self, tok: Token, path: str) -> str:
         try:
             with open(path, encoding="utf-8") as f:
@@ -439,6 +475,21 @@ class _Parser:
             raise fail(tok, f"cannot read the key id file {path}: {exc}") from None
         self.out.sources.append(path)
         return value
+
+
+def _device_name(cur: Cursor, kw: Token) -> Token:
+    """The TUN device name in quotes after `gre` or `tunnel_device`, an interface name."""
+    name = cur.string('the TUN device name in quotes (e.g. "tun0")')
+    if not _IFNAME_RE.match(name.value):
+        raise fail(name, f'{kw.value}: "{name.value}" is not a valid interface name', kw.value)
+    return name
+
+
+def _mtu(cur: Cursor, kw: Token) -> int:
+    """`mtu N;` of a TUN device (a `gre` or `tunnel_device` block)."""
+    value = cur.number("the MTU", MTU_MIN, MTU_MAX)
+    cur.end(kw)
+    return value
 
 
 def _store(target: dict, name: str, value: object, cur: Cursor, kw: Token) -> None:

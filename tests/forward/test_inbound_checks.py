@@ -100,7 +100,6 @@ def test_behind_a_nat_a_host_id_stands_for_the_sas_address():
     ("ipsec esp/transport//require", True),
     ("ipsec esp/transport//use", True),
     ("none", True),
-    ("ipsec ah/transport//require", False),  # an AH the packet never went through
     (f"ipsec esp/tunnel/{A}-{B}/require", False),  # tunnel mode: our SAs are transport
     ("discard", False),
 ])

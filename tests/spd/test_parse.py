@@ -113,20 +113,28 @@ def test_priority_out_of_range_or_malformed(text, token):
     assert err.value.token == token
 
 
-def test_levels_reqids_and_bundles():
-    p = spec("fwd ipsec esp/transport//use ah/transport//unique:7 "
-             "ipcomp/tunnel/198.18.0.1-198.18.0.2/default esp/transport/")
-    assert p.direction == "fwd"
-    assert p.rules == (
-        IpsecRule("esp", "transport", None, None, "use", 0),
-        IpsecRule("ah", "transport", None, None, "unique", 7),
-        IpsecRule("ipcomp", "tunnel", ipaddress.ip_address("198.18.0.1"),
-                  ipaddress.ip_address("198.18.0.2"), "default", 0),
-        IpsecRule("esp", "transport", None, None, "default", 0),
-    )
+def test_levels_and_reqids():
+    assert spec("fwd ipsec esp/transport//use").rules == (
+        IpsecRule("esp", "transport", None, None, "use", 0),)
+    assert spec("in ipsec esp/transport//unique:7").rules == (
+        IpsecRule("esp", "transport", None, None, "unique", 7),)
+    assert spec("out ipsec esp/tunnel/198.18.0.1-198.18.0.2/default").rules == (
+        IpsecRule("esp", "tunnel", ipaddress.ip_address("198.18.0.1"),
+                  ipaddress.ip_address("198.18.0.2"), "default", 0),)
     assert spec("out ipsec esp/transport").rules[0].level == "default"
     assert spec("out ipsec esp/tunnel/2001:db8::1-2001:db8::2/unique").rules[0].src.version == 6
     assert spec("out ipsec esp/transport/me-any/require").rules[0].src is None
+
+
+def test_esp_transport_and_tunnel_rules_of_a_racoon_site_load():
+    text = ("spdadd 10.0.1.0/24 10.0.2.0/24 any -P out ipsec "
+            "esp/tunnel/198.18.0.1-198.18.0.2/require;\n"
+            "spdadd 10.0.2.0/24 10.0.1.0/24 any -P in ipsec "
+            "esp/tunnel/198.18.0.2-198.18.0.1/require;\n"
+            "spdadd 198.18.0.1 198.18.0.2 gre -P out ipsec esp/transport//require;\n")
+    rules = [c.policy.rules for c in parse_setkey(text, "t.conf").commands]
+    assert [(r.protocol, r.mode) for (r,) in rules] == [
+        ("esp", "tunnel"), ("esp", "tunnel"), ("esp", "transport")]
 
 
 def test_policy_text_spans_lines_and_keeps_comments_out():
@@ -279,7 +287,26 @@ MALFORMED = [
     ("# only a comment\n  /;", 2, 3, "/", "command"),
     # a quoted string is a key: its text is never shown, only where it starts
     ('add 10.0.0.1 10.0.0.2 esp 999 -E aes-cbc "unterminated;\n', 1, 42, '"', "unterminated"),
-    ("add 10.0.0.1 10.0.0.2 ah 1 -A hmac-sha1 0x00;", 1, 23, "ah", "only esp"),
+    # what pyike's data plane cannot carry: AH, IPComp, bundles, hand-keyed tunnel mode
+    ("spdadd 10.0.1.0/24 10.0.2.0/24 any -P out ipsec ah/tunnel/198.18.0.1-198.18.0.2/require;",
+     1, 49, "ah", "AH (RFC 4302) is not supported"),
+    ("spdadd 10.0.0.1 10.0.0.2 any -P out ipsec\n  ipcomp/transport//use;", 2, 3, "ipcomp",
+     "IPComp (RFC 3173) is not supported"),
+    ("spdadd 10.0.0.1 10.0.0.2 any -P out ipsec esp/transport//require ah/transport//require;",
+     1, 66, "ah", "a bundle"),
+    ("spdadd 10.0.0.1 10.0.0.2 any -P in ipsec esp/transport//use esp/transport//use;",
+     1, 61, "esp", "a bundle"),
+    ("add 10.0.0.1 10.0.0.2 ah 0x1000 -A hmac-sha1 0x00;", 1, 23, "ah",
+     "hand-keyed AH (RFC 4302) SAs are not supported"),
+    ("add 10.0.0.1 10.0.0.2 ah-old 0x1000 -A hmac-sha1 0x00;", 1, 23, "ah-old",
+     "hand-keyed AH (RFC 4302)"),
+    ("add 10.0.0.1 10.0.0.2 ipcomp 0x1000 -C deflate;", 1, 23, "ipcomp",
+     "hand-keyed IPComp (RFC 3173) SAs are not supported"),
+    ("add 10.0.0.1 10.0.0.2 esp-old 0x1000 -E aes-cbc 0x00;", 1, 23, "esp-old", "only esp"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -m tunnel -E aes-cbc 0x00;", 1, 34, "tunnel",
+     "hand-keyed tunnel-mode SAs are not supported"),
+    ("add 10.0.0.1 10.0.0.2 esp 999 -r 256 -E aes-cbc 0x00;", 1, 34, "256",
+     "replay window out of range (at most 255)"),
     ("add 10.0.0.1 10.0.0.2 esp 0 -E aes-cbc 0x00;", 1, 27, "0", "SPI"),
     ("add 10.0.0.1 10.0.0.2 esp 0x1ffffffff -E aes-cbc 0x00;", 1, 27, "0x1ffffffff", "SPI"),
     ("add 10.0.0.1 10.0.0.2 esp zz -E aes-cbc 0x00;", 1, 27, "zz", "SPI"),
