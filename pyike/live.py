@@ -67,7 +67,7 @@ def device_spec(config) -> DeviceSpec | None:
     """The tunnel-mode device of the `tunnel_device` statement, None without one. Its default
     MTU leaves room for ESP tunnel mode towards the nearest-MTU far end of the tunnel policies
     (Ethernet's when there is none yet)."""
-    statement = getattr(config, "tunnel_device", None)
+    statement = config.tunnel_device
     if statement is None:
         return None
     mtu = statement.mtu

@@ -55,12 +55,6 @@ def manual_sas_of(setkey_files: list[SetkeyFile], local_addresses: Iterable[str]
         if m.protocol != "esp":
             continue
         sk = file_of[id(m)]
-        if m.mode == "tunnel":
-            # a tunnel-mode SA is found by the selectors quick mode negotiated for it; a
-            # hand-keyed one has none, so the data plane could not carry it as it reads
-            raise sk.error(m, "-m", "hand-keyed tunnel-mode SAs are not carried: negotiate "
-                                    "tunnel mode with IKE (only transport mode can be keyed "
-                                    "by hand)")
         sa = _esp_sa(sk, m, local, now, inbound)
         if sa.direction == "in":
             inbound[sa.spi] = f"{sk.filename}:{m.line}"

@@ -32,9 +32,6 @@ READ_OTHERWISE = {
     # no statement's setting: the loader's record of the files it read
     "DaemonConfig.sources": "the files read, for whoever shows the configuration",
     "DaemonConfig.psk_file": "the `path pre_shared_key` file; its keys are EngineConfig.psk",
-    # the tunnel-mode data plane, being built beside this statement, reads `.name` and `.mtu`;
-    # the check below says to unlist it once anything reads `.tunnel_device`
-    "DaemonConfig.tunnel_device": "the TUN device of ESP tunnel mode, for the data plane",
     # racoon proposes IPComp only for a policy that asks for it; pyike proposes ESP alone
     "Phase2Policy.compression": "required by racoon's grammar, never proposed",
 }

@@ -309,13 +309,3 @@ def test_gre_over_ipv6_outside_as_ip6gre_puts_it():
                  IPPROTO_ESP, bytes(sealed[IPv6].payload), 0.0)
     assert [bytes(p) for _t, p in a.tun_out] == [PONG]
 
-
-def test_a_hand_keyed_tunnel_mode_sa_is_refused_at_its_line():
-    from spd.errors import SetkeyError
-
-    text = ("add 198.18.0.2 198.18.0.1 esp 0x1001 -m tunnel\n"
-            "    -E aes-cbc 0x00112233445566778899aabbccddeeff -A hmac-sha1 "
-            "0x00112233445566778899aabbccddeeff00112233;\n")
-    with pytest.raises(SetkeyError) as err:
-        setkey_state([parse_setkey(text, "setkey.conf")], [A], 0.0)
-    assert str(err.value).startswith("setkey.conf:1:") and "tunnel-mode" in str(err.value)
