@@ -22,6 +22,8 @@ def load_all(path: str) -> tuple[DaemonConfig | None, list[ConfigError]]:
     setkey = tuple(_load_setkey(p, tok, errors, sources) for p, tok in parsed.setkey_files)
     if setkey and all(sf is not None for _, sf in setkey):
         _check_setkey_state(setkey, parsed, errors)
+        if parsed.tunnel_device is None:
+            _check_tunnel_policies(setkey, errors)
     if errors:
         return None, errors
     engine = EngineConfig(
@@ -128,6 +130,23 @@ def _check_setkey_state(
         setkey_state([sf for _, sf in setkey], local, 0.0)
     except SetkeyError as exc:
         errors.append(_setkey_error(exc, exc.file))
+
+
+def _check_tunnel_policies(setkey: tuple[tuple[str, Any], ...], errors: list[ConfigError]
+                           ) -> None:
+    """Without a `tunnel_device` nothing carries an esp/tunnel policy's traffic: the first such
+    policy is an error, rather than a policy that loads and then protects nothing."""
+    for path, sf in setkey:
+        for cmd in sf.spd_commands():
+            policy = getattr(cmd, "policy", None)
+            if (getattr(cmd, "verb", "") != "spddelete" and policy is not None
+                    and policy.action == "ipsec"
+                    and any(rule.mode == "tunnel" for rule in policy.rules)):
+                errors.append(ConfigError(
+                    path, cmd.line, "tunnel",
+                    "an esp/tunnel policy needs pyike's `tunnel_device \"NAME\";` statement "
+                    "(the TUN device its traffic comes in and goes out on)", cmd.column))
+                return
 
 
 def _setkey_error(exc: Exception, path: str) -> ConfigError:

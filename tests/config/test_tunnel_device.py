@@ -70,3 +70,16 @@ def test_gre_keeps_the_same_name_and_mtu_rules(write):
     assert [e.keyword for e in errors] == [str(MTU_MIN - 1), "gre"]
     assert f"out of range {MTU_MIN}..{MTU_MAX}" in errors[0].message
     assert '"tun/0" is not a valid interface name' in errors[1].message
+
+
+def test_a_tunnel_policy_without_the_device_is_an_error_at_the_policy(write):
+    setkey = ("spdadd 10.0.1.0/24 10.0.2.0/24 any -P out ipsec esp/transport//require;\n"
+              "spdadd 10.0.1.0/24 10.0.3.0/24 any -P out "
+              "ipsec esp/tunnel/198.18.0.1-198.18.0.2/require;\n")
+    root = write({"racoon.conf": 'setkey "setkey.conf";\n', "setkey.conf": setkey})
+    config, errors = pyike.config.load_all(str(root / "racoon.conf"))
+    assert config is None and len(errors) == 1
+    assert errors[0].where == f"{root / 'setkey.conf'}:2:1" and "tunnel_device" in str(errors[0])
+    root = write({"racoon.conf": 'setkey "setkey.conf";\ntunnel_device "tun1";\n',
+                  "setkey.conf": setkey})
+    assert pyike.config.load_all(str(root / "racoon.conf"))[1] == []
