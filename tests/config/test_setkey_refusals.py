@@ -64,7 +64,8 @@ REFUSED = {
 
 
 def _site(write, setkey: dict[str, str]) -> Path:
-    statements = "".join(f'setkey "{name}";\n' for name in setkey)
+    """A configuration of these setkey files, with the device tunnel-mode policies need."""
+    statements = "".join(f'setkey "{name}";\n' for name in setkey) + 'tunnel_device "tun1";\n'
     return write({"racoon.conf": statements, **setkey}) / "racoon.conf"
 
 
