@@ -48,7 +48,7 @@ from .limits import (
     TokenBucket,
 )
 from .natt import KEEPALIVE, NattMixin
-from .phase1 import ZERO_COOKIE, MainMode2, Phase1Mixin
+from .phase1 import NO_LOCAL_ADDRESS, ZERO_COOKIE, MainMode2, Phase1Mixin
 from .policy import EngineConfig, RemotePolicy, TrafficSelector
 from .quick import QuickMixin
 from .sa import Address, Drop, Flight, PeerRecord, Phase1SA, Phase2SA, QuickExchange
@@ -74,7 +74,9 @@ COUNTER_NAMES = (
 RACOON_PH1_STATE = {"I_MM1": 3, "R_MM2": 3, "I_AM1": 3, "R_AM2": 3, "I_MM3": 5, "R_MM4": 5,
                     "I_MM5": 7, "established": 9}
 
-Acquire = tuple[TrafficSelector | None, TrafficSelector | None, int | None, float]
+# (local, remote, mode, inbound SPI of the pair it renews, when it was asked for)
+Acquire = tuple[TrafficSelector | None, TrafficSelector | None, str, int | None, float]
+MODES = ("transport", "tunnel")
 
 
 def _where(exc: BaseException) -> str:
@@ -215,18 +217,27 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
 
     def initiate(self, peer_address: str, now: float,
                  local_selector: TrafficSelector | None = None,
-                 remote_selector: TrafficSelector | None = None) -> None:
-        """An acquire: quick mode for the selectors, after phase 1 if there is none yet.
+                 remote_selector: TrafficSelector | None = None,
+                 mode: str = "transport") -> None:
+        """An acquire: quick mode for the selectors in `mode` ("transport" or "tunnel"), after
+        phase 1 if there is none yet. A tunnel always sends the selectors as client IDs.
 
-        Like a kernel ACQUIRE it is ignored while a live SA pair covers the selectors.
-        """
-        local = local_selector or address_selector(self._local_for(peer_address))
+        Like a kernel ACQUIRE it is ignored while a live SA pair covers the selectors in that
+        mode."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        local_address = self._local_for(peer_address)
+        if local_address is None:
+            self._fail((peer_address, self.config.isakmp_port), 1, NO_LOCAL_ADDRESS)
+            return
+        local = local_selector or address_selector(local_address)
         remote = remote_selector or address_selector(peer_address)
         record = self._peers.get(peer_address)
         for sa in record.phase2.values() if record else ():
-            if not sa.replaced and (sa.local_sel, sa.remote_sel) == (local, remote):
+            if not sa.replaced and (sa.local_sel, sa.remote_sel, sa.suite.mode) == (
+                    local, remote, mode):
                 return
-        self._acquire(peer_address, now, local_selector, remote_selector, None)
+        self._acquire(peer_address, now, local_selector, remote_selector, mode, None)
 
     def initiate_phase1(self, peer_address: str, now: float) -> None:
         """An ISAKMP SA alone (`racoonctl establish-sa isakmp`): no quick mode follows. Nothing
@@ -577,12 +588,14 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if folded is not None:
             self._emit(Refused(peer, reason, folded))
 
-    def _local_for(self, peer_address: str) -> str:
+    def _local_for(self, peer_address: str) -> str | None:
+        """Our first address of the peer's family; None when we have none (an IPv4 address
+        cannot talk to an IPv6 peer)."""
         version = ipaddress.ip_address(peer_address).version
         for addr in self.config.local_addresses:
             if ipaddress.ip_address(addr).version == version:
                 return addr
-        return self.config.local_addresses[0]
+        return None
 
     def _remote_for(self, peer_address: str) -> RemotePolicy | None:
         index = self._remotes_index
@@ -754,7 +767,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if now >= sa.soft_at and not sa.rekeying and not sa.replaced:
             sa.rekeying = True
             if sa.initiator:  # racoon: the SA's initiator renegotiates at the soft lifetime
-                self._acquire(sa.peer[0], now, *sa.ids, sa.spi_in)  # same IDs as before
+                # the same IDs and mode as before
+                self._acquire(sa.peer[0], now, *sa.ids, sa.suite.mode, sa.spi_in)
 
     def _delete_p2(self, sa: Phase2SA, now: float, reason: str, *, notify_peer: bool) -> None:
         if not self._remove_p2(sa):

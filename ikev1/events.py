@@ -59,6 +59,9 @@ class Phase2Up:
     pfs_group: int | None
     initiator: bool
     rekey_of: int | None = None  # inbound SPI of the SA pair this one replaces
+    # responder: a tunnel no policy of ours covered, taken under `generate_policy`; the shell
+    # makes the policy pair from the selectors (racoon's pk_sendspdadd2())
+    generated_policy: bool = False
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ class InformationalMixin:
         for sa in self._peer_p2(peer):
             self._delete_p2(sa, now, "peer-deleted-isakmp", notify_peer=False)
             if not deleted.remote.passive:  # the deleting peer will not: no collision
-                self._acquire(peer, now, *sa.ids, None)
+                self._acquire(peer, now, *sa.ids, sa.suite.mode, None)
 
     def _initial_contact(self: Engine, p1: Phase1SA, now: float) -> None:
         """The peer has restarted: every other SA with it is stale (RFC 2407 §4.6.3.3)."""

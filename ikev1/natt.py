@@ -93,15 +93,20 @@ class NattMixin:
             self._out.append((KEEPALIVE, p1.local, p1.peer))  # no non-ESP marker (RFC 3948)
             p1.keepalive_at = now + self.config.timer.natt_keepalive
 
-    def _encap_modes(self: Engine, p1: Phase1SA) -> tuple[int, ...]:
-        """The encapsulation mode quick mode offers and accepts (RFC 3947 §5)."""
+    def _encap(self: Engine, p1: Phase1SA, mode: str) -> int:
+        """The encapsulation mode attribute quick mode proposes and takes for `mode` (RFC 2407
+        §4.5; under a NAT RFC 3947 §5's UDP modes, or the drafts' numbers)."""
+        tunnel = mode == "tunnel"
         if not self._nat_detected(p1):
-            return (Encap.TRANSPORT,)
-        return (Encap.UDP_TRANSPORT,) if p1.natt == "rfc" else (Encap.UDP_TRANSPORT_DRAFT,)
+            return Encap.TUNNEL if tunnel else Encap.TRANSPORT
+        if p1.natt == "rfc":
+            return Encap.UDP_TUNNEL if tunnel else Encap.UDP_TRANSPORT
+        return Encap.UDP_TUNNEL_DRAFT if tunnel else Encap.UDP_TRANSPORT_DRAFT
 
-    def _nat_oa_payloads(self: Engine, p1: Phase1SA, initiator: bool) -> list:
-        """NAT-OAi then NAT-OAr, the addresses each side sees (RFC 3947 §5.2, as racoon)."""
-        if not self._nat_detected(p1):
+    def _nat_oa_payloads(self: Engine, p1: Phase1SA, initiator: bool, mode: str) -> list:
+        """NAT-OAi then NAT-OAr, the addresses each side sees (RFC 3947 §5.2, as racoon): in
+        transport mode only, where the checksums of the inner packet need them."""
+        if not self._nat_detected(p1) or mode != "transport":
             return []
         ptype = Payload.NAT_OA if p1.natt == "rfc" else Payload.NAT_OA_DRAFT
         pair = (p1.local[0], p1.peer[0]) if initiator else (p1.peer[0], p1.local[0])

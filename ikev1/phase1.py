@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 ZERO_COOKIE = bytes(8)
+NO_LOCAL_ADDRESS = "no local address of the peer's address family"
 _EXCHANGE = {"main": Exchange.MAIN, "aggressive": Exchange.AGGRESSIVE}
 _AUTH_DROPS = ("decrypt_failed", "hash_mismatch")  # other keys: a wrong PSK, or a forgery
 
@@ -89,8 +90,13 @@ class Phase1Mixin:
 
     def _start_phase1(self: Engine, peer_address: str, remote: RemotePolicy, now: float
                       ) -> Phase1SA | None:
-        local = (self._local_for(peer_address), self.config.isakmp_port)
+        local_address = self._local_for(peer_address)
         peer = (peer_address, remote.port)
+        if local_address is None:
+            self._drop_acquires(peer_address)
+            self._fail(peer, 1, NO_LOCAL_ADDRESS)
+            return None
+        local = (local_address, self.config.isakmp_port)
         if not psk_proposals(remote):
             self._drop_acquires(peer_address)
             self._fail(peer, 1, "no pre-shared key proposal")
@@ -514,8 +520,8 @@ class Phase1Mixin:
         if p1.initiator and p1.remote.initial_contact and p1.peer[0] not in self._contacted:
             self._send_info(p1, [NotifyPayload(Notify.INITIAL_CONTACT, Proto.ISAKMP, p1.spi)])
         self._contacted.add(p1.peer[0])
-        for local_sel, remote_sel, rekey_of, _since in self._drop_acquires(p1.peer[0]):
-            self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
+        for local_sel, remote_sel, mode, rekey_of, _since in self._drop_acquires(p1.peer[0]):
+            self._start_quick(p1, now, local_sel, remote_sel, mode, rekey_of)
 
     def _rekeys(self: Engine, p1: Phase1SA) -> bool:
         """racoon `rekey`: force always; on only while DPD watches the peer."""

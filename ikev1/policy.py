@@ -87,6 +87,10 @@ class RemotePolicy:
     # racoon's support_proxy: quick mode always carries the client IDs, also where they would
     # only repeat the IKE addresses (racoon leaves them out there otherwise)
     support_proxy: bool = False
+    # racoon's generate_policy, for the responder: a tunnel-mode quick mode that no policy
+    # allows is taken, and the shell makes the policy pair from the negotiated selectors.
+    # "require" (racoon's `on` is the same) or "unique" (the policies get a reqid of their own)
+    generate_policy: str = "off"  # "off" | "require" | "unique"
     nonce_size: int = 16
     lifetime_s: int = 28800
     port: int = 500  # `remote ADDRESS [PORT]`: the peer's IKE port
@@ -102,6 +106,20 @@ class TrafficSelector:
     network: IPNetwork
     protocol: int = 0
     port: int = 0
+
+
+@dataclass(frozen=True)
+class Phase2Route:
+    """One IPsec policy of ours (an `out` policy of the SPD): traffic from `local` to `remote`
+    goes in an SA of `mode`; a tunnel's end addresses are ours and the peer's, None where the
+    policy names none. The responder looks a tunnel-mode quick mode's IDs up in these (racoon's
+    getsp_r()); the initiator is told its selectors by the acquire."""
+
+    local: TrafficSelector
+    remote: TrafficSelector
+    mode: str = "tunnel"  # "transport" | "tunnel"
+    local_end: str | None = None
+    remote_end: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,3 +154,5 @@ class EngineConfig:
     pad_randomize_length: bool = False  # racoon `padding { randomize_length; }`
     pad_max_length: int = 20  # `maximum_length`
     pad_exclusive_tail: bool = True  # `exclusive_tail`: last pad byte holds the pad length
+    # the SPD's IPsec policies (setkey.conf): what a peer's tunnel-mode quick mode may ask for
+    policies: tuple[Phase2Route, ...] = ()

@@ -28,6 +28,7 @@ from .constants import Exchange, Flag, Notify, Proto
 from .events import EspKeys, Phase2Up
 from .ids import (
     address_selector,
+    find_route,
     find_sainfo,
     payload_selector,
     selector_payload,
@@ -66,18 +67,18 @@ class QuickMixin:
 
     def _acquire(self: Engine, peer_address: str, now: float,
                  local_sel: TrafficSelector | None, remote_sel: TrafficSelector | None,
-                 rekey_of: int | None) -> None:
+                 mode: str, rekey_of: int | None) -> None:
         remote = self._remote_for(peer_address)
         if remote is None:
             self._fail((peer_address, self.config.isakmp_port), 1, "no remote configuration")
             return
         p1 = self._newest_p1(peer_address)
         if p1 is not None:
-            self._start_quick(p1, now, local_sel, remote_sel, rekey_of)
+            self._start_quick(p1, now, local_sel, remote_sel, mode, rekey_of)
             return
         pending = self._acquires.setdefault(peer_address, [])
-        if not any((ls, rs) == (local_sel, remote_sel) for ls, rs, *_ in pending):
-            pending.append((local_sel, remote_sel, rekey_of, now))
+        if not any((ls, rs, m) == (local_sel, remote_sel, mode) for ls, rs, m, *_ in pending):
+            pending.append((local_sel, remote_sel, mode, rekey_of, now))
         self._schedule(("acquires", peer_address))
         # only our own exchange counts: a peer's half-open one towards us (which anyone can
         # start by spoofing its address) never stands in for it
@@ -89,13 +90,15 @@ class QuickMixin:
             self._start_phase1(peer_address, remote, now)
 
     def _start_quick(self: Engine, p1: Phase1SA, now: float, local_sel: TrafficSelector | None,
-                     remote_sel: TrafficSelector | None, rekey_of: int | None) -> None:
+                     remote_sel: TrafficSelector | None, mode: str, rekey_of: int | None
+                     ) -> None:
         assert p1.suite is not None and p1.keys is not None
+        wanted = (local_sel, remote_sel, mode)
         for other in self._peer_p1(p1.peer[0]):
             for qx in other.quicks.values():
                 if (qx.initiator and qx.forget_at is None
-                        and (qx.local_sel, qx.remote_sel) == (local_sel, remote_sel)):
-                    return  # already negotiating these selectors
+                        and (qx.local_sel, qx.remote_sel, qx.mode) == wanted):
+                    return  # already negotiating these selectors in this mode
         local = local_sel or address_selector(p1.local[0])
         remote = remote_sel or address_selector(p1.peer[0])
         sainfo = find_sainfo(self.config.sainfos, local, remote, p1.peer_identity)
@@ -105,11 +108,11 @@ class QuickMixin:
         msgid = self._new_msgid(p1)
         qx = QuickExchange(p1, msgid, True, self._qm_iv(p1, msgid), Flight(p1.local, p1.peer),
                            now, sainfo=sainfo, local_sel=local_sel, remote_sel=remote_sel,
-                           rekey_of=rekey_of)
+                           rekey_of=rekey_of, mode=mode)
         qx.spi_in = self._new_spi()
         qx.ni_b = self._rng(p1.remote.nonce_size)
-        encap = self._encap_modes(p1)[0]
-        sa = SaPayload(phase2_proposals(sainfo, qx.spi_in.to_bytes(4, "big"), encap))
+        sa = SaPayload(phase2_proposals(sainfo, qx.spi_in.to_bytes(4, "big"),
+                                        self._encap(p1, mode)))
         if not sa.proposals[0].transforms:
             self._fail(p1.peer, 2, "no supported ESP algorithm in sainfo")
             return
@@ -118,10 +121,12 @@ class QuickMixin:
         if sainfo.pfs_group:
             qx.dh, gx = crypto.dh_group(sainfo.pfs_group).generate(self._rng)
             rest.append(KePayload(gx))
-        if local_sel is not None or remote_sel is not None or p1.remote.support_proxy:
+        # a tunnel's IDs name what it carries, never only the IKE addresses: always sent
+        if (mode == "tunnel" or local_sel is not None or remote_sel is not None
+                or p1.remote.support_proxy):
             qx.id_ci, qx.id_cr = selector_payload(local), selector_payload(remote)
             rest += [qx.id_ci, qx.id_cr]
-        rest += self._nat_oa_payloads(p1, initiator=True)
+        rest += self._nat_oa_payloads(p1, True, mode)
         _, tail = encode_payloads(rest)
         h1 = crypto.qm_hash1(p1.suite.hash, p1.keys.skeyid_a, msgid, tail)
         qx.state = QuickState.I_QM1
@@ -217,14 +222,25 @@ class QuickMixin:
             qx.local_sel, qx.remote_sel = local, remote
         else:
             local, remote = address_selector(p1.local[0]), address_selector(p1.peer[0])
+        if local.network.version != remote.network.version:  # racoon's getsp_r(): no policy
+            raise QuickFail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
         sainfo = find_sainfo(self.config.sainfos, local, remote, p1.peer_identity)
         if sainfo is None:
             raise QuickFail("INVALID-ID-INFORMATION", Notify.INVALID_ID_INFORMATION)
-        choice = select_phase2(sa.proposals, sainfo, p1.remote.proposal_check,
-                               self._encap_modes(p1))
+        # transport mode as before (the SPD's GRE policy is not consulted); a tunnel only where
+        # a tunnel policy of ours covers the IDs, or where generate_policy lets the peer's
+        # selectors make one (racoon's get_proposal_r())
+        route = find_route(self.config.policies, "tunnel", local, remote, p1.local[0],
+                           p1.peer[0])
+        encaps = (self._encap(p1, "transport"),)
+        if route is not None or p1.remote.generate_policy != "off":
+            encaps += (self._encap(p1, "tunnel"),)
+        choice = select_phase2(sa.proposals, sainfo, p1.remote.proposal_check, encaps)
         if choice is None:
             raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         suite = choice.suite
+        qx.mode = suite.mode
+        qx.generated_policy = suite.mode == "tunnel" and route is None
         if (suite.pfs_group is None) != (ke is None):  # racoon: KE without PFS or PFS without KE
             raise QuickFail("NO-PROPOSAL-CHOSEN", Notify.NO_PROPOSAL_CHOSEN)
         qx.sainfo, qx.suite = sainfo, suite
@@ -247,7 +263,7 @@ class QuickMixin:
             out.append(KePayload(gx))
         if ids:
             out += ids
-        out += self._nat_oa_payloads(p1, initiator=False)
+        out += self._nat_oa_payloads(p1, False, suite.mode)
         if choice.responder_lifetime is not None:  # RFC 2407 §4.6.3.1, proposal_check claim
             out.append(NotifyPayload(Notify.RESPONDER_LIFETIME, Proto.ESP, prop.spi,
                                      encode_attributes(responder_lifetime_attrs(
@@ -306,7 +322,7 @@ class QuickMixin:
                     (e, default_bits(e, b)) for e, b in ours.encryption]
                 or suite.authentication not in ours.authentication
                 or suite.pfs_group != ours.pfs_group
-                or suite.encap not in self._encap_modes(qx.p1)):
+                or suite.encap != self._encap(qx.p1, qx.mode)):
             raise QuickFail("NO-PROPOSAL-CHOSEN")
         ids = [pl for pl in payloads if isinstance(pl, IdPayload)]
         if ids and (qx.id_ci is None or ids != [qx.id_ci, qx.id_cr]):
@@ -384,7 +400,8 @@ class QuickMixin:
             rekey_of = next((sa.spi_in for sa in self._peer_p2(p1.peer[0])
                              if not sa.replaced
                              and not sa.initiator
-                             and (sa.local_sel, sa.remote_sel) == (local_sel, remote_sel)), None)
+                             and (sa.local_sel, sa.remote_sel, sa.suite.mode)
+                             == (local_sel, remote_sel, suite.mode)), None)
         old = self._p2.get(rekey_of) if rekey_of is not None else None
         if old is not None:
             old.replaced = True
@@ -400,7 +417,7 @@ class QuickMixin:
                             "udp" if udp else "none", (p1.local[1], p1.peer[1]) if udp else None,
                             life, suite.lifetime_kb, selector_tuple(local_sel),
                             selector_tuple(remote_sel), suite.pfs_group, qx.initiator,
-                            rekey_of))
+                            rekey_of, qx.generated_policy))
         if qx.initiator and qx.rekey_of is not None and old is not None:
             self._delete_p2(old, now, "rekeyed", notify_peer=True)
 
@@ -428,7 +445,7 @@ class QuickMixin:
         pending = self._acquires.get(peer_address)
         if limit <= 0 or not pending:
             return
-        late = [entry for entry in pending if now >= entry[3] + limit]
+        late = [entry for entry in pending if now >= entry[-1] + limit]
         if not late:
             return
         left = [e for e in pending if e not in late]

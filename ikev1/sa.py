@@ -148,6 +148,8 @@ class QuickExchange:
     local_sel: TrafficSelector | None = None
     remote_sel: TrafficSelector | None = None
     rekey_of: int | None = None
+    mode: str = "transport"  # "transport" | "tunnel": asked for (initiator) or chosen
+    generated_policy: bool = False  # responder: a tunnel no policy allows, by generate_policy
     proposals_sa: SaPayload | None = None
     forget_at: float | None = None  # a finished exchange is kept to answer duplicates
     connected_wait: bool = False  # commit bit: Phase2Up waits for CONNECTED (RFC 2408 §3.1)

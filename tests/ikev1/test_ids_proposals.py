@@ -51,6 +51,32 @@ def test_bad_ids_refused():
     assert payload_selector(IdPayload(IdType.FQDN, 0, 0, b"x")) is None
 
 
+@pytest.mark.parametrize("first, last, net", [
+    ("10.1.0.0", "10.1.0.255", "10.1.0.0/24"), ("10.1.0.7", "10.1.0.7", "10.1.0.7/32"),
+    ("0.0.0.0", "255.255.255.255", "0.0.0.0/0"), ("fd00:1::", "fd00:1::ffff:ffff:ffff:ffff",
+                                                  "fd00:1::/64"),
+    ("10.1.0.1", "10.1.0.255", None), ("10.1.0.0", "10.1.1.127", None),
+    ("10.1.0.255", "10.1.0.0", None)])
+def test_a_range_id_is_taken_only_as_one_subnet(first, last, net):
+    lo, hi = ipaddress.ip_address(first), ipaddress.ip_address(last)
+    kind = IdType.IPV4_ADDR_RANGE if lo.version == 4 else IdType.IPV6_ADDR_RANGE
+    got = payload_selector(IdPayload(kind, 6, 80, lo.packed + hi.packed))
+    assert got == (None if net is None else TrafficSelector(ipaddress.ip_network(net), 6, 80))
+
+
+def test_ids_of_the_wrong_length_or_mask_are_refused():
+    v6 = ipaddress.ip_address("fd00::1").packed
+    assert payload_selector(IdPayload(IdType.IPV4_ADDR, 0, 0, v6)) is None  # no IPv6 from v4
+    assert payload_selector(IdPayload(IdType.IPV6_ADDR, 0, 0, bytes(4))) is None
+    gappy = bytes(16) + bytes.fromhex("ffff00ff" + "00" * 12)  # not contiguous
+    assert payload_selector(IdPayload(IdType.IPV6_ADDR_SUBNET, 0, 0, gappy)) is None
+    mask64 = bytes.fromhex("ff" * 8 + "00" * 8)
+    assert payload_selector(IdPayload(IdType.IPV6_ADDR_SUBNET, 0, 0, v6 + mask64)) is None
+    ok = ipaddress.ip_address("fd00::").packed + mask64
+    assert payload_selector(IdPayload(IdType.IPV6_ADDR_SUBNET, 0, 0, ok)) == sel("fd00::/64", 0)
+    assert payload_selector(IdPayload(IdType.IPV4_ADDR_RANGE, 0, 0, bytes(7))) is None
+
+
 def test_phase1_identity():
     assert identity_payload(None, "198.18.0.1").encode_body().hex() == "011101f4c6120001"
     fq = identity_payload(Identity("fqdn", "gw.example"), "198.18.0.1")
@@ -65,6 +91,51 @@ def test_sainfo_exact_match_beats_anonymous():
     assert find_sainfo(sainfos, sel("198.18.0.1/32"), sel("198.18.0.2/32"), None) is exact
     assert find_sainfo(sainfos, sel("198.18.0.1/32", 0), sel("198.18.0.2/32"), None) is anon
     assert find_sainfo((exact,), sel("198.18.0.9/32"), sel("198.18.0.2/32"), None) is None
+
+
+def test_sainfo_subnets_and_protocols_as_racoon_compares_them():
+    """racoon's getsainfo()/ipsecdoi_chkcmpids(): the same network and the same protocol, `any`
+    (0) matching only 0; an address ID and a /32 subnet alike."""
+    subnets = Phase2Policy(local_id=sel("10.1.0.0/24", 0), remote_id=sel("10.2.0.0/24", 0))
+    gre = Phase2Policy(local_id=sel("10.1.0.0/24"), remote_id=sel("10.2.0.0/24"))
+    both = (subnets, gre)
+    assert find_sainfo(both, sel("10.1.0.0/24", 0), sel("10.2.0.0/24", 0), None) is subnets
+    assert find_sainfo(both, sel("10.1.0.0/24"), sel("10.2.0.0/24"), None) is gre
+    assert find_sainfo((gre,), sel("10.1.0.0/24", 0), sel("10.2.0.0/24", 0), None) is None
+    assert find_sainfo((subnets,), sel("10.1.0.0/24", 6), sel("10.2.0.0/24", 6), None) is None
+    # neither a narrower nor a wider ID is the same ID
+    assert find_sainfo(both, sel("10.1.0.0/25", 0), sel("10.2.0.0/24", 0), None) is None
+    assert find_sainfo(both, sel("10.1.0.0/16", 0), sel("10.2.0.0/24", 0), None) is None
+    host = Phase2Policy(local_id=sel("10.1.0.5/32", 0), remote_id=sel("10.2.0.7/32", 0))
+    address_ids = payload_selector(IdPayload(IdType.IPV4_ADDR, 0, 0, bytes([10, 1, 0, 5])))
+    assert find_sainfo((host,), address_ids, sel("10.2.0.7/32", 0), None) is host
+
+
+def test_sainfo_ports_any_takes_every_port_and_a_port_its_own():
+    anyport = Phase2Policy(local_id=sel("10.1.0.0/24", 6), remote_id=sel("10.2.0.0/24", 6))
+    web = Phase2Policy(local_id=TrafficSelector(ipaddress.ip_network("10.1.0.0/24"), 6, 80),
+                       remote_id=sel("10.2.0.0/24", 6))
+    port80 = TrafficSelector(ipaddress.ip_network("10.1.0.0/24"), 6, 80)
+    assert find_sainfo((anyport,), port80, sel("10.2.0.0/24", 6), None) is anyport
+    assert find_sainfo((web,), port80, sel("10.2.0.0/24", 6), None) is web
+    assert find_sainfo((web,), sel("10.1.0.0/24", 6), sel("10.2.0.0/24", 6), None) is None
+
+
+def test_sainfo_order_is_racoons_weight_then_the_file():
+    """racoon's inssainfo()/prisainfo(): `from` ID 3, each named side 1, file order among
+    equals; a side `anonymous` takes any ID."""
+    local, remote = sel("10.1.0.0/24", 0), sel("10.2.0.0/24", 0)
+    anon = Phase2Policy(pfs_group=1)
+    half = Phase2Policy(local_id=local, pfs_group=2)  # `sainfo address ... anonymous`
+    exact = Phase2Policy(local_id=local, remote_id=remote, pfs_group=5)
+    exact2 = Phase2Policy(local_id=local, remote_id=remote, pfs_group=14)
+    gw = Identity("fqdn", "gw.example")
+    from_gw = Phase2Policy(peer_identity=gw, pfs_group=15)  # `sainfo anonymous from fqdn ...`
+    order = (anon, half, exact, exact2, from_gw)
+    assert find_sainfo(order, local, remote, "gw.example") is from_gw
+    assert find_sainfo(order, local, remote, "other") is exact
+    assert find_sainfo((anon, half), local, sel("10.9.0.0/24", 0), None) is half
+    assert find_sainfo((anon, half), sel("10.9.0.0/24", 0), remote, None) is anon
 
 
 def test_phase2_proposal_is_enc_times_auth_in_config_order():
