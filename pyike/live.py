@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from forward.specs import DeviceSpec, TunnelSpec
+from ikev1.policy import Phase2Route, TrafficSelector
 from pyike.tun import (
     DEFAULT_OUTER_MTU,
     host_addresses,
@@ -21,6 +22,7 @@ from pyike.tun import (
     outer_mtu_towards,
     tunnel_mode_mtu,
 )
+from spd.policy import PROTO_ANY
 
 log = logging.getLogger("pyike")
 
@@ -84,10 +86,11 @@ def setkey_files(config) -> list:
 
 
 def engine_config(config, tunnels: list[TunnelSpec]):
-    """The engine's configuration; without `listen` addresses the engine is told ours (the GRE
-    tunnels' local ends first), as racoon takes them from the interfaces. The list stays empty
-    only when the host has no global address yet: the daemon then refuses to initiate."""
-    engine = config.engine
+    """The engine's configuration, with the tunnel policies of the setkey files; without
+    `listen` addresses the engine is told ours (the GRE tunnels' local ends first), as racoon
+    takes them from the interfaces. The list stays empty only when the host has no global
+    address yet: the daemon then refuses to initiate."""
+    engine = dataclasses.replace(config.engine, policies=tunnel_routes(config_spd(config)))
     if engine.local_addresses:
         return engine
     known = [t.local for t in tunnels] + host_addresses()
@@ -101,6 +104,27 @@ def config_spd(config):
 
     local = [str(g.local) for g in getattr(config, "gre_tunnels", ())]
     return setkey_state(setkey_files(config), local, time.monotonic())[0]
+
+
+def tunnel_routes(spd) -> tuple[Phase2Route, ...]:
+    """What a peer's tunnel-mode quick mode may ask of us: each `out` policy whose ESP request
+    is in tunnel mode, its selectors ours then the peer's, its tunnel's ends ours then the
+    peer's (racoon looks the `in` twin up, getsp_r(); the two name the same pair), in the SPD's
+    lookup order. Ports stay as the SPD holds them (an ICMP type in a port, as racoon's IDs
+    carry it); IPsec's protocol `any` is the IDs' 0."""
+    routes = []
+    for policy in spd.policies("out"):
+        rule = next((r for r in policy.rules if r.protocol == "esp" and r.mode == "tunnel"),
+                    None)
+        if policy.action != "ipsec" or rule is None:
+            continue
+        proto = 0 if policy.proto == PROTO_ANY else policy.proto
+        routes.append(Phase2Route(
+            TrafficSelector(policy.src, proto, policy.sport),
+            TrafficSelector(policy.dst, proto, policy.dport), "tunnel",
+            None if rule.src is None else str(rule.src),
+            None if rule.dst is None else str(rule.dst)))
+    return tuple(routes)
 
 
 def log_warnings(config) -> None:

@@ -4,7 +4,8 @@ Defaults are racoon's (ipsec-tools 0.8 remoteconf.c newrmconf(), oakley.c): main
 be named, lifetime 8 hours, DPD off (dpd_delay 0) with retry 5 / maxfail 5, rekey on,
 initial_contact on, proposal_check strict, nat_traversal off, ike_frag off, nonce 16 bytes.
 `ike_frag` is racoon's IKE fragmentation (ikev1.fragment: `on` announces it, `force` fragments
-as initiator from the first message on); `generate_policy` other than off is refused.
+as initiator from the first message on); `generate_policy` (on = require, unique) lets the
+engine answer a tunnel-mode quick mode that no policy of setkey.conf covers, as racoon does.
 `inherit` copies the parent block; a `proposal` in the child replaces the inherited ones.
 """
 
@@ -30,6 +31,8 @@ _NOT_SUPPORTED = {
     "ph1id": "ph1id / remoteid matching",
 }
 _CERT_SWITCHES = ("verify_cert", "send_cert", "send_cr", "match_empty_cr")
+# racoon.conf(5): `on` and `require` mean the same (cftoken.l: on is 1, GENERATE_POLICY_REQUIRE)
+_GENERATE_LEVELS = {"on": "require", "off": "off", "require": "require", "unique": "unique"}
 SCRIPT_EVENTS = ("phase1_up", "phase1_down", "phase1_dead")
 
 
@@ -251,11 +254,8 @@ class RemoteParser:
         d.peers_identifiers.append(ident or Identity("address", ""))
 
     def _generate_policy(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
-        level = cur.choice("on, off, require or unique", ("on", "off", "require", "unique"))
-        if level != "off":  # raised before the ";", which the error recovery skips to
-            raise unsupported(kw, f"generate_policy {level}: pyike does not make policies from "
-                                  "a peer's proposal; write them in setkey.conf")
-        cur.end(kw)
+        level = cur.choice("on, off, require or unique", tuple(_GENERATE_LEVELS))
+        _set(d, "generate_policy", _GENERATE_LEVELS[level], cur, kw)
 
     def _dpd_switch(self, cur: Cursor, kw: Token, d: RemoteDraft) -> None:
         if not cur.switch():

@@ -47,8 +47,7 @@ def _where(errors: list[ConfigError]) -> list[tuple[str, int, str]]:
         ("gssapi.conf", [("gss_id_enc", 2), ("gssapi_krb", 10), ("gss_id", 11)]),
         (
             "roadwarrior.conf",
-            [("mode_cfg", 4), ("generate_policy", 12), ("mode_cfg", 13), ("xauth_psk_server", 17),
-             ("clientaddr", 22)],
+            [("mode_cfg", 4), ("mode_cfg", 13), ("xauth_psk_server", 17), ("clientaddr", 22)],
         ),
     ],
 )

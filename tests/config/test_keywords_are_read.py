@@ -24,8 +24,9 @@ from pyike.config.model import DaemonConfig, GreTunnel, TunnelDevice
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = ("ikev1", "pyike", "esp", "spd", "gre")  # pyike/config/ excluded below
-CONFIG_CLASSES = (DaemonConfig, GreTunnel, TunnelDevice, policy.EngineConfig, policy.RemotePolicy,
-                  policy.Phase1Proposal, policy.Phase2Policy, policy.TrafficSelector,
+CONFIG_CLASSES = (DaemonConfig, GreTunnel, TunnelDevice, policy.EngineConfig,
+                  policy.RemotePolicy, policy.Phase1Proposal, policy.Phase2Policy,
+                  policy.Phase2Route, policy.TrafficSelector,
                   policy.DpdSettings, policy.RetransmitTimer)
 # field -> where it is read when not as `.field`
 READ_OTHERWISE = {

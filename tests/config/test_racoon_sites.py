@@ -329,8 +329,8 @@ def test_isakmp_natt_with_a_port_is_the_port_ike_floats_to(write):
 
 @pytest.mark.parametrize(("statement", "outcome"), [
     ("ike_frag off;", "quiet"), ("ike_frag on;", "quiet"), ("ike_frag force;", "quiet"),
-    ("generate_policy off;", "quiet"), ("generate_policy on;", "error"),
-    ("generate_policy require;", "error"), ("generate_policy unique;", "error"),
+    ("generate_policy off;", "quiet"), ("generate_policy on;", "quiet"),
+    ("generate_policy require;", "quiet"), ("generate_policy unique;", "quiet"),
     ("support_proxy on;", "quiet"), ("support_proxy off;", "quiet")])
 def test_remote_statements_do_what_racoon_does_or_are_refused(write, statement, outcome):
     text = _conf(remote_body=f"""
@@ -350,6 +350,9 @@ def test_remote_statements_do_what_racoon_does_or_are_refused(write, statement, 
     assert said == ([(line, keyword)] if outcome == "warning" else [])
     if keyword == "ike_frag":  # racoon's three levels, kept for the engine (ikev1.fragment)
         assert [r.ike_frag for r in config.engine.remotes] == [statement.split()[1][:-1]]
+    if keyword == "generate_policy":  # racoon.conf(5): on and require are the same level
+        level = {"on;": "require"}.get(statement.split()[1], statement.split()[1][:-1])
+        assert [r.generate_policy for r in config.engine.remotes] == [level]
 
 
 def test_strict_address_is_what_pyike_always_does(write):
