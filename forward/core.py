@@ -318,7 +318,7 @@ class ForwardingCore:
         if self.device is not None:
             status["device"] = {
                 "name": self.device.spec.name, "mtu": self.device.spec.mtu,
-                "routes": [str(net) for net, _ in self.state.tunnel_routes()],
+                "routes": [str(net) for net, _, _ in self.state.tunnel_routes()],
                 "flows": len(self._flows),
                 "queued": sum(len(p.queue) for p in self._pending.values())}
         return status

@@ -19,7 +19,7 @@ from esp.sad import SAD
 from forward.specs import SaSpec
 from spd import dump as spd_dump
 from spd.db import SPD
-from spd.policy import PRIORITY_DEFAULT, PROTO_ANY, IPNetwork, IpsecRule, Policy
+from spd.policy import PRIORITY_DEFAULT, PROTO_ANY, IPAddress, IPNetwork, IpsecRule, Policy
 
 SOFT_FRACTION = 0.8  # racoon/the kernel: the soft lifetime is 80% of the hard one
 # Upper-layer protocols whose first four bytes are the source and destination ports (TCP
@@ -249,10 +249,11 @@ class SadState:
                     best = (width, sa)
         return None if best is None else best[1]
 
-    def tunnel_routes(self) -> list[tuple[IPNetwork, IPNetwork]]:
-        """(remote network, local network) of each outbound tunnel-mode policy: what the
-        tunnel-mode device must be routed for, and whose addresses are ours to send from."""
-        return [(p.dst, p.src) for p in self.spd.policies("out")
+    def tunnel_routes(self) -> list[tuple[IPNetwork, IPNetwork, IPAddress]]:
+        """(remote network, local network, far tunnel end) of each outbound tunnel-mode
+        policy: what the tunnel-mode device is routed for, whose addresses are ours to send
+        from, and the address that must never be routed into it."""
+        return [(p.dst, p.src, p.rules[0].dst) for p in self.spd.policies("out")
                 if p.action == "ipsec" and p.rules and p.rules[0].mode == "tunnel"]
 
     def inbound(self, spi: int) -> EspSA | None:

@@ -66,6 +66,7 @@ class DataPlane:
         self.by_fd: dict[int, Tunnel] = {}
         self.tunnel_tun: TunDevice | None = None  # the tunnel-mode device
         self.routes: dict[str, str | None] = {}  # routed into it: network -> preferred source
+        self.routes_refused: set[str] = set()  # networks holding a far end: said once
         self.apply_tunnels(tunnels)
         self.apply_device(device)
         self.esp_sock = _raw_socket(IPPROTO_ESP)
@@ -165,8 +166,14 @@ class DataPlane:
             return
         wanted: dict[str, str | None] = {}
         mine = None
-        for remote, local in self.core.state.tunnel_routes():
+        for remote, local, far_end in self.core.state.tunnel_routes():
             if str(remote) in wanted:
+                continue
+            if far_end in remote:  # the ESP itself would be routed into the device: a loop
+                if str(remote) not in self.routes_refused:
+                    self.routes_refused.add(str(remote))
+                    log.warning("%s: not routing %s into the device: it holds the tunnel's "
+                                "far end %s", self.tunnel_tun.name, remote, far_end)
                 continue
             if mine is None:
                 mine = [ipaddress.ip_address(a) for a in host_addresses()]

@@ -81,7 +81,11 @@ class EventHandler:
             counters["negotiation_failed"] += 1
             log.warning("phase %d negotiation with %s[%d] failed: %s", e.phase, e.peer[0],
                         e.peer[1], e.reason)
-            self.negotiated(e.peer[0])
+            if e.phase == 1:
+                # a refused quick mode fails at once: the acquire's guard then holds, so the
+                # packets that keep coming retry it no more often than a kernel's larval SA
+                # lets racoon (ACQUIRE_GUARD_S), not once a second
+                self.negotiated(e.peer[0])
         elif isinstance(e, ev.Refused):  # unproven input: the engine folds these per reason
             more = f" ({e.folded} more since the last such line)" if e.folded else ""
             log.warning("refused from %s[%d], maybe forged: %s%s", e.peer[0], e.peer[1],

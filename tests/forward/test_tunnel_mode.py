@@ -221,7 +221,7 @@ def test_a_responder_with_generate_policy_makes_the_pair_and_drops_it_with_the_s
     install(b, ba, ab, LAN_B, LAN_A, generate=True)
     assert [(str(p.src), str(p.dst), p.direction) for p in b.state.spd.policies()] == [
         (LAN_A, LAN_B, "in"), (LAN_B, LAN_A, "out")]
-    assert [str(net) for net, _ in b.state.tunnel_routes()] == [LAN_A]
+    assert [str(net) for net, _, _ in b.state.tunnel_routes()] == [LAN_A]
     b.from_device(PONG, 0.0)
     assert len(b.esp_out) == 1
     b.remove(ab.spi, "in")
