@@ -2,7 +2,7 @@
 site's files (examples/tunnel: racoon.conf and setkey.conf as racoon reads them, plus pyike's
 tunnel_device), over IPv4 and over IPv6 outer addresses: ping and iperf3 between the LAN hosts,
 the wire shows only IKE and ESP, scapy opens the ESP with the keys pyike shows, and the routes
-into the device come and go with pyike."""
+into the device come and go with pyike; and the seed's GRE set-up over IPv6 outer addresses."""
 
 from __future__ import annotations
 
@@ -116,5 +116,40 @@ def test_lan_to_lan_in_tunnel_mode(family, tmp_path):
         a.stop()
         wait_for(lambda: DEVICE not in in_ns(topo.ns["a"], "ip", "route", "show",
                                              LAN["b"][2]).stdout, 10, what="route gone")
+    finally:
+        topo.destroy()
+
+
+def test_gre_over_ipv6_outside(tmp_path):
+    """The seed article's GRE set-up with IPv6 outer addresses: IKE, ESP and GRE (as ip6gre puts
+    it on the wire) over IPv6, IPv4 LANs inside; the wire carries IKE and ESP only."""
+    from scapy.all import UDP, IPv6, rdpcap
+
+    from tests.e2e.conftest import _can_run
+    from tests.e2e.netns import Topology
+
+    if reason := _can_run():
+        pytest.skip(reason)
+    a6, b6 = OUTER6["a"], OUTER6["b"]
+    setkey = {side: (f"spdadd {me}/128 {peer}/128 gre -P out ipsec esp/transport//require;\n"
+                     f"spdadd {peer}/128 {me}/128 gre -P in ipsec esp/transport//require;\n")
+              for side, me, peer in (("a", a6, b6), ("b", b6, a6))}
+    topo = Topology(f"pk{os.getpid() % 10000}gre6", ipv6=True)
+    pcap = tmp_path / "wan.pcap"
+    try:
+        topo.create()
+        topo.write_configs(outer=OUTER6, setkey_text=setkey)
+        with capture(topo.ns["a"], "wan0", pcap):
+            for r in topo.routers.values():
+                r.start()
+            topo.route_lans()
+            out = topo.ping(count=5, interval=0.2, deadline=30)
+            assert " 0% packet loss" in out.stdout, out.stdout + log_of(topo.routers["a"])
+        entries = sad(topo.routers["a"])
+        assert {(e["src"], e["dst"], e["mode"]) for e in entries} == {
+            (a6, b6, "transport"), (b6, a6, "transport")}
+        packets = [p for p in rdpcap(str(pcap)) if IPv6 in p and p[IPv6].nh not in (0, 58)]
+        assert {p[IPv6].nh for p in packets} == {17, 50}
+        assert all(p[UDP].dport == 500 for p in packets if UDP in p)
     finally:
         topo.destroy()
