@@ -339,6 +339,11 @@ async def status(ops: Operations, args: list[str], want_json: bool) -> dict[str,
     for t in data["tunnels"]:
         lines.append(f"{t['name']}: {t['address']} peer {t['peer']} mtu {t['mtu']} GRE "
                      f"{t['local']}->{t['remote']} policy {t['out_action'] or 'none'}")
+    if data.get("device"):
+        d = data["device"]
+        lines.append(f"{d['name']}: ESP tunnel mode, mtu {d['mtu']}, routes "
+                     f"{' '.join(d['routes']) or '(none)'}, {d['flows']} flow(s), "
+                     f"{d['queued']} packet(s) waiting for an SA")
     for section in ("daemon", "engine", "dataplane"):
         counters = data[section]
         if counters:

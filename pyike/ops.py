@@ -119,4 +119,5 @@ class Operations:
             "phase1": self._engine.phase1_count(), "phase2": len(self._events.pairs),
             "daemon": d.live.counters, "engine": engine_counters,
             "dataplane": dp["counters"], "tunnels": dp["tunnels"],
+            "device": dp.get("device"),  # the tunnel-mode device, None without one
         }

@@ -72,7 +72,8 @@ def test_lan_to_lan_in_tunnel_mode(family, tmp_path):
         routes = in_ns(topo.ns["a"], "ip", "route", "show", LAN["b"][2]).stdout
         assert f"dev {DEVICE}" in routes, routes
         status = a.ctl_json("status")
-        assert status["phase2"] == 1
+        assert status["phase2"] == 1 and status["device"]["routes"] == [LAN["b"][2]]
+        assert f"{DEVICE}: ESP tunnel mode" in a.ctl("status").stdout
 
         # the wire: IKE (UDP 500) and ESP between the routers' outer addresses, nothing else
         ip_layer = IPv6 if v6 else IP
