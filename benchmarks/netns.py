@@ -11,6 +11,7 @@ not collide. Routes between the LANs are left to the tunnel set-up (or `route_pl
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass
 
@@ -68,9 +69,20 @@ class Line:
         ip("route", "add", LAN_B, "via", ROUTER_B_WAN, netns=self.router_a)
         ip("route", "add", LAN_A, "via", ROUTER_A_WAN, netns=self.router_b)
 
+    def delivered_packets(self) -> int:
+        """Packets both routers have handed to their LAN host so far: every packet that came
+        out of the tunnel, in either direction (TCP's ACKs too)."""
+        return sum(link_packets(ns, "lan0")[1] for ns in (self.router_a, self.router_b))
+
     def teardown(self) -> None:
         for name in self.names:
             delete_netns(name)
+
+
+def link_packets(netns: str, dev: str) -> tuple[int, int]:
+    """(received, sent) packets of dev in netns so far: the kernel's interface counters."""
+    stats = json.loads(ip("-j", "-s", "link", "show", "dev", dev, netns=netns))[0]["stats64"]
+    return stats["rx"]["packets"], stats["tx"]["packets"]
 
 
 def _veth(ns1: str, if1: str, ns2: str, if2: str, mtu: int) -> None:

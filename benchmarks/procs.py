@@ -199,6 +199,12 @@ def cpu_snapshot(pids: list[int]) -> dict[int, float]:
     return out
 
 
+def cpu_used(before: dict[int, float], after: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds the processes in pids spent between two snapshots; a process missing from
+    either snapshot adds nothing."""
+    return sum(after[p] - before.get(p, after[p]) for p in pids if p in after)
+
+
 def busiest_percent(before: dict[int, float], after: dict[int, float], wall: float) -> float | None:
     """The highest CPU use (% of one core) of any one process between two snapshots."""
     if not after or wall <= 0:

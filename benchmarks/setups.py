@@ -81,13 +81,17 @@ class TunnelSetup:
         return "\n".join(parts)
 
     def pids(self) -> list[int]:
-        """The processes doing the forwarding (for CPU accounting)."""
+        """Every live process the set-up started on the routers, and their children."""
         out = []
         for proc in self.procs:
             if proc.poll() is None:
                 out.append(proc.pid)
                 out.extend(procs.descendants(proc.pid))
         return out
+
+    def forwarding_pids(self) -> list[int]:
+        """The processes that forward the packets on both routers (for CPU per packet)."""
+        return self.pids()
 
     def down(self) -> None:
         for proc in self.procs:
@@ -158,6 +162,10 @@ class StrongswanSetup(TunnelSetup):
 
     def logs(self) -> str:
         return "\n".join(c.log_text()[-1500:] for c in self.charons)
+
+    def forwarding_pids(self) -> list[int]:
+        """charon on each router: libipsec's ESP runs in its threads (starter only watches)."""
+        return [pid for c in self.charons if (pid := c.charon_pid()) is not None]
 
     def down(self) -> None:
         for c in self.charons:
@@ -244,6 +252,11 @@ class PyikeSetup(TunnelSetup):
 
     def check(self) -> None:
         import pyike.cli  # noqa: F401
+
+    def forwarding_pids(self) -> list[int]:
+        """The forwarding process each daemon forked (pyike.dataplane), not the IKE process."""
+        return [pid for proc in self.procs if proc.poll() is None
+                for pid in procs.descendants(proc.pid)]
 
     def start(self) -> None:
         sides = (

@@ -34,18 +34,27 @@ def _skipped(name: str, result: dict | None) -> str | None:
 def throughput(result: dict) -> list[str]:
     setups = [k for k in _SETUP_ORDER if result["setups"].get(k, {}).get("available")]
     labels = {k: result["setups"][k]["label"] for k in setups}
+    anchors = list(result["ratios"][result["tests"][0]])
     out = [
         f"Throughput, host A to host B through each set-up: median (min-max) of "
-        f"{result['rounds']} interleaved rounds of {result['seconds']} s.",
+        f"{result['rounds']} interleaved rounds of {result['seconds']} s; then the CPU "
+        "microseconds both routers' forwarding processes spent per packet out of the tunnel "
+        f"({result['packet_counter']}).",
         "",
-        _row(["test", *[labels[k] for k in setups], "pyike/relay", "pyike/strongSwan"]),
-        _row(["---"] * (len(setups) + 3)),
+        _row(["test", *[labels[k] for k in setups], *anchors]),
+        _row(["---"] * (len(setups) + len(anchors) + 1)),
     ]
     for test in result["tests"]:
         name = "TCP, Mbit/s" if test == "tcp" else f"UDP {test[3:]}-byte packets, packets/s"
         ratios = result["ratios"][test]
         out.append(_row([name, *[_cell(result["results"][test].get(k)) for k in setups],
-                         fmt(ratios["pyike/relay"], 2), fmt(ratios["pyike/strongswan"], 2)]))
+                         *[fmt(ratios[a], 2) for a in anchors]]))
+    for test in result["tests"]:
+        name = "TCP" if test == "tcp" else f"UDP {test[3:]}-byte packets"
+        ratios = result["cost_ratios"][test]
+        out.append(_row([f"{name}, CPU-µs per packet",
+                         *[_cell(result["cpu_us_per_packet"][test].get(k), 1) for k in setups],
+                         *[fmt(ratios[a], 2) for a in anchors]]))
     for meta in result["setups"].values():
         if not meta["available"]:
             out.append(f"\n{meta['label']}: not measured ({meta['error']}).")

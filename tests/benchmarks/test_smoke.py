@@ -131,6 +131,11 @@ def test_throughput_smoke(tmp_path, netns_clean):
         cpu = result["busiest_cpu_percent"][test]
         assert all(cpu[k]["median"] > 0 for k in available - {"veth"})
         assert "veth" not in cpu
+        # CPU per packet: the forwarding processes spent time and the counters moved.
+        cost = result["cpu_us_per_packet"][test]
+        assert set(cost) == available - {"veth"}, cost
+        assert all(cost[k]["median"] > 0 for k in cost), cost
+        assert _is_number(result["cost_ratios"][test]["pyike/relay"])
     _check_plots(result)
 
 
