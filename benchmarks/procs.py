@@ -106,13 +106,15 @@ def finish(proc: subprocess.Popen) -> None:
 
 
 def run(
-    argv: Sequence[str], netns: str | None = None, timeout: float = 30.0, check: bool = True
+    argv: Sequence[str], netns: str | None = None, timeout: float = 30.0, check: bool = True,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run argv to completion (inside netns when given), bounded by timeout, output captured."""
+    """Run argv to completion (inside netns when given), bounded by timeout, output captured;
+    `input` is its standard input."""
     cmd = list(argv)
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
     if check and result.returncode != 0:
         raise RuntimeError(
             f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()[-500:]}"

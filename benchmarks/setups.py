@@ -4,6 +4,7 @@
   HMAC-SHA1-96), files shaped like the racoon GRE-over-IPsec article.
 - relay: benchmarks.relay on both routers (TUN -> GRE -> raw socket, no ESP).
 - strongswan: charon + kernel-libipsec on both routers (ESP tunnel mode in UDP 4500).
+- wireguard: wireguard-go on both routers (WireGuard in UDP 51820, userspace, in Go).
 - veth: the routers forward LAN to LAN with no tunnel at all.
 
 `up()` builds the line, starts what runs on the routers and waits until host A can ping host B;
@@ -20,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import netns, procs, strongswan
+from benchmarks import netns, procs, strongswan, wireguard
 
 REPO = Path(__file__).resolve().parent.parent
 PSK = "bench-only-psk-7f3a"  # a throwaway key for namespaces that live for one run
@@ -174,6 +175,34 @@ class StrongswanSetup(TunnelSetup):
         super().down()
 
 
+class WireguardSetup(TunnelSetup):
+    key = "wireguard"
+    label = "wireguard-go"
+    note = ("userspace WireGuard in Go: ChaCha20-Poly1305 in UDP 51820, on as many threads as "
+            "there are cores (encapsulation and cipher differ; TUN MTU 1420, its default)")
+    dev = "wg0"
+
+    def check(self) -> None:
+        wireguard.require()
+
+    def start(self) -> None:
+        keys = {side: wireguard.keypair() for side in "ab"}
+        sides = (
+            ("a", "b", self.line.router_a, netns.ROUTER_B_WAN, TUNNEL_ADDRESS_A, TUNNEL_ADDRESS_B,
+             netns.LAN_B),
+            ("b", "a", self.line.router_b, netns.ROUTER_A_WAN, TUNNEL_ADDRESS_B, TUNNEL_ADDRESS_A,
+             netns.LAN_A),
+        )
+        for side, other, ns, remote, address, peer, lan in sides:
+            daemon = wireguard.WireguardGo(ns, self.dev, self.workdir)
+            daemon.start()
+            self.procs.append(daemon.proc)
+            daemon.configure(keys[side][0], keys[other][1], remote, [lan, f"{peer}/32"])
+            netns.ip("addr", "add", address, "peer", peer, "dev", self.dev, netns=ns)
+            netns.ip("link", "set", self.dev, "up", netns=ns)
+            netns.ip("route", "add", lan, "dev", self.dev, netns=ns)
+
+
 # racoon.conf for one router, shaped like the article's (main mode, AES/SHA1, DH 2, PFS 2).
 _RACOON_CONF = """\
 path pre_shared_key "{dir}/psk.txt";
@@ -291,4 +320,5 @@ def _link_is_up(ns: str, dev: str) -> bool:
     return any("UP" in link.get("flags", ()) for link in json.loads(out.stdout or "[]"))
 
 
-ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, VethSetup)}
+ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, WireguardSetup,
+                                VethSetup)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from benchmarks.report import fmt
 
-_SETUP_ORDER = ("pyike", "relay", "strongswan", "veth")
+_SETUP_ORDER = ("pyike", "relay", "strongswan", "wireguard", "veth")
 
 
 def _cell(stats: dict | None, digits: int = 0) -> str:

@@ -12,8 +12,8 @@ by the kernel's interface counters as the packets both routers sent to their LAN
 tx_packets: what came out of the tunnel, both directions, so TCP's ACKs count). One such packet
 costs one encapsulation on one router and one decapsulation on the other. The forwarding
 processes are pyike's forked forwarding process (not its IKE process), the relay's Python
-process, and charon (whose libipsec threads seal and open). Packets a router dropped are not
-counted, so a set-up that drops work it has paid for shows a higher cost.
+process, charon (whose libipsec threads seal and open) and wireguard-go. Packets a router
+dropped are not counted, so a set-up that drops work it has paid for shows a higher cost.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from benchmarks import netns, procs, report, setups
 
 PACKET_SIZES = (64, 512, 1400)  # inner IPv4 packet bytes
-ANCHORS = ("relay", "strongswan")  # the set-ups pyike's figures are divided by
+ANCHORS = ("relay", "strongswan", "wireguard")  # the set-ups pyike's figures are divided by
 IP_UDP_HEADERS = 28  # IPv4 (20, RFC 791) + UDP (8, RFC 768)
 
 
@@ -157,7 +157,7 @@ def summarize(results: dict, cpu: dict, cost: dict, info: dict, tests: list[str]
     for key, meta in info.items():
         if not meta["available"]:
             print(f"  {key}: not measured ({meta['error']})")
-        elif key == "strongswan":
+        elif key in ("strongswan", "wireguard"):
             print(f"  {key}: {meta['note']}")
     if any(t.startswith("udp") for t in tests):
         print("  UDP: unlimited sender; it shares the two cores with the forwarding processes.")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import procs, report, strongswan
+from benchmarks import procs, report, strongswan, wireguard
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,12 +38,17 @@ def _netns_ready() -> str | None:
     return None
 
 
-def _have_strongswan() -> bool:
+def _have(require) -> bool:
+    """Whether an anchor's programs are here (require() installs them when it can)."""
     try:
-        strongswan.require()
+        require()
     except procs.Missing:
         return False
     return True
+
+
+def _have_strongswan() -> bool:
+    return _have(strongswan.require)
 
 
 @pytest.fixture
@@ -120,8 +125,11 @@ def test_throughput_smoke(tmp_path, netns_clean):
     result = throughput.run(rounds=1, smoke=True, out_dir=tmp_path)
     assert result["tests"] == ["tcp", "udp1400"]
     expected = {"pyike", "relay", "veth"} | ({"strongswan"} if _have_strongswan() else set())
+    expected |= {"wireguard"} if _have(wireguard.require) else set()
     available = {k for k, v in result["setups"].items() if v["available"]}
     assert expected <= available, {k: v["error"] for k, v in result["setups"].items()}
+    if "wireguard" not in available:  # a row with the reason and the install command
+        assert "apt-get install wireguard" in result["setups"]["wireguard"]["error"]
     for test in result["tests"]:
         for key in available:
             stats = result["results"][test][key]
@@ -136,6 +144,9 @@ def test_throughput_smoke(tmp_path, netns_clean):
         assert set(cost) == available - {"veth"}, cost
         assert all(cost[k]["median"] > 0 for k in cost), cost
         assert _is_number(result["cost_ratios"][test]["pyike/relay"])
+        if "wireguard" in available:
+            assert _is_number(result["ratios"][test]["pyike/wireguard"])
+            assert _is_number(result["cost_ratios"][test]["pyike/wireguard"])
     _check_plots(result)
 
 
