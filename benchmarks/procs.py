@@ -69,6 +69,30 @@ def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
             continue
 
 
+def stop_many(procs: Sequence[subprocess.Popen], grace: float = 5.0) -> None:
+    """stop() for many processes at once: SIGTERM to every group first, then one shared grace
+    period, then SIGKILL to what is left; their cleanup entries are dropped."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=2.0)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        token = getattr(proc, "cleanup_token", None)
+        if token is not None:
+            forget(token)
+
+
 def spawn(
     argv: Sequence[str],
     netns: str | None = None,
@@ -205,6 +229,22 @@ def cpu_used(before: dict[int, float], after: dict[int, float], pids: list[int])
     """CPU seconds the processes in pids spent between two snapshots; a process missing from
     either snapshot adds nothing."""
     return sum(after[p] - before.get(p, after[p]) for p in pids if p in after)
+
+
+def pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of the processes together (a page shared by n processes counts
+    1/n to each), from /proc/PID/smaps_rollup; processes gone or unreadable add nothing."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def busiest_percent(before: dict[int, float], after: dict[int, float], wall: float) -> float | None:

@@ -19,6 +19,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import netns, procs, strongswan, wireguard
@@ -203,16 +205,30 @@ class WireguardSetup(TunnelSetup):
             netns.ip("route", "add", lan, "dev", self.dev, netns=ns)
 
 
-# racoon.conf for one router, shaped like the article's (main mode, AES/SHA1, DH 2, PFS 2).
-_RACOON_CONF = """\
-path pre_shared_key "{dir}/psk.txt";
+@dataclass(frozen=True)
+class GrePeer:
+    """One `gre` block of a router's racoon.conf and the IKE peer at its far end."""
+
+    dev: str  # the TUN device
+    remote: str  # the peer's outer address
+    address: str  # this end's tunnel address
+    peer: str  # the far end's tunnel address
+
+
+# racoon.conf for one router, shaped like the article's (main mode, AES/SHA1, DH 2, PFS 2): the
+# head, then a gre and a remote block per peer, then the sainfo.
+_RACOON_HEAD = """\
+path pre_shared_key "{dir}/psk-{side}.txt";
 path pidfile "{dir}/racoon-{side}.pid";
 setkey "{dir}/setkey-{side}.conf";
 listen {{
     isakmp {local} [500];
     adminsock "{dir}/admin-{side}.sock";
 }}
-gre "tun0" {{
+"""
+
+_RACOON_PEER = """\
+gre "{dev}" {{
     local {local};
     remote {remote};
     address {address} peer {peer};
@@ -224,15 +240,17 @@ remote {remote} {{
     peers_identifier address {remote};
     lifetime time 24 hours;
 {proposals}}}
-sainfo anonymous {{
+"""
+
+_RACOON_SAINFO = """\
+sainfo anonymous {
     pfs_group 2;
     encryption_algorithm aes;
     authentication_algorithm hmac_sha1;
     lifetime time 86400 seconds;
     compression_algorithm deflate;
-}}
+}
 """
-
 
 
 def racoon_proposal(dh_group: int) -> str:
@@ -243,12 +261,21 @@ def racoon_proposal(dh_group: int) -> str:
     )
 
 
-_SETKEY_CONF = """\
-flush;
-spdflush;
-spdadd {local}/32[0] {remote}/32[0] gre -P out ipsec esp/transport//require;
-spdadd {remote}/32[0] {local}/32[0] gre -P in ipsec esp/transport//require;
-"""
+def setkey_text(local: str, remotes: Sequence[str]) -> str:
+    """setkey.conf asking for ESP transport mode on GRE between `local` and each remote."""
+    lines = ["flush;", "spdflush;"]
+    for remote in remotes:
+        lines.append(f"spdadd {local}/32[0] {remote}/32[0] gre -P out ipsec "
+                     "esp/transport//require;")
+        lines.append(f"spdadd {remote}/32[0] {local}/32[0] gre -P in ipsec "
+                     "esp/transport//require;")
+    return "\n".join(lines) + "\n"
+
+
+def write_psk(path: Path, peers: Sequence[str]) -> None:
+    """psk.txt with PSK for each peer address, readable by its owner only (racoon insists)."""
+    path.write_text("".join(f"{peer} {PSK}\n" for peer in peers))
+    os.chmod(path, 0o600)
 
 
 def pyike_command() -> list[str]:
@@ -259,19 +286,33 @@ def pyike_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from pyike.cli import main; sys.exit(main())"]
 
 
-def write_pyike_files(workdir: Path, side: str, local: str, remote: str, address: str,
-                      peer: str) -> Path:
+def write_pyike_files(workdir: Path, side: str, local: str, peers: Sequence[GrePeer]) -> Path:
     """racoon.conf, setkey.conf and psk.txt for one router; returns racoon.conf's path."""
-    psk = workdir / "psk.txt"
-    psk.write_text(f"{netns.ROUTER_A_WAN} {PSK}\n{netns.ROUTER_B_WAN} {PSK}\n")
-    os.chmod(psk, 0o600)
-    (workdir / f"setkey-{side}.conf").write_text(_SETKEY_CONF.format(local=local, remote=remote))
+    write_psk(workdir / f"psk-{side}.txt", [p.remote for p in peers])
+    (workdir / f"setkey-{side}.conf").write_text(setkey_text(local, [p.remote for p in peers]))
     conf = workdir / f"racoon-{side}.conf"
-    conf.write_text(_RACOON_CONF.format(
-        dir=workdir, side=side, local=local, remote=remote, address=address, peer=peer,
-        proposals=racoon_proposal(2),
-    ))
+    conf.write_text(_RACOON_HEAD.format(dir=workdir, side=side, local=local) + "".join(
+        _RACOON_PEER.format(dev=p.dev, local=local, remote=p.remote, address=p.address,
+                            peer=p.peer, proposals=racoon_proposal(2))
+        for p in peers) + _RACOON_SAINFO)
     return conf
+
+
+def start_pyike(ns: str, conf: Path, log: Path, check: bool = True) -> subprocess.Popen:
+    """Start `pyike -F` on conf in ns; with check, `pyike -t` must accept conf first."""
+    if check:
+        result = procs.run([*pyike_command(), "-t", "-f", str(conf)], netns=ns, check=False,
+                           timeout=30)
+        if result.returncode != 0:
+            raise SetupError(f"pyike -t rejects {conf.name}: {result.stdout}{result.stderr}")
+    return procs.spawn([*pyike_command(), "-F", "-f", str(conf)], netns=ns, log=str(log),
+                       env=python_env())
+
+
+def forwarding_children(daemons: Sequence[subprocess.Popen]) -> list[int]:
+    """The forwarding process each live pyike daemon forked (pyike.dataplane), not the IKE
+    process itself."""
+    return [pid for proc in daemons if proc.poll() is None for pid in procs.descendants(proc.pid)]
 
 
 class PyikeSetup(TunnelSetup):
@@ -283,9 +324,7 @@ class PyikeSetup(TunnelSetup):
         import pyike.cli  # noqa: F401
 
     def forwarding_pids(self) -> list[int]:
-        """The forwarding process each daemon forked (pyike.dataplane), not the IKE process."""
-        return [pid for proc in self.procs if proc.poll() is None
-                for pid in procs.descendants(proc.pid)]
+        return forwarding_children(self.procs)
 
     def start(self) -> None:
         sides = (
@@ -295,29 +334,24 @@ class PyikeSetup(TunnelSetup):
              TUNNEL_ADDRESS_A, netns.LAN_A),
         )
         for side, ns, local, remote, address, peer, _lan in sides:
-            conf = write_pyike_files(self.workdir, side, local, remote, address, peer)
-            check = procs.run([*pyike_command(), "-t", "-f", str(conf)], netns=ns, check=False,
-                              timeout=30)
-            if check.returncode != 0:
-                raise SetupError(f"pyike -t rejects {conf.name}: {check.stdout}{check.stderr}")
-            self.procs.append(procs.spawn(
-                [*pyike_command(), "-F", "-f", str(conf)], netns=ns,
-                log=str(self.workdir / f"pyike-{side}.log"), env=python_env(),
-            ))
+            conf = write_pyike_files(self.workdir, side, local,
+                                     [GrePeer("tun0", remote, address, peer)])
+            self.procs.append(start_pyike(ns, conf, self.workdir / f"pyike-{side}.log"))
         for _side, ns, *_rest, lan in sides:
             # pyike makes the device, then sets its MTU and address, then brings it up: a
             # route through it is refused until it is up ("Device for nexthop is not up")
-            if not procs.wait_until(lambda ns=ns: _link_is_up(ns, "tun0"), 15.0, 0.1):
+            if not procs.wait_until(lambda ns=ns: "tun0" in links_up(ns), 15.0, 0.1):
                 raise SetupError(f"pyike did not bring tun0 up in {ns}\n{self.logs()}")
             netns.ip("route", "add", lan, "dev", "tun0", netns=ns)
 
 
-def _link_is_up(ns: str, dev: str) -> bool:
-    """Whether `dev` exists in `ns` and is administratively up (IFF_UP)."""
-    out = procs.run(["ip", "-j", "link", "show", "dev", dev], netns=ns, check=False)
+def links_up(ns: str) -> set[str]:
+    """The names of the devices in `ns` that are administratively up (IFF_UP)."""
+    out = procs.run(["ip", "-j", "link", "show", "up"], netns=ns, check=False)
     if out.returncode != 0:
-        return False
-    return any("UP" in link.get("flags", ()) for link in json.loads(out.stdout or "[]"))
+        return set()
+    return {link["ifname"] for link in json.loads(out.stdout or "[]")
+            if "UP" in link.get("flags", ())}
 
 
 ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, WireguardSetup,

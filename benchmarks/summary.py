@@ -61,6 +61,31 @@ def throughput(result: dict) -> list[str]:
     return out
 
 
+def hub(result: dict) -> list[str]:
+    name = result["ratio_name"]
+    out = [
+        f"One pyike hub, every spoke sending to the hub's LAN host at once: aggregate throughput "
+        f"and the hub forwarding process's CPU microseconds per packet "
+        f"({result['packet_counter']}), median (min-max) of {result['rounds']} rounds of "
+        f"{result['seconds']} s, and the ratios {name} spokes of the medians:",
+        "",
+        _row(["test", *[f"{n} spokes" for n in result["spokes"]], f"{name}"]),
+        _row(["---"] * (len(result["spokes"]) + 2)),
+    ]
+    points = result["points"]
+    for test in result["tests"]:
+        what = "TCP" if test == "tcp" else f"UDP {test[3:]}-byte packets"
+        for key, digits, label in (("results", 0, f"{what}, {result['units'][test]}"),
+                                   ("cpu_us_per_packet", 1, f"{what}, hub CPU-µs per packet")):
+            ratio = result["ratios"][test]["throughput" if key == "results" else key]
+            out.append(_row([label, *[_cell(points[str(n)][key].get(test), digits)
+                                      for n in result["spokes"]], fmt(ratio, 2)]))
+    for n in result["spokes"]:
+        if not points[str(n)]["available"]:
+            out.append(f"\n{n} spokes: not measured ({points[str(n)]['error']}).")
+    return out
+
+
 def handshake(result: dict) -> list[str]:
     responders = result["responders"]
     out = [
@@ -139,8 +164,8 @@ def esp(result: dict) -> list[str]:
     return out
 
 
-SECTIONS = (("throughput", throughput), ("handshake", handshake), ("memory", memory),
-            ("profile", profile), ("esp", esp))
+SECTIONS = (("throughput", throughput), ("hub", hub), ("handshake", handshake),
+            ("memory", memory), ("profile", profile), ("esp", esp))
 
 
 def markdown(results: dict, command: str) -> str:

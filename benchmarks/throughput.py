@@ -33,25 +33,41 @@ def tests_for(smoke: bool) -> list[str]:
     return ["tcp", "udp1400"] if smoke else ["tcp", *[f"udp{size}" for size in PACKET_SIZES]]
 
 
-def iperf(line: netns.Line, test: str, seconds: int) -> float:
-    """One iperf3 run; Mbit/s of TCP goodput, or packets/s received for a UDP test."""
-    argv = ["iperf3", "-c", netns.HOST_B, "-t", str(seconds), "-J", "--connect-timeout", "3000"]
-    size = 0
+def iperf_argv(test: str, server: str, seconds: int, port: int = 5201,
+               bind: str | None = None) -> list[str]:
+    """iperf3's client command line for one test (JSON output, unlimited UDP rate)."""
+    argv = ["iperf3", "-c", server, "-p", str(port), "-t", str(seconds), "-J",
+            "--connect-timeout", "3000"]
+    if bind:
+        argv += ["-B", bind]
     if test.startswith("udp"):
-        size = int(test[3:])
-        argv += ["-u", "-b", "0", "-l", str(size - IP_UDP_HEADERS)]
-    result = procs.run(argv, netns=line.host_a, timeout=seconds + 20, check=False)
+        argv += ["-u", "-b", "0", "-l", str(int(test[3:]) - IP_UDP_HEADERS)]
+    return argv
+
+
+def iperf_value(test: str, output: str) -> float:
+    """Mbit/s of TCP goodput, or packets/s received for a UDP test, from iperf3's JSON report
+    (anything printed before the JSON document is skipped)."""
+    start = output.find("{")
     try:
-        data = json.loads(result.stdout)
-    except json.JSONDecodeError as exc:
-        raise RuntimeError(f"iperf3 {test}: {result.stderr.strip() or result.stdout[-300:]}") \
-            from exc
+        data, _ = json.JSONDecoder().raw_decode(output[start:]) if start >= 0 else ({}, 0)
+    except json.JSONDecodeError:
+        data = {}
+    if not data:
+        raise RuntimeError(f"iperf3 {test}: {output.strip()[-300:]}")
     if "error" in data:
         raise RuntimeError(f"iperf3 {test}: {data['error']}")
     received = data["end"]["sum_received"]
-    if size:
-        return received["bytes"] / (size - IP_UDP_HEADERS) / received["seconds"]
+    if test.startswith("udp"):
+        return received["bytes"] / (int(test[3:]) - IP_UDP_HEADERS) / received["seconds"]
     return received["bits_per_second"] / 1e6
+
+
+def iperf(line: netns.Line, test: str, seconds: int) -> float:
+    """One iperf3 run from host A to host B (see iperf_value)."""
+    result = procs.run(iperf_argv(test, netns.HOST_B, seconds), netns=line.host_a,
+                       timeout=seconds + 20, check=False)
+    return iperf_value(test, result.stdout or result.stderr)
 
 
 def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) -> dict:
@@ -115,6 +131,11 @@ def _iperf_listening(line: netns.Line) -> bool:
 
 def unit(test: str) -> str:
     return "Mbit/s" if test == "tcp" else "packets/s"
+
+
+def label_of(test: str) -> str:
+    """A test's name on a plot: TCP, or UDP with the packet size."""
+    return "TCP" if test == "tcp" else f"UDP {test[3:]} B"
 
 
 def summarize(results: dict, cpu: dict, cost: dict, info: dict, tests: list[str], rounds: int,

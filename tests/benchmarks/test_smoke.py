@@ -151,6 +151,49 @@ def test_throughput_smoke(tmp_path, netns_clean):
 
 
 @pytest.mark.netns
+def test_hub_smoke(tmp_path, netns_clean):
+    from benchmarks import hub
+
+    result = hub.run(rounds=1, smoke=True, out_dir=tmp_path)
+    assert result["spokes"] == [2] and result["tests"] == ["tcp", "udp1400"]
+    point = result["points"]["2"]
+    assert point["available"], point["error"]
+    for test in result["tests"]:
+        # both spokes delivered, and the hub's forwarding process was charged for it
+        assert point["failed_senders"][test] == 0, test
+        assert point["results"][test]["median"] > 0, test
+        assert point["cpu_us_per_packet"][test]["median"] > 0, test
+    assert point["pss_bytes"] > 0
+    _check_plots(result)
+
+
+def test_hub_ratios_and_table(tmp_path, capsys):
+    from benchmarks import hub
+
+    def point(n: int, value: float, cost: float) -> dict:
+        return {"spokes": n, "available": True, "error": None, "bringup_s": 1.0,
+                "pss_bytes": 2**20 * (n + 1), "samples": {"udp64": [value]},
+                "cost_samples": {"udp64": [cost, cost * 3]}, "failed_senders": {"udp64": 0}}
+
+    missing = {"spokes": 10, "available": False, "error": "no room", "samples": {"udp64": []},
+               "cost_samples": {"udp64": []}, "failed_senders": {"udp64": 0}}
+    result = hub.summarize({1: point(1, 100.0, 10.0), 10: missing, 50: point(50, 300.0, 15.0)},
+                           ["udp64"], 1, 1, tmp_path)
+    assert result["ratio_name"] == "50/1"
+    assert result["ratios"]["udp64"]["throughput"] == 3.0
+    assert result["ratios"]["udp64"]["cpu_us_per_packet"] == 1.5  # medians 20 and 30
+    out = capsys.readouterr().out
+    assert "10 spokes: not measured (no room)" in out
+    assert "51 pyike daemons, 51 MiB PSS" in out
+
+
+def test_cli_spoke_counts():
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "hub", "--spokes", "0,10"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "spoke counts from 1 to" in result.stderr
+
+
+@pytest.mark.netns
 def test_profile_smoke(tmp_path, netns_clean):
     from benchmarks import profile_packet
 
