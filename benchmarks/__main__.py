@@ -1,9 +1,10 @@
-"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR] [--spokes N,...] [--json] [--smoke]
+"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR | --docs] [--spokes N,...] [--json]
+[--smoke]
 
 Runs the named benchmarks (all when none is named), prints a table per benchmark, writes PNG
-plots to DIR and, with --json, prints every figure as one JSON document at the end. Benchmarks
-assert nothing: they measure. Every namespace, daemon and temporary file they create is removed
-on return, on error and on Ctrl-C.
+plots to DIR (with --docs to docs/perf/ of this checkout) and, with --json, prints every figure
+as one JSON document at the end. Benchmarks assert nothing: they measure. Every namespace,
+daemon and temporary file they create is removed on return, on error and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 from benchmarks import procs
+
+DOCS_PLOTS = Path(__file__).resolve().parent.parent / "docs" / "perf"
 
 # name -> (module, needs root and network namespaces)
 BENCHMARKS = {
@@ -100,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="plot directory")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path("bench-out"), help="plot directory")
+    where.add_argument("--docs", action="store_const", const=DOCS_PLOTS, dest="out",
+                       help="write the plots to docs/perf/ (throughput.png, packet_cost.png, "
+                       "hub.png, ...)")
     parser.add_argument("--spokes", type=spoke_counts, metavar="N,...",
                         help="hub: the spoke counts (default 1,10,50; --smoke 2)")
     parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")

@@ -185,24 +185,27 @@ def summarize(results: dict, cpu: dict, cost: dict, info: dict, tests: list[str]
     print("  CPU-us/packet: utime+stime from /proc over lan0 tx_packets of both routers.")
     plots = []
     keys = [k for k in info if info[k]["available"]]
-    if "tcp" in figures and keys:
-        path = report.bar_plot(
-            out_dir / "throughput_tcp.png", "TCP throughput, host A -> host B (log scale)",
-            "Mbit/s",
-            ["TCP"], {info[k]["label"]: [figures["tcp"].get(k, empty)] for k in keys},
-            logy=True,
-        )
-        plots.append(path)
     udp_tests = [t for t in tests if t.startswith("udp")]
-    if udp_tests and keys:
-        path = report.bar_plot(
-            out_dir / "throughput_udp.png", "UDP packets/s received by host B (log scale)",
-            "packets/s",
-            [f"{t[3:]} B" for t in udp_tests],
-            {info[k]["label"]: [figures[t].get(k, empty) for t in udp_tests] for k in keys},
-            logy=True,
-        )
-        plots.append(path)
+    panels = []
+    if "tcp" in tests:
+        panels.append(report.Panel("TCP (log scale)", "Mbit/s", ["TCP"], {
+            info[k]["label"]: [figures["tcp"].get(k, empty)] for k in keys}, logy=True))
+    if udp_tests:
+        panels.append(report.Panel("UDP packets/s received (log scale)", "packets/s",
+                                   [f"{t[3:]} B" for t in udp_tests], {
+            info[k]["label"]: [figures[t].get(k, empty) for t in udp_tests] for k in keys},
+            logy=True))
+    if keys:
+        plots.append(report.bar_panels(out_dir / "throughput.png",
+                                       "Throughput, host A -> host B", panels))
+    costed = [k for k in keys if any(k in cost_figures[t] for t in tests)]
+    if costed:
+        plots.append(report.bar_plot(
+            out_dir / "packet_cost.png",
+            "CPU time of both routers' forwarding processes per packet", "CPU-µs per packet",
+            [label_of(t) for t in tests],
+            {info[k]["label"]: [cost_figures[t].get(k, empty) for t in tests] for k in costed},
+        ))
     return {
         "name": "throughput",
         "rounds": rounds,

@@ -148,6 +148,7 @@ def test_throughput_smoke(tmp_path, netns_clean):
             assert _is_number(result["ratios"][test]["pyike/wireguard"])
             assert _is_number(result["cost_ratios"][test]["pyike/wireguard"])
     _check_plots(result)
+    assert {Path(p).name for p in result["plots"]} == {"throughput.png", "packet_cost.png"}
 
 
 @pytest.mark.netns
@@ -185,6 +186,15 @@ def test_hub_ratios_and_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10 spokes: not measured (no room)" in out
     assert "51 pyike daemons, 51 MiB PSS" in out
+
+
+def test_cli_docs_plots_go_to_docs_perf():
+    from benchmarks.__main__ import DOCS_PLOTS
+
+    assert DOCS_PLOTS == REPO / "docs" / "perf"
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "memory", "--docs", "--out",
+                             "x"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "not allowed with" in result.stderr
 
 
 def test_cli_spoke_counts():
