@@ -9,14 +9,17 @@ Each spoke is a namespace running pyike with one tunnel to the hub, GRE in ESP t
 in the throughput benchmark's pyike set-up (racoon.conf shaped like the article's), and an inner
 subnet of its own, 10.k.0.0/24. The hub runs one pyike with N gre and remote blocks and 2N
 policies. For each test every spoke runs an iperf3 client to its own iperf3 server on the hub's
-LAN host, all at once, for a bounded time. Figures per spoke count, median over rounds:
+LAN host, all at once, released together and running a second past both ends of a window of
+the test's length. Figures over that window, per spoke count, median over rounds:
 
-- aggregate throughput: the sum over the spokes of what the LAN host received (TCP Mbit/s, UDP
-  packets/s); a spoke whose iperf3 failed (under load a UDP client can lose its one
-  stream-setup datagram) is counted as a failed sender and left out of the sum;
+- aggregate throughput: what the hub sent to its LAN host, from the kernel's counters of the
+  hub's lan0 (UDP: packets/s; TCP: Mbit/s of whole frames, so a few percent above iperf3's
+  goodput);
 - the hub forwarding process's CPU-µs per packet: its utime + stime from /proc over the packets
   through the hub's LAN interface (lan0 rx + tx packets: every packet the hub took out of a
   tunnel or put into one crosses it once);
+- failed senders: spokes whose iperf3 reported an error or had to be stopped (under load a UDP
+  client can lose its one stream-set-up datagram and never start);
 
 and the ratios of the largest spoke count's medians to the smallest's. Each spoke count gets a
 network and daemons of its own, so the hub holds exactly N tunnels. Memory: the pyike processes'
@@ -41,9 +44,10 @@ SMOKE_SPOKES = (2,)
 TESTS = ("tcp", "udp64", "udp1400")
 SMOKE_TESTS = ("tcp", "udp1400")
 FIRST_PORT = 5200  # spoke k's iperf3 server listens on FIRST_PORT + k
-# Beyond the test's own time: connecting (3 s at most) and the end report. A UDP client whose
-# one stream-setup datagram the loaded tunnels lost would wait 30 s (iperf3's own timeout):
-# it is stopped sooner and counted as a failed sender.
+WARMUP_S = 1  # the senders run this long before the window and after it
+# Beyond the senders' own time: the end report. A UDP client whose one stream-set-up datagram
+# the loaded tunnels lost would wait 30 s (iperf3's own timeout): it is stopped sooner and
+# counted as a failed sender.
 IPERF_SLACK_S = 10.0
 
 
@@ -146,39 +150,63 @@ class Hub:
 
     def measure(self, test: str, seconds: int) -> tuple[float | None, float | None, int]:
         """All spokes send at once: (aggregate throughput, hub CPU-µs per packet, senders that
-        failed)."""
+        failed), both figures over one window of `seconds` while all are sending."""
         star = self.star
         forwarding = self.hub_forwarding_pids()
         logs = [self.workdir / f"iperf-s{k}.json" for k in range(1, self.count + 1)]
         for log in logs:
             log.unlink(missing_ok=True)
-        before = procs.cpu_snapshot(forwarding)
-        rx, tx = netns.link_packets(star.hub, "lan0")
+        # Each client waits for a line on its standard input before it becomes iperf3, so all
+        # start together once every one is in its namespace; they run past both ends of the
+        # window, so it sees them all sending.
+        run_s = seconds + 2 * WARMUP_S
         clients = [
-            procs.spawn(iperf_argv(test, netns.HUB_HOST, seconds, FIRST_PORT + k,
-                                   bind=netns.spoke_lan(k)), netns=ns, log=str(log))
+            procs.spawn(["sh", "-c", 'read _ && exec "$@"', "sh",
+                         *iperf_argv(test, netns.HUB_HOST, run_s, FIRST_PORT + k,
+                                     bind=netns.spoke_lan(k))],
+                        netns=ns, log=str(log), stdin_pipe=True)
             for k, ns, log in zip(range(1, self.count + 1), star.spokes, logs, strict=True)
         ]
-        deadline = time.monotonic() + seconds + IPERF_SLACK_S
-        for client in clients:
-            try:
-                client.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        procs.stop_many(clients)
-        rx_after, tx_after = netns.link_packets(star.hub, "lan0")
-        spent = procs.cpu_used(before, procs.cpu_snapshot(forwarding), forwarding)
-        values, failed = [], 0
+        try:
+            procs.wait_until(lambda: all(_command(c.pid) in ("sh", None) for c in clients),
+                             5.0 + 0.1 * self.count, 0.05)
+            for client in clients:
+                try:
+                    client.stdin.write(b"go\n")
+                    client.stdin.close()
+                except OSError:  # it is gone already: its log says why
+                    pass
+            time.sleep(WARMUP_S)  # the window opens once the senders are under way
+            before = procs.cpu_snapshot(forwarding)
+            start, opened = netns.link_stats(star.hub, "lan0"), time.monotonic()
+            time.sleep(seconds)  # the measurement window itself
+            end, closed = netns.link_stats(star.hub, "lan0"), time.monotonic()
+            spent = procs.cpu_used(before, procs.cpu_snapshot(forwarding), forwarding)
+            deadline = time.monotonic() + WARMUP_S + IPERF_SLACK_S
+            for client in clients:
+                try:
+                    client.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            procs.stop_many(clients)
+        failed = 0
         for log in logs:
             try:
-                values.append(iperf_value(test, log.read_text(errors="replace")))
+                iperf_value(test, log.read_text(errors="replace"))
             except (OSError, RuntimeError, KeyError) as exc:
                 failed += 1
                 if failed == 1:
                     print(f"hub: {self.count} spokes {test}: {log.name}: {str(exc)[:200]}")
-        packets = rx_after - rx + tx_after - tx
-        cost = spent / packets * 1e6 if forwarding and packets > 0 else None
-        return (sum(values) if values else None), cost, failed
+        into_lan = {key: end["tx"][key] - start["tx"][key] for key in ("packets", "bytes")}
+        through = into_lan["packets"] + end["rx"]["packets"] - start["rx"]["packets"]
+        elapsed = closed - opened
+        if test.startswith("udp"):
+            aggregate = into_lan["packets"] / elapsed
+        else:
+            aggregate = into_lan["bytes"] * 8 / elapsed / 1e6
+        cost = spent / through * 1e6 if forwarding and through > 0 else None
+        return (aggregate if into_lan["packets"] else None), cost, failed
 
     def logs(self) -> str:
         parts = []
@@ -193,6 +221,15 @@ class Hub:
             self.star.teardown()
             self.star = None
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _command(pid: int) -> str | None:
+    """The command name of a process (/proc/PID/comm), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def _ip_batch(ns: str, commands: list[str]) -> None:
@@ -269,7 +306,7 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
                          report.fmt_range(c, 2), str(points[n]["failed_senders"][test])])
     print(report.table(
         f"hub: every spoke sends to the hub's LAN host at once, {rounds} round(s) of {seconds} s "
-        "(aggregate: sum over the spokes that reported; CPU-us/packet: the hub's forwarding "
+        "(aggregate: the hub's lan0 into its LAN host; CPU-us/packet: the hub's forwarding "
         "process, per packet through its LAN interface)",
         ["spokes", "test", "unit", "aggregate", "min-max", "hub CPU-us/packet", "min-max",
          "failed senders"], rows,

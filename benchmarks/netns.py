@@ -80,9 +80,15 @@ class Line:
             delete_netns(name)
 
 
+def link_stats(netns: str, dev: str) -> dict[str, dict[str, int]]:
+    """The kernel's counters of dev in netns so far: {"rx": {"packets", "bytes", ...}, "tx":
+    ...}; bytes are whole frames, link-layer header included."""
+    return json.loads(ip("-j", "-s", "link", "show", "dev", dev, netns=netns))[0]["stats64"]
+
+
 def link_packets(netns: str, dev: str) -> tuple[int, int]:
-    """(received, sent) packets of dev in netns so far: the kernel's interface counters."""
-    stats = json.loads(ip("-j", "-s", "link", "show", "dev", dev, netns=netns))[0]["stats64"]
+    """(received, sent) packets of dev in netns so far."""
+    stats = link_stats(netns, dev)
     return stats["rx"]["packets"], stats["tx"]["packets"]
 
 

@@ -98,8 +98,10 @@ def spawn(
     netns: str | None = None,
     log: str | None = None,
     env: dict[str, str] | None = None,
+    stdin_pipe: bool = False,
 ) -> subprocess.Popen:
-    """Start argv (inside netns when given) in its own process group, stopped at cleanup."""
+    """Start argv (inside netns when given) in its own process group, stopped at cleanup;
+    with stdin_pipe its standard input is a pipe from us (proc.stdin), else /dev/null."""
     cmd = list(argv)
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
@@ -107,7 +109,7 @@ def spawn(
     try:
         proc = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -65,9 +65,9 @@ def hub(result: dict) -> list[str]:
     name = result["ratio_name"]
     out = [
         f"One pyike hub, every spoke sending to the hub's LAN host at once: aggregate throughput "
-        f"and the hub forwarding process's CPU microseconds per packet "
+        f"into the LAN host and the hub forwarding process's CPU microseconds per packet "
         f"({result['packet_counter']}), median (min-max) of {result['rounds']} rounds of "
-        f"{result['seconds']} s, and the ratios {name} spokes of the medians:",
+        f"{result['seconds']} s windows, and the ratios {name} spokes of the medians:",
         "",
         _row(["test", *[f"{n} spokes" for n in result["spokes"]], f"{name}"]),
         _row(["---"] * (len(result["spokes"]) + 2)),
