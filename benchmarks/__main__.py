@@ -1,9 +1,10 @@
-"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR] [--json] [--smoke]
+"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR | --docs] [--spokes N,...] [--json]
+[--smoke]
 
 Runs the named benchmarks (all when none is named), prints a table per benchmark, writes PNG
-plots to DIR and, with --json, prints every figure as one JSON document at the end. Benchmarks
-assert nothing: they measure. Every namespace, daemon and temporary file they create is removed
-on return, on error and on Ctrl-C.
+plots to DIR (with --docs to docs/perf/ of this checkout) and, with --json, prints every figure
+as one JSON document at the end. Benchmarks assert nothing: they measure. Every namespace,
+daemon and temporary file they create is removed on return, on error and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from pathlib import Path
 
 from benchmarks import procs
 
+DOCS_PLOTS = Path(__file__).resolve().parent.parent / "docs" / "perf"
+
 # name -> (module, needs root and network namespaces)
 BENCHMARKS = {
     "throughput": ("benchmarks.throughput", True),
+    "hub": ("benchmarks.hub", True),
     "esp": ("benchmarks.esp_cost", False),
     "profile": ("benchmarks.profile_packet", True),
     "handshake": ("benchmarks.handshake", True),
@@ -55,7 +59,8 @@ def ensure_matplotlib() -> None:
         print(f"benchmarks: no plots: run `{' '.join(command)}`")
 
 
-def run_one(name: str, rounds: int, smoke: bool, out_dir: Path) -> dict:
+def run_one(name: str, rounds: int, smoke: bool, out_dir: Path, **options: object) -> dict:
+    """Run one benchmark; `options` are its own keyword arguments (e.g. the hub's spokes)."""
     module_name, needs_root = BENCHMARKS[name]
     if needs_root and os.geteuid() != 0:
         return {"name": name, "error": "needs root (network namespaces, TUN, raw sockets)"}
@@ -65,7 +70,7 @@ def run_one(name: str, rounds: int, smoke: bool, out_dir: Path) -> dict:
         return {"name": name, "error": f"not available: {exc}"}
     started = time.monotonic()
     try:
-        result = module.run(rounds=rounds, smoke=smoke, out_dir=out_dir)
+        result = module.run(rounds=rounds, smoke=smoke, out_dir=out_dir, **options)
     except procs.Missing as exc:
         return {"name": name, "error": str(exc)}
     finally:
@@ -73,6 +78,20 @@ def run_one(name: str, rounds: int, smoke: bool, out_dir: Path) -> dict:
     result.setdefault("name", name)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     return result
+
+
+def spoke_counts(text: str) -> tuple[int, ...]:
+    """`1,10,50` -> (1, 10, 50), each a spoke count the hub benchmark can build."""
+    from benchmarks.netns import MAX_SPOKES
+
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or not all(1 <= n <= MAX_SPOKES for n in counts):
+        raise argparse.ArgumentTypeError(f"spoke counts from 1 to {MAX_SPOKES}, "
+                                         f"comma-separated: {text!r}")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="plot directory")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path("bench-out"), help="plot directory")
+    where.add_argument("--docs", action="store_const", const=DOCS_PLOTS, dest="out",
+                       help="write the plots to docs/perf/ (throughput.png, packet_cost.png, "
+                       "hub.png, ...)")
+    parser.add_argument("--spokes", type=spoke_counts, metavar="N,...",
+                        help="hub: the spoke counts (default 1,10,50; --smoke 2)")
     parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
     parser.add_argument("--smoke", action="store_true", help="tiny bounded run (for the tests)")
     parser.add_argument("--markdown", type=Path, metavar="FILE",
@@ -100,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.names or list(BENCHMARKS):
             print(f"\n== {name} ==", flush=True)
-            result = run_one(name, args.rounds, args.smoke, args.out)
+            options = {"spokes": args.spokes} if name == "hub" and args.spokes else {}
+            result = run_one(name, args.rounds, args.smoke, args.out, **options)
             if "error" in result:
                 print(f"{name}: skipped: {result['error']}")
             results[name] = result
@@ -114,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # What was measured, not where files went: names, rounds, smoke.
         command = " ".join(["python -m benchmarks", *args.names, f"--rounds {args.rounds}",
+                            *([f"--spokes {','.join(map(str, args.spokes))}"]
+                              if args.spokes else []),
                             *(["--smoke"] if args.smoke else [])])
         args.markdown.write_text(markdown(results, command))
     if args.json:

@@ -18,7 +18,6 @@ the responder is fast the generator is what limits the rate.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -106,16 +105,8 @@ class PyikeResponder(Responder):
         import pyike.cli  # noqa: F401 - fail early when the daemon has not landed
 
         peers = initiator_addresses(self.max_initiators)
-        psk = self.dir / "psk.txt"
-        psk.write_text("".join(f"{a} {PSK}\n" for a in peers))
-        os.chmod(psk, 0o600)
-        policies = ["flush;", "spdflush;"]
-        for a in peers:
-            policies.append(f"spdadd {RESPONDER}/32[0] {a}/32[0] gre -P out ipsec "
-                            "esp/transport//require;")
-            policies.append(f"spdadd {a}/32[0] {RESPONDER}/32[0] gre -P in ipsec "
-                            "esp/transport//require;")
-        (self.dir / "setkey.conf").write_text("\n".join(policies) + "\n")
+        setups.write_psk(self.dir / "psk.txt", peers)
+        (self.dir / "setkey.conf").write_text(setups.setkey_text(RESPONDER, peers))
         conf = self.dir / "racoon.conf"
         conf.write_text(_PYIKE_RESPONDER_CONF.format(
             dir=self.dir, address=RESPONDER,

@@ -1,8 +1,9 @@
-"""The benchmark network: four namespaces in a line, joined by veth pairs.
+"""The benchmark networks: four namespaces in a line joined by veth pairs, and a star.
 
     host A        router A                  router B                  host B
     10.0.1.2 ---- 10.0.1.1 | 198.18.0.1 ---- 198.18.0.2 | 10.0.2.1 ---- 10.0.2.2
 
+The star (build_star) is a hub router with a host on its LAN and N spoke routers on a bridge.
 Outer (router-to-router) addresses come from 198.18.0.0/15, LAN addresses from 10.0.0.0/8; no
 packet leaves the namespaces. Namespace names carry a per-process prefix so concurrent runs do
 not collide. Routes between the LANs are left to the tunnel set-up (or `route_plain()`).
@@ -11,6 +12,7 @@ not collide. Routes between the LANs are left to the tunnel set-up (or `route_pl
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass
 
@@ -68,9 +70,26 @@ class Line:
         ip("route", "add", LAN_B, "via", ROUTER_B_WAN, netns=self.router_a)
         ip("route", "add", LAN_A, "via", ROUTER_A_WAN, netns=self.router_b)
 
+    def delivered_packets(self) -> int:
+        """Packets both routers have handed to their LAN host so far: every packet that came
+        out of the tunnel, in either direction (TCP's ACKs too)."""
+        return sum(link_packets(ns, "lan0")[1] for ns in (self.router_a, self.router_b))
+
     def teardown(self) -> None:
         for name in self.names:
             delete_netns(name)
+
+
+def link_stats(netns: str, dev: str) -> dict[str, dict[str, int]]:
+    """The kernel's counters of dev in netns so far: {"rx": {"packets", "bytes", ...}, "tx":
+    ...}; bytes are whole frames, link-layer header included."""
+    return json.loads(ip("-j", "-s", "link", "show", "dev", dev, netns=netns))[0]["stats64"]
+
+
+def link_packets(netns: str, dev: str) -> tuple[int, int]:
+    """(received, sent) packets of dev in netns so far."""
+    stats = link_stats(netns, dev)
+    return stats["rx"]["packets"], stats["tx"]["packets"]
 
 
 def _veth(ns1: str, if1: str, ns2: str, if2: str, mtu: int) -> None:
@@ -114,6 +133,75 @@ def build_line(tag: str, mtu: int = 1500) -> Line:
         line.teardown()
         raise
     return line
+
+
+# The hub benchmark's star: spokes and the hub meet on a bridge in the hub's namespace.
+HUB_WAN = "198.18.0.1"
+STAR_WAN_PREFIX = 15  # the whole of 198.18.0.0/15, so every spoke is on the hub's link
+HUB_LAN_NET = "10.0.0.0/24"
+HUB_LAN = "10.0.0.1"
+HUB_HOST = "10.0.0.2"
+MAX_SPOKES = 250  # spoke k's addresses carry k in one octet
+
+
+def spoke_wan(k: int) -> str:
+    """Spoke k's outer address (k from 1)."""
+    return f"198.18.1.{k}"
+
+
+def spoke_subnet(k: int) -> str:
+    """Spoke k's inner subnet (10.0.0.0/24 is the hub's LAN)."""
+    return f"10.{k}.0.0/24"
+
+
+def spoke_lan(k: int) -> str:
+    """Spoke k's inner address, in spoke_subnet(k)."""
+    return f"10.{k}.0.1"
+
+
+@dataclass
+class Star:
+    """The hub router, the host on its LAN and the spoke routers, one namespace each."""
+
+    hub: str
+    host: str
+    spokes: list[str]
+
+    def teardown(self) -> None:
+        for name in (*self.spokes, self.hub, self.host):
+            delete_netns(name)
+
+
+def build_star(tag: str, spokes: int, mtu: int = 1500) -> Star:
+    """The hub (br0 198.18.0.1, lan0 10.0.0.1), its LAN host (10.0.0.2) and `spokes` spoke
+    namespaces (wan0 198.18.1.k on the hub's bridge, 10.k.0.1 on their loopback); all removed
+    at cleanup. Routes between the inner subnets are left to the tunnels."""
+    if not 1 <= spokes <= MAX_SPOKES:
+        raise ValueError(f"spokes: 1 to {MAX_SPOKES}, not {spokes}")
+    prefix = unique_prefix(tag)
+    star = Star(f"{prefix}-h", f"{prefix}-hh", [f"{prefix}-s{k}" for k in range(1, spokes + 1)])
+    try:
+        create_netns(star.hub)
+        create_netns(star.host)
+        _veth(star.hub, "lan0", star.host, "lan0", mtu)
+        _addr(star.hub, "lan0", f"{HUB_LAN}/24")
+        _addr(star.host, "lan0", f"{HUB_HOST}/24")
+        ip("route", "add", "default", "via", HUB_LAN, netns=star.host)
+        ip("link", "add", "br0", "mtu", str(mtu), "type", "bridge", netns=star.hub)
+        ip("link", "set", "br0", "up", netns=star.hub)
+        _addr(star.hub, "br0", f"{HUB_WAN}/{STAR_WAN_PREFIX}")
+        _sysctl(star.hub, "net.ipv4.ip_forward", "1")
+        _sysctl(star.hub, "net.ipv4.icmp_ratelimit", "1000")
+        for k, name in enumerate(star.spokes, 1):
+            create_netns(name)
+            _veth(name, "wan0", star.hub, f"sp{k}", mtu)
+            ip("link", "set", f"sp{k}", "master", "br0", netns=star.hub)
+            _addr(name, "wan0", f"{spoke_wan(k)}/{STAR_WAN_PREFIX}")
+            _addr(name, "lo", f"{spoke_lan(k)}/24")
+    except BaseException:
+        star.teardown()
+        raise
+    return star
 
 
 def build_pair(tag: str, mtu: int = 1500) -> tuple[str, str]:

@@ -69,13 +69,39 @@ def stop(proc: subprocess.Popen, grace: float = 3.0) -> None:
             continue
 
 
+def stop_many(procs: Sequence[subprocess.Popen], grace: float = 5.0) -> None:
+    """stop() for many processes at once: SIGTERM to every group first, then one shared grace
+    period, then SIGKILL to what is left; their cleanup entries are dropped."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=2.0)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        token = getattr(proc, "cleanup_token", None)
+        if token is not None:
+            forget(token)
+
+
 def spawn(
     argv: Sequence[str],
     netns: str | None = None,
     log: str | None = None,
     env: dict[str, str] | None = None,
+    stdin_pipe: bool = False,
 ) -> subprocess.Popen:
-    """Start argv (inside netns when given) in its own process group, stopped at cleanup."""
+    """Start argv (inside netns when given) in its own process group, stopped at cleanup;
+    with stdin_pipe its standard input is a pipe from us (proc.stdin), else /dev/null."""
     cmd = list(argv)
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
@@ -83,7 +109,7 @@ def spawn(
     try:
         proc = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -106,13 +132,15 @@ def finish(proc: subprocess.Popen) -> None:
 
 
 def run(
-    argv: Sequence[str], netns: str | None = None, timeout: float = 30.0, check: bool = True
+    argv: Sequence[str], netns: str | None = None, timeout: float = 30.0, check: bool = True,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run argv to completion (inside netns when given), bounded by timeout, output captured."""
+    """Run argv to completion (inside netns when given), bounded by timeout, output captured;
+    `input` is its standard input."""
     cmd = list(argv)
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
     if check and result.returncode != 0:
         raise RuntimeError(
             f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()[-500:]}"
@@ -197,6 +225,28 @@ def cpu_snapshot(pids: list[int]) -> dict[int, float]:
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds the processes in pids spent between two snapshots; a process missing from
+    either snapshot adds nothing."""
+    return sum(after[p] - before.get(p, after[p]) for p in pids if p in after)
+
+
+def pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of the processes together (a page shared by n processes counts
+    1/n to each), from /proc/PID/smaps_rollup; processes gone or unreadable add nothing."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def busiest_percent(before: dict[int, float], after: dict[int, float], wall: float) -> float | None:

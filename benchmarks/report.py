@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -72,6 +73,18 @@ def _pyplot():
     return plt
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One set of axes of a bar figure: one group per x label, one bar per series; series
+    maps a legend label to one summary() per group."""
+
+    title: str
+    ylabel: str
+    groups: Sequence[str]
+    series: dict[str, Sequence[dict]]
+    logy: bool = False
+
+
 def bar_plot(
     path: Path,
     title: str,
@@ -80,32 +93,39 @@ def bar_plot(
     series: dict[str, Sequence[dict]],
     logy: bool = False,
 ) -> Path | None:
-    """Grouped bars of medians with min-max whiskers: one group per x label, one bar per series.
+    """Grouped bars of medians with min-max whiskers (one Panel). Returns the file written, or
+    None when matplotlib is missing (the tables still print)."""
+    return bar_panels(path, "", [Panel(title, ylabel, groups, series, logy)])
 
-    series maps a legend label to one summary() per group. Returns the file written, or None
-    when matplotlib is missing (the tables still print).
-    """
+
+def bar_panels(path: Path, title: str, panels: Sequence[Panel]) -> Path | None:
+    """Panels side by side in one PNG, under `title` when there is one; None when matplotlib
+    is missing."""
     try:
         plt = _pyplot()
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    n = max(len(series), 1)
-    width = 0.8 / n
-    for i, (label, stats) in enumerate(series.items()):
-        xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
-        med = [s.get("median") or 0.0 for s in stats]
-        low = [m - (s.get("min") or m) for m, s in zip(med, stats, strict=True)]
-        high = [(s.get("max") or m) - m for m, s in zip(med, stats, strict=True)]
-        ax.bar(xs, med, width, label=label, yerr=[low, high], capsize=3)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    ax.grid(axis="y", alpha=0.3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 if len(panels) == 1 else
+                                                      5 * len(panels), 4.5), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        n = max(len(panel.series), 1)
+        width = 0.8 / n
+        for i, (label, stats) in enumerate(panel.series.items()):
+            xs = [g + (i - (n - 1) / 2) * width for g in range(len(panel.groups))]
+            med = [s.get("median") or 0.0 for s in stats]
+            low = [m - (s.get("min") or m) for m, s in zip(med, stats, strict=True)]
+            high = [(s.get("max") or m) - m for m, s in zip(med, stats, strict=True)]
+            ax.bar(xs, med, width, label=label, yerr=[low, high], capsize=3)
+        if panel.logy:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(panel.groups)))
+        ax.set_xticklabels(panel.groups)
+        ax.set_ylabel(panel.ylabel)
+        ax.set_title(panel.title)
+        ax.legend(fontsize="small")
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

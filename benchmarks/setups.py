@@ -4,6 +4,7 @@
   HMAC-SHA1-96), files shaped like the racoon GRE-over-IPsec article.
 - relay: benchmarks.relay on both routers (TUN -> GRE -> raw socket, no ESP).
 - strongswan: charon + kernel-libipsec on both routers (ESP tunnel mode in UDP 4500).
+- wireguard: wireguard-go on both routers (WireGuard in UDP 51820, userspace, in Go).
 - veth: the routers forward LAN to LAN with no tunnel at all.
 
 `up()` builds the line, starts what runs on the routers and waits until host A can ping host B;
@@ -18,9 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import netns, procs, strongswan
+from benchmarks import netns, procs, strongswan, wireguard
 
 REPO = Path(__file__).resolve().parent.parent
 PSK = "bench-only-psk-7f3a"  # a throwaway key for namespaces that live for one run
@@ -81,13 +84,17 @@ class TunnelSetup:
         return "\n".join(parts)
 
     def pids(self) -> list[int]:
-        """The processes doing the forwarding (for CPU accounting)."""
+        """Every live process the set-up started on the routers, and their children."""
         out = []
         for proc in self.procs:
             if proc.poll() is None:
                 out.append(proc.pid)
                 out.extend(procs.descendants(proc.pid))
         return out
+
+    def forwarding_pids(self) -> list[int]:
+        """The processes that forward the packets on both routers (for CPU per packet)."""
+        return self.pids()
 
     def down(self) -> None:
         for proc in self.procs:
@@ -159,6 +166,10 @@ class StrongswanSetup(TunnelSetup):
     def logs(self) -> str:
         return "\n".join(c.log_text()[-1500:] for c in self.charons)
 
+    def forwarding_pids(self) -> list[int]:
+        """charon on each router: libipsec's ESP runs in its threads (starter only watches)."""
+        return [pid for c in self.charons if (pid := c.charon_pid()) is not None]
+
     def down(self) -> None:
         for c in self.charons:
             c.stop()
@@ -166,16 +177,58 @@ class StrongswanSetup(TunnelSetup):
         super().down()
 
 
-# racoon.conf for one router, shaped like the article's (main mode, AES/SHA1, DH 2, PFS 2).
-_RACOON_CONF = """\
-path pre_shared_key "{dir}/psk.txt";
+class WireguardSetup(TunnelSetup):
+    key = "wireguard"
+    label = "wireguard-go"
+    note = ("userspace WireGuard in Go: ChaCha20-Poly1305 in UDP 51820, on as many threads as "
+            "there are cores (encapsulation and cipher differ; TUN MTU 1420, its default)")
+    dev = "wg0"
+
+    def check(self) -> None:
+        wireguard.require()
+
+    def start(self) -> None:
+        keys = {side: wireguard.keypair() for side in "ab"}
+        sides = (
+            ("a", "b", self.line.router_a, netns.ROUTER_B_WAN, TUNNEL_ADDRESS_A, TUNNEL_ADDRESS_B,
+             netns.LAN_B),
+            ("b", "a", self.line.router_b, netns.ROUTER_A_WAN, TUNNEL_ADDRESS_B, TUNNEL_ADDRESS_A,
+             netns.LAN_A),
+        )
+        for side, other, ns, remote, address, peer, lan in sides:
+            daemon = wireguard.WireguardGo(ns, self.dev, self.workdir)
+            daemon.start()
+            self.procs.append(daemon.proc)
+            daemon.configure(keys[side][0], keys[other][1], remote, [lan, f"{peer}/32"])
+            netns.ip("addr", "add", address, "peer", peer, "dev", self.dev, netns=ns)
+            netns.ip("link", "set", self.dev, "up", netns=ns)
+            netns.ip("route", "add", lan, "dev", self.dev, netns=ns)
+
+
+@dataclass(frozen=True)
+class GrePeer:
+    """One `gre` block of a router's racoon.conf and the IKE peer at its far end."""
+
+    dev: str  # the TUN device
+    remote: str  # the peer's outer address
+    address: str  # this end's tunnel address
+    peer: str  # the far end's tunnel address
+
+
+# racoon.conf for one router, shaped like the article's (main mode, AES/SHA1, DH 2, PFS 2): the
+# head, then a gre and a remote block per peer, then the sainfo.
+_RACOON_HEAD = """\
+path pre_shared_key "{dir}/psk-{side}.txt";
 path pidfile "{dir}/racoon-{side}.pid";
 setkey "{dir}/setkey-{side}.conf";
 listen {{
     isakmp {local} [500];
     adminsock "{dir}/admin-{side}.sock";
 }}
-gre "tun0" {{
+"""
+
+_RACOON_PEER = """\
+gre "{dev}" {{
     local {local};
     remote {remote};
     address {address} peer {peer};
@@ -187,15 +240,17 @@ remote {remote} {{
     peers_identifier address {remote};
     lifetime time 24 hours;
 {proposals}}}
-sainfo anonymous {{
+"""
+
+_RACOON_SAINFO = """\
+sainfo anonymous {
     pfs_group 2;
     encryption_algorithm aes;
     authentication_algorithm hmac_sha1;
     lifetime time 86400 seconds;
     compression_algorithm deflate;
-}}
+}
 """
-
 
 
 def racoon_proposal(dh_group: int) -> str:
@@ -206,12 +261,21 @@ def racoon_proposal(dh_group: int) -> str:
     )
 
 
-_SETKEY_CONF = """\
-flush;
-spdflush;
-spdadd {local}/32[0] {remote}/32[0] gre -P out ipsec esp/transport//require;
-spdadd {remote}/32[0] {local}/32[0] gre -P in ipsec esp/transport//require;
-"""
+def setkey_text(local: str, remotes: Sequence[str]) -> str:
+    """setkey.conf asking for ESP transport mode on GRE between `local` and each remote."""
+    lines = ["flush;", "spdflush;"]
+    for remote in remotes:
+        lines.append(f"spdadd {local}/32[0] {remote}/32[0] gre -P out ipsec "
+                     "esp/transport//require;")
+        lines.append(f"spdadd {remote}/32[0] {local}/32[0] gre -P in ipsec "
+                     "esp/transport//require;")
+    return "\n".join(lines) + "\n"
+
+
+def write_psk(path: Path, peers: Sequence[str]) -> None:
+    """psk.txt with PSK for each peer address, readable by its owner only (racoon insists)."""
+    path.write_text("".join(f"{peer} {PSK}\n" for peer in peers))
+    os.chmod(path, 0o600)
 
 
 def pyike_command() -> list[str]:
@@ -222,19 +286,33 @@ def pyike_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from pyike.cli import main; sys.exit(main())"]
 
 
-def write_pyike_files(workdir: Path, side: str, local: str, remote: str, address: str,
-                      peer: str) -> Path:
+def write_pyike_files(workdir: Path, side: str, local: str, peers: Sequence[GrePeer]) -> Path:
     """racoon.conf, setkey.conf and psk.txt for one router; returns racoon.conf's path."""
-    psk = workdir / "psk.txt"
-    psk.write_text(f"{netns.ROUTER_A_WAN} {PSK}\n{netns.ROUTER_B_WAN} {PSK}\n")
-    os.chmod(psk, 0o600)
-    (workdir / f"setkey-{side}.conf").write_text(_SETKEY_CONF.format(local=local, remote=remote))
+    write_psk(workdir / f"psk-{side}.txt", [p.remote for p in peers])
+    (workdir / f"setkey-{side}.conf").write_text(setkey_text(local, [p.remote for p in peers]))
     conf = workdir / f"racoon-{side}.conf"
-    conf.write_text(_RACOON_CONF.format(
-        dir=workdir, side=side, local=local, remote=remote, address=address, peer=peer,
-        proposals=racoon_proposal(2),
-    ))
+    conf.write_text(_RACOON_HEAD.format(dir=workdir, side=side, local=local) + "".join(
+        _RACOON_PEER.format(dev=p.dev, local=local, remote=p.remote, address=p.address,
+                            peer=p.peer, proposals=racoon_proposal(2))
+        for p in peers) + _RACOON_SAINFO)
     return conf
+
+
+def start_pyike(ns: str, conf: Path, log: Path, check: bool = True) -> subprocess.Popen:
+    """Start `pyike -F` on conf in ns; with check, `pyike -t` must accept conf first."""
+    if check:
+        result = procs.run([*pyike_command(), "-t", "-f", str(conf)], netns=ns, check=False,
+                           timeout=30)
+        if result.returncode != 0:
+            raise SetupError(f"pyike -t rejects {conf.name}: {result.stdout}{result.stderr}")
+    return procs.spawn([*pyike_command(), "-F", "-f", str(conf)], netns=ns, log=str(log),
+                       env=python_env())
+
+
+def forwarding_children(daemons: Sequence[subprocess.Popen]) -> list[int]:
+    """The forwarding process each live pyike daemon forked (pyike.dataplane), not the IKE
+    process itself."""
+    return [pid for proc in daemons if proc.poll() is None for pid in procs.descendants(proc.pid)]
 
 
 class PyikeSetup(TunnelSetup):
@@ -245,6 +323,9 @@ class PyikeSetup(TunnelSetup):
     def check(self) -> None:
         import pyike.cli  # noqa: F401
 
+    def forwarding_pids(self) -> list[int]:
+        return forwarding_children(self.procs)
+
     def start(self) -> None:
         sides = (
             ("a", self.line.router_a, netns.ROUTER_A_WAN, netns.ROUTER_B_WAN, TUNNEL_ADDRESS_A,
@@ -253,29 +334,25 @@ class PyikeSetup(TunnelSetup):
              TUNNEL_ADDRESS_A, netns.LAN_A),
         )
         for side, ns, local, remote, address, peer, _lan in sides:
-            conf = write_pyike_files(self.workdir, side, local, remote, address, peer)
-            check = procs.run([*pyike_command(), "-t", "-f", str(conf)], netns=ns, check=False,
-                              timeout=30)
-            if check.returncode != 0:
-                raise SetupError(f"pyike -t rejects {conf.name}: {check.stdout}{check.stderr}")
-            self.procs.append(procs.spawn(
-                [*pyike_command(), "-F", "-f", str(conf)], netns=ns,
-                log=str(self.workdir / f"pyike-{side}.log"), env=python_env(),
-            ))
+            conf = write_pyike_files(self.workdir, side, local,
+                                     [GrePeer("tun0", remote, address, peer)])
+            self.procs.append(start_pyike(ns, conf, self.workdir / f"pyike-{side}.log"))
         for _side, ns, *_rest, lan in sides:
             # pyike makes the device, then sets its MTU and address, then brings it up: a
             # route through it is refused until it is up ("Device for nexthop is not up")
-            if not procs.wait_until(lambda ns=ns: _link_is_up(ns, "tun0"), 15.0, 0.1):
+            if not procs.wait_until(lambda ns=ns: "tun0" in links_up(ns), 15.0, 0.1):
                 raise SetupError(f"pyike did not bring tun0 up in {ns}\n{self.logs()}")
             netns.ip("route", "add", lan, "dev", "tun0", netns=ns)
 
 
-def _link_is_up(ns: str, dev: str) -> bool:
-    """Whether `dev` exists in `ns` and is administratively up (IFF_UP)."""
-    out = procs.run(["ip", "-j", "link", "show", "dev", dev], netns=ns, check=False)
+def links_up(ns: str) -> set[str]:
+    """The names of the devices in `ns` that are administratively up (IFF_UP)."""
+    out = procs.run(["ip", "-j", "link", "show", "up"], netns=ns, check=False)
     if out.returncode != 0:
-        return False
-    return any("UP" in link.get("flags", ()) for link in json.loads(out.stdout or "[]"))
+        return set()
+    return {link["ifname"] for link in json.loads(out.stdout or "[]")
+            if "UP" in link.get("flags", ())}
 
 
-ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, VethSetup)}
+ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, WireguardSetup,
+                                VethSetup)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from benchmarks.report import fmt
 
-_SETUP_ORDER = ("pyike", "relay", "strongswan", "veth")
+_SETUP_ORDER = ("pyike", "relay", "strongswan", "wireguard", "veth")
 
 
 def _cell(stats: dict | None, digits: int = 0) -> str:
@@ -34,21 +34,55 @@ def _skipped(name: str, result: dict | None) -> str | None:
 def throughput(result: dict) -> list[str]:
     setups = [k for k in _SETUP_ORDER if result["setups"].get(k, {}).get("available")]
     labels = {k: result["setups"][k]["label"] for k in setups}
+    anchors = list(result["ratios"][result["tests"][0]])
     out = [
         f"Throughput, host A to host B through each set-up: median (min-max) of "
-        f"{result['rounds']} interleaved rounds of {result['seconds']} s.",
+        f"{result['rounds']} interleaved rounds of {result['seconds']} s; then the CPU "
+        "microseconds both routers' forwarding processes spent per packet out of the tunnel "
+        f"({result['packet_counter']}).",
         "",
-        _row(["test", *[labels[k] for k in setups], "pyike/relay", "pyike/strongSwan"]),
-        _row(["---"] * (len(setups) + 3)),
+        _row(["test", *[labels[k] for k in setups], *anchors]),
+        _row(["---"] * (len(setups) + len(anchors) + 1)),
     ]
     for test in result["tests"]:
         name = "TCP, Mbit/s" if test == "tcp" else f"UDP {test[3:]}-byte packets, packets/s"
         ratios = result["ratios"][test]
         out.append(_row([name, *[_cell(result["results"][test].get(k)) for k in setups],
-                         fmt(ratios["pyike/relay"], 2), fmt(ratios["pyike/strongswan"], 2)]))
+                         *[fmt(ratios[a], 2) for a in anchors]]))
+    for test in result["tests"]:
+        name = "TCP" if test == "tcp" else f"UDP {test[3:]}-byte packets"
+        ratios = result["cost_ratios"][test]
+        out.append(_row([f"{name}, CPU-µs per packet",
+                         *[_cell(result["cpu_us_per_packet"][test].get(k), 1) for k in setups],
+                         *[fmt(ratios[a], 2) for a in anchors]]))
     for meta in result["setups"].values():
         if not meta["available"]:
             out.append(f"\n{meta['label']}: not measured ({meta['error']}).")
+    return out
+
+
+def hub(result: dict) -> list[str]:
+    name = result["ratio_name"]
+    out = [
+        f"One pyike hub, every spoke sending to the hub's LAN host at once: aggregate throughput "
+        f"into the LAN host and the hub forwarding process's CPU microseconds per packet "
+        f"({result['packet_counter']}), median (min-max) of {result['rounds']} rounds of "
+        f"{result['seconds']} s windows, and the ratios {name} spokes of the medians:",
+        "",
+        _row(["test", *[f"{n} spokes" for n in result["spokes"]], f"{name}"]),
+        _row(["---"] * (len(result["spokes"]) + 2)),
+    ]
+    points = result["points"]
+    for test in result["tests"]:
+        what = "TCP" if test == "tcp" else f"UDP {test[3:]}-byte packets"
+        for key, digits, label in (("results", 0, f"{what}, {result['units'][test]}"),
+                                   ("cpu_us_per_packet", 1, f"{what}, hub CPU-µs per packet")):
+            ratio = result["ratios"][test]["throughput" if key == "results" else key]
+            out.append(_row([label, *[_cell(points[str(n)][key].get(test), digits)
+                                      for n in result["spokes"]], fmt(ratio, 2)]))
+    for n in result["spokes"]:
+        if not points[str(n)]["available"]:
+            out.append(f"\n{n} spokes: not measured ({points[str(n)]['error']}).")
     return out
 
 
@@ -130,8 +164,8 @@ def esp(result: dict) -> list[str]:
     return out
 
 
-SECTIONS = (("throughput", throughput), ("handshake", handshake), ("memory", memory),
-            ("profile", profile), ("esp", esp))
+SECTIONS = (("throughput", throughput), ("hub", hub), ("handshake", handshake),
+            ("memory", memory), ("profile", profile), ("esp", esp))
 
 
 def markdown(results: dict, command: str) -> str:

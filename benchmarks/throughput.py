@@ -5,6 +5,15 @@ of IP packet), unlimited send rate, counting what host B received. Rounds are in
 round runs each test on every set-up in turn (A B C D A B C D ...), so slow drifts of this
 shared machine hit all set-ups alike. Figures: median and min-max per set-up, and the ratios
 pyike/relay and pyike/strongSwan of the medians.
+
+Packet cost: the CPU time (utime + stime from /proc/PID/stat) the forwarding processes of both
+routers spent during a run, divided by the packets the run carried through the tunnel, counted
+by the kernel's interface counters as the packets both routers sent to their LAN host (lan0
+tx_packets: what came out of the tunnel, both directions, so TCP's ACKs count). One such packet
+costs one encapsulation on one router and one decapsulation on the other. The forwarding
+processes are pyike's forked forwarding process (not its IKE process), the relay's Python
+process, charon (whose libipsec threads seal and open) and wireguard-go. Packets a router
+dropped are not counted, so a set-up that drops work it has paid for shows a higher cost.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from pathlib import Path
 from benchmarks import netns, procs, report, setups
 
 PACKET_SIZES = (64, 512, 1400)  # inner IPv4 packet bytes
+ANCHORS = ("relay", "strongswan", "wireguard")  # the set-ups pyike's figures are divided by
 IP_UDP_HEADERS = 28  # IPv4 (20, RFC 791) + UDP (8, RFC 768)
 
 
@@ -23,25 +33,41 @@ def tests_for(smoke: bool) -> list[str]:
     return ["tcp", "udp1400"] if smoke else ["tcp", *[f"udp{size}" for size in PACKET_SIZES]]
 
 
-def iperf(line: netns.Line, test: str, seconds: int) -> float:
-    """One iperf3 run; Mbit/s of TCP goodput, or packets/s received for a UDP test."""
-    argv = ["iperf3", "-c", netns.HOST_B, "-t", str(seconds), "-J", "--connect-timeout", "3000"]
-    size = 0
+def iperf_argv(test: str, server: str, seconds: int, port: int = 5201,
+               bind: str | None = None) -> list[str]:
+    """iperf3's client command line for one test (JSON output, unlimited UDP rate)."""
+    argv = ["iperf3", "-c", server, "-p", str(port), "-t", str(seconds), "-J",
+            "--connect-timeout", "3000"]
+    if bind:
+        argv += ["-B", bind]
     if test.startswith("udp"):
-        size = int(test[3:])
-        argv += ["-u", "-b", "0", "-l", str(size - IP_UDP_HEADERS)]
-    result = procs.run(argv, netns=line.host_a, timeout=seconds + 20, check=False)
+        argv += ["-u", "-b", "0", "-l", str(int(test[3:]) - IP_UDP_HEADERS)]
+    return argv
+
+
+def iperf_value(test: str, output: str) -> float:
+    """Mbit/s of TCP goodput, or packets/s received for a UDP test, from iperf3's JSON report
+    (anything printed before the JSON document is skipped)."""
+    start = output.find("{")
     try:
-        data = json.loads(result.stdout)
-    except json.JSONDecodeError as exc:
-        raise RuntimeError(f"iperf3 {test}: {result.stderr.strip() or result.stdout[-300:]}") \
-            from exc
+        data, _ = json.JSONDecoder().raw_decode(output[start:]) if start >= 0 else ({}, 0)
+    except json.JSONDecodeError:
+        data = {}
+    if not data:
+        raise RuntimeError(f"iperf3 {test}: {output.strip()[-300:]}")
     if "error" in data:
         raise RuntimeError(f"iperf3 {test}: {data['error']}")
     received = data["end"]["sum_received"]
-    if size:
-        return received["bytes"] / (size - IP_UDP_HEADERS) / received["seconds"]
+    if test.startswith("udp"):
+        return received["bytes"] / (int(test[3:]) - IP_UDP_HEADERS) / received["seconds"]
     return received["bits_per_second"] / 1e6
+
+
+def iperf(line: netns.Line, test: str, seconds: int) -> float:
+    """One iperf3 run from host A to host B (see iperf_value)."""
+    result = procs.run(iperf_argv(test, netns.HOST_B, seconds), netns=line.host_a,
+                       timeout=seconds + 20, check=False)
+    return iperf_value(test, result.stdout or result.stderr)
 
 
 def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) -> dict:
@@ -55,6 +81,7 @@ def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) 
     live: dict[str, setups.TunnelSetup] = {}
     results: dict[str, dict[str, list[float]]] = {t: {} for t in tests}
     cpu: dict[str, dict[str, list[float]]] = {t: {} for t in tests}
+    cost: dict[str, dict[str, list[float]]] = {t: {} for t in tests}
     try:
         for key in keys:
             setup = setups.ALL[key]()
@@ -74,21 +101,27 @@ def run(rounds: int, smoke: bool, out_dir: Path, only: list[str] | None = None) 
         for _ in range(rounds):
             for test in tests:
                 for key, setup in live.items():
-                    pids = setup.pids()
-                    before = procs.cpu_snapshot(pids)
+                    pids, forwarding = setup.pids(), setup.forwarding_pids()
+                    before = procs.cpu_snapshot(pids + forwarding)
+                    delivered = setup.line.delivered_packets()
                     try:
                         value = iperf(setup.line, test, seconds)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         print(f"throughput: {key} {test}: {exc}")
                         continue
+                    packets = setup.line.delivered_packets() - delivered
+                    after = procs.cpu_snapshot(pids + forwarding)
                     results[test].setdefault(key, []).append(value)
-                    busiest = procs.busiest_percent(before, procs.cpu_snapshot(pids), seconds)
+                    busiest = procs.busiest_percent(before, after, seconds)
                     if busiest is not None:
                         cpu[test].setdefault(key, []).append(busiest)
+                    if forwarding and packets > 0:
+                        spent = procs.cpu_used(before, after, forwarding)
+                        cost[test].setdefault(key, []).append(spent / packets * 1e6)
     finally:
         for setup in live.values():
             setup.down()
-    return summarize(results, cpu, info, tests, rounds, seconds, out_dir)
+    return summarize(results, cpu, cost, info, tests, rounds, seconds, out_dir)
 
 
 def _iperf_listening(line: netns.Line) -> bool:
@@ -100,64 +133,79 @@ def unit(test: str) -> str:
     return "Mbit/s" if test == "tcp" else "packets/s"
 
 
-def summarize(results: dict, cpu: dict, info: dict, tests: list[str], rounds: int, seconds: int,
-              out_dir: Path) -> dict:
+def label_of(test: str) -> str:
+    """A test's name on a plot: TCP, or UDP with the packet size."""
+    return "TCP" if test == "tcp" else f"UDP {test[3:]} B"
+
+
+def summarize(results: dict, cpu: dict, cost: dict, info: dict, tests: list[str], rounds: int,
+              seconds: int, out_dir: Path) -> dict:
     figures = {t: {k: report.summary(v) for k, v in per.items()} for t, per in results.items()}
     cpu_figures = {t: {k: report.summary(v) for k, v in per.items()} for t, per in cpu.items()}
-    ratios = {}
+    cost_figures = {t: {k: report.summary(v) for k, v in per.items()} for t, per in cost.items()}
+    ratios, cost_ratios = {}, {}
     for test in tests:
         med = {k: s["median"] for k, s in figures[test].items()}
-        ratios[test] = {
-            "pyike/relay": report.ratio(med.get("pyike"), med.get("relay")),
-            "pyike/strongswan": report.ratio(med.get("pyike"), med.get("strongswan")),
-        }
+        ratios[test] = {f"pyike/{a}": report.ratio(med.get("pyike"), med.get(a)) for a in ANCHORS}
+        med = {k: s["median"] for k, s in cost_figures[test].items()}
+        cost_ratios[test] = {f"pyike/{a}": report.ratio(med.get("pyike"), med.get(a))
+                             for a in ANCHORS}
+    empty = report.summary([])
     rows = []
     for key, meta in info.items():
         for test in tests:
-            s = figures[test].get(key, report.summary([]))
-            c = cpu_figures[test].get(key, report.summary([]))
+            s = figures[test].get(key, empty)
+            c = cpu_figures[test].get(key, empty)
+            u = cost_figures[test].get(key, empty)
             rows.append([meta["label"] if test == tests[0] else "", test, unit(test),
-                         report.fmt(s["median"]), report.fmt_range(s), report.fmt(c["median"], 0)])
+                         report.fmt(s["median"]), report.fmt_range(s), report.fmt(c["median"], 0),
+                         report.fmt(u["median"], 2), report.fmt_range(u, 2)])
     print(report.table(
         f"throughput: host A -> host B, {rounds} interleaved round(s) of {seconds} s "
-        "(busiest CPU %: the set-up's most loaded process, % of one core)",
-        ["set-up", "test", "unit", "median", "min-max", "busiest CPU %"], rows,
+        "(busiest CPU %: the set-up's most loaded process, % of one core; CPU-us/packet: both "
+        "routers' forwarding processes, per packet out of the tunnel)",
+        ["set-up", "test", "unit", "median", "min-max", "busiest CPU %", "CPU-us/packet",
+         "min-max"], rows,
     ))
+    names = [f"pyike/{a}" for a in ANCHORS]
     print(report.table(
-        "throughput ratios (medians; goals: pyike/relay >= 0.9, pyike/strongswan >= 1.0)",
-        ["test", "pyike/relay", "pyike/strongswan"],
-        [[t, report.fmt(r["pyike/relay"], 2), report.fmt(r["pyike/strongswan"], 2)]
-         for t, r in ratios.items()],
+        "throughput ratios (medians; goals: pyike/relay >= 0.9, pyike/strongswan >= 1.0) and "
+        "packet cost ratios (CPU-us/packet medians; below 1 pyike spends less)",
+        ["test", *names, *[f"cost {n}" for n in names]],
+        [[t, *[report.fmt(ratios[t][n], 2) for n in names],
+          *[report.fmt(cost_ratios[t][n], 2) for n in names]] for t in tests],
     ))
     for key, meta in info.items():
         if not meta["available"]:
             print(f"  {key}: not measured ({meta['error']})")
-        elif key == "strongswan":
+        elif key in ("strongswan", "wireguard"):
             print(f"  {key}: {meta['note']}")
     if any(t.startswith("udp") for t in tests):
         print("  UDP: unlimited sender; it shares the two cores with the forwarding processes.")
+    print("  CPU-us/packet: utime+stime from /proc over lan0 tx_packets of both routers.")
     plots = []
     keys = [k for k in info if info[k]["available"]]
-    if "tcp" in figures and keys:
-        path = report.bar_plot(
-            out_dir / "throughput_tcp.png", "TCP throughput, host A -> host B (log scale)",
-            "Mbit/s",
-            ["TCP"], {info[k]["label"]: [figures["tcp"].get(k, report.summary([]))]
-                      for k in keys},
-            logy=True,
-        )
-        plots.append(path)
     udp_tests = [t for t in tests if t.startswith("udp")]
-    if udp_tests and keys:
-        path = report.bar_plot(
-            out_dir / "throughput_udp.png", "UDP packets/s received by host B (log scale)",
-            "packets/s",
-            [f"{t[3:]} B" for t in udp_tests],
-            {info[k]["label"]: [figures[t].get(k, report.summary([])) for t in udp_tests]
-             for k in keys},
-            logy=True,
-        )
-        plots.append(path)
+    panels = []
+    if "tcp" in tests:
+        panels.append(report.Panel("TCP (log scale)", "Mbit/s", ["TCP"], {
+            info[k]["label"]: [figures["tcp"].get(k, empty)] for k in keys}, logy=True))
+    if udp_tests:
+        panels.append(report.Panel("UDP packets/s received (log scale)", "packets/s",
+                                   [f"{t[3:]} B" for t in udp_tests], {
+            info[k]["label"]: [figures[t].get(k, empty) for t in udp_tests] for k in keys},
+            logy=True))
+    if keys:
+        plots.append(report.bar_panels(out_dir / "throughput.png",
+                                       "Throughput, host A -> host B", panels))
+    costed = [k for k in keys if any(k in cost_figures[t] for t in tests)]
+    if costed:
+        plots.append(report.bar_plot(
+            out_dir / "packet_cost.png",
+            "CPU time of both routers' forwarding processes per packet", "CPU-µs per packet",
+            [label_of(t) for t in tests],
+            {info[k]["label"]: [cost_figures[t].get(k, empty) for t in tests] for k in costed},
+        ))
     return {
         "name": "throughput",
         "rounds": rounds,
@@ -167,6 +215,9 @@ def summarize(results: dict, cpu: dict, info: dict, tests: list[str], rounds: in
         "setups": info,
         "results": figures,
         "busiest_cpu_percent": cpu_figures,
+        "cpu_us_per_packet": cost_figures,
+        "packet_counter": "lan0 tx_packets of both routers",
         "ratios": ratios,
+        "cost_ratios": cost_ratios,
         "plots": [str(p) for p in plots if p],
     }

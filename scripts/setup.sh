@@ -4,8 +4,9 @@
 #   bash scripts/setup.sh          the demo's needs alone: iproute2, ping, sysctl, python3-venv,
 #                                  and a virtualenv in .venv with pyike and its dependencies
 #   bash scripts/setup.sh --tests  also what the tests and benchmarks need (scripts/test.sh):
-#                                  strongSwan, ike-scan, qemu and the microVM's tools, tcpdump,
-#                                  iperf3, nftables, logrotate, groff, and pyike's test extras
+#                                  strongSwan, wireguard-go and wg, ike-scan, qemu and the
+#                                  microVM's tools, tcpdump, iperf3, nftables, logrotate, groff,
+#                                  and pyike's test extras
 #
 # Neither stops, starts or restarts a service of the host: packages are installed with service
 # starts refused (policy-rc.d), since the tests start their daemons inside network namespaces.
@@ -16,6 +17,7 @@ DEMO_PACKAGES=(iproute2 iputils-ping procps python3-venv)
 TEST_PACKAGES=(
     iperf3 nftables tcpdump psmisc logrotate groff-base
     strongswan-charon strongswan-starter libcharon-extra-plugins libstrongswan-standard-plugins ike-scan
+    wireguard-go wireguard-tools
     qemu-system-x86 busybox-static kmod cpio zstd xz-utils
 )
 

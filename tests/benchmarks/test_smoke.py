@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import procs, report, strongswan
+from benchmarks import procs, report, strongswan, wireguard
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,12 +38,17 @@ def _netns_ready() -> str | None:
     return None
 
 
-def _have_strongswan() -> bool:
+def _have(require) -> bool:
+    """Whether an anchor's programs are here (require() installs them when it can)."""
     try:
-        strongswan.require()
+        require()
     except procs.Missing:
         return False
     return True
+
+
+def _have_strongswan() -> bool:
+    return _have(strongswan.require)
 
 
 @pytest.fixture
@@ -120,8 +125,11 @@ def test_throughput_smoke(tmp_path, netns_clean):
     result = throughput.run(rounds=1, smoke=True, out_dir=tmp_path)
     assert result["tests"] == ["tcp", "udp1400"]
     expected = {"pyike", "relay", "veth"} | ({"strongswan"} if _have_strongswan() else set())
+    expected |= {"wireguard"} if _have(wireguard.require) else set()
     available = {k for k, v in result["setups"].items() if v["available"]}
     assert expected <= available, {k: v["error"] for k, v in result["setups"].items()}
+    if "wireguard" not in available:  # a row with the reason and the install command
+        assert "apt-get install wireguard" in result["setups"]["wireguard"]["error"]
     for test in result["tests"]:
         for key in available:
             stats = result["results"][test][key]
@@ -131,7 +139,71 @@ def test_throughput_smoke(tmp_path, netns_clean):
         cpu = result["busiest_cpu_percent"][test]
         assert all(cpu[k]["median"] > 0 for k in available - {"veth"})
         assert "veth" not in cpu
+        # CPU per packet: the forwarding processes spent time and the counters moved.
+        cost = result["cpu_us_per_packet"][test]
+        assert set(cost) == available - {"veth"}, cost
+        assert all(cost[k]["median"] > 0 for k in cost), cost
+        assert _is_number(result["cost_ratios"][test]["pyike/relay"])
+        if "wireguard" in available:
+            assert _is_number(result["ratios"][test]["pyike/wireguard"])
+            assert _is_number(result["cost_ratios"][test]["pyike/wireguard"])
     _check_plots(result)
+    assert {Path(p).name for p in result["plots"]} == {"throughput.png", "packet_cost.png"}
+
+
+@pytest.mark.netns
+def test_hub_smoke(tmp_path, netns_clean):
+    from benchmarks import hub
+
+    result = hub.run(rounds=1, smoke=True, out_dir=tmp_path)
+    assert result["spokes"] == [2] and result["tests"] == ["tcp", "udp1400"]
+    point = result["points"]["2"]
+    assert point["available"], point["error"]
+    # Both spokes delivered over TCP (a loaded machine may lose a UDP client's one set-up
+    # datagram, which the benchmark counts as a failed sender), and the hub's forwarding
+    # process was charged for what it forwarded.
+    assert point["failed_senders"]["tcp"] == 0
+    for test in result["tests"]:
+        assert point["failed_senders"][test] < 2, test
+        assert point["results"][test]["median"] > 0, test
+        assert point["cpu_us_per_packet"][test]["median"] > 0, test
+    assert point["pss_bytes"] > 0
+    _check_plots(result)
+
+
+def test_hub_ratios_and_table(tmp_path, capsys):
+    from benchmarks import hub
+
+    def point(n: int, value: float, cost: float) -> dict:
+        return {"spokes": n, "available": True, "error": None, "bringup_s": 1.0,
+                "pss_bytes": 2**20 * (n + 1), "samples": {"udp64": [value]},
+                "cost_samples": {"udp64": [cost, cost * 3]}, "failed_senders": {"udp64": 0}}
+
+    missing = {"spokes": 10, "available": False, "error": "no room", "samples": {"udp64": []},
+               "cost_samples": {"udp64": []}, "failed_senders": {"udp64": 0}}
+    result = hub.summarize({1: point(1, 100.0, 10.0), 10: missing, 50: point(50, 300.0, 15.0)},
+                           ["udp64"], 1, 1, tmp_path)
+    assert result["ratio_name"] == "50/1"
+    assert result["ratios"]["udp64"]["throughput"] == 3.0
+    assert result["ratios"]["udp64"]["cpu_us_per_packet"] == 1.5  # medians 20 and 30
+    out = capsys.readouterr().out
+    assert "10 spokes: not measured (no room)" in out
+    assert "51 pyike daemons, 51 MiB PSS" in out
+
+
+def test_cli_docs_plots_go_to_docs_perf():
+    from benchmarks.__main__ import DOCS_PLOTS
+
+    assert DOCS_PLOTS == REPO / "docs" / "perf"
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "memory", "--docs", "--out",
+                             "x"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "not allowed with" in result.stderr
+
+
+def test_cli_spoke_counts():
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "hub", "--spokes", "0,10"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "spoke counts from 1 to" in result.stderr
 
 
 @pytest.mark.netns

@@ -1,0 +1,360 @@
+"""Hub and spokes: one pyike hub router with N spoke routers, every spoke sending at once.
+
+    spoke 1: pyike, wan0 198.18.1.1, 10.1.0.1 --+
+    ...                                          +-- br0 198.18.0.1  hub: pyike  lan0 10.0.0.1
+    spoke N: pyike, wan0 198.18.1.N, 10.N.0.1 --+                               |
+                                                                      LAN host 10.0.0.2
+
+Each spoke is a namespace running pyike with one tunnel to the hub, GRE in ESP transport mode as
+in the throughput benchmark's pyike set-up (racoon.conf shaped like the article's), and an inner
+subnet of its own, 10.k.0.0/24. The hub runs one pyike with N gre and remote blocks and 2N
+policies. For each test every spoke runs an iperf3 client to its own iperf3 server on the hub's
+LAN host, all at once, released together and running a second past both ends of a window of
+the test's length. Figures over that window, per spoke count, median over rounds:
+
+- aggregate throughput: what the hub sent to its LAN host, from the kernel's counters of the
+  hub's lan0 (UDP: packets/s; TCP: Mbit/s of whole frames, so a few percent above iperf3's
+  goodput);
+- the hub forwarding process's CPU-µs per packet: its utime + stime from /proc over the packets
+  through the hub's LAN interface (lan0 rx + tx packets: every packet the hub took out of a
+  tunnel or put into one crosses it once);
+- failed senders: spokes whose iperf3 reported an error or had to be stopped (under load a UDP
+  client can lose its one stream-set-up datagram and never start);
+
+and the ratios of the largest spoke count's medians to the smallest's. Each spoke count gets a
+network and daemons of its own, so the hub holds exactly N tunnels. Memory: the pyike processes'
+proportional set size (PSS) is printed for each count, since every spoke is a whole daemon.
+
+python -m benchmarks hub [--spokes 1,10,50] [--rounds N] [--smoke]
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import netns, procs, report, setups
+from benchmarks.throughput import iperf_argv, iperf_value, label_of, unit
+
+DEFAULT_SPOKES = (1, 10, 50)
+SMOKE_SPOKES = (2,)
+TESTS = ("tcp", "udp64", "udp1400")
+SMOKE_TESTS = ("tcp", "udp1400")
+FIRST_PORT = 5200  # spoke k's iperf3 server listens on FIRST_PORT + k
+WARMUP_S = 1  # the senders run this long before the window and after it
+# Beyond the senders' own time: the end report. A UDP client whose one stream-set-up datagram
+# the loaded tunnels lost would wait 30 s (iperf3's own timeout): it is stopped sooner and
+# counted as a failed sender.
+IPERF_SLACK_S = 10.0
+
+
+def hub_tunnel(k: int) -> str:
+    """The hub's end of tunnel k."""
+    return f"10.255.{k}.1"
+
+
+def spoke_tunnel(k: int) -> str:
+    """Spoke k's end of its tunnel."""
+    return f"10.255.{k}.2"
+
+
+class Hub:
+    """A star of pyike daemons: the hub with a tunnel per spoke, and the spokes."""
+
+    def __init__(self, spokes: int) -> None:
+        self.count = spokes
+        self.star: netns.Star | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix="pyike-bench-hub-"))
+        self.hub: subprocess.Popen | None = None
+        self.spokes: list[subprocess.Popen] = []
+        self.servers: list[subprocess.Popen] = []
+        self.bringup_s: float | None = None
+
+    def up(self) -> None:
+        """Build the star, start every daemon, wait until every spoke reaches the LAN host."""
+        started = time.monotonic()
+        self.star = star = netns.build_star("hub", self.count)
+        ks = range(1, self.count + 1)
+        peers = [setups.GrePeer(f"tun{k}", netns.spoke_wan(k), hub_tunnel(k), spoke_tunnel(k))
+                 for k in ks]
+        conf = setups.write_pyike_files(self.workdir, "hub", netns.HUB_WAN, peers)
+        self.hub = setups.start_pyike(star.hub, conf, self.workdir / "pyike-hub.log")
+        for k, ns in zip(ks, star.spokes, strict=True):
+            conf = setups.write_pyike_files(self.workdir, f"s{k}", netns.spoke_wan(k), [
+                setups.GrePeer("tun0", netns.HUB_WAN, spoke_tunnel(k), hub_tunnel(k))])
+            # The spokes' files differ from the hub's only in addresses: `pyike -t` once is
+            # enough, and 50 more Python start-ups would cost this machine's two cores.
+            self.spokes.append(setups.start_pyike(ns, conf, self.workdir / f"pyike-s{k}.log",
+                                                  check=False))
+        timeout = 20.0 + 0.5 * self.count
+        hub_devs = {p.dev for p in peers}
+        if not procs.wait_until(lambda: hub_devs <= setups.links_up(star.hub), timeout, 0.2):
+            raise setups.SetupError(f"hub: tunnels not up\n{self.logs()}")
+        pending = list(star.spokes)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            pending = [ns for ns in pending if "tun0" not in setups.links_up(ns)]
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            raise setups.SetupError(f"spokes without tun0: {pending[:5]}\n{self.logs()}")
+        _ip_batch(star.hub, [f"route add {netns.spoke_subnet(k)} dev tun{k}" for k in ks])
+        for k, ns in zip(ks, star.spokes, strict=True):
+            netns.ip("route", "add", netns.HUB_LAN_NET, "dev", "tun0", "src",
+                     netns.spoke_lan(k), netns=ns)
+        self.servers = [procs.spawn(["iperf3", "-s", "-p", str(FIRST_PORT + k)], netns=star.host)
+                        for k in ks]
+        ports = {f":{FIRST_PORT + k} " for k in ks}
+        if not procs.wait_until(lambda: _listening(star.host, ports), 10.0, 0.1):
+            raise setups.SetupError("iperf3 servers did not start on the hub's LAN host")
+        missing = self.reach_all(20.0 + 1.0 * self.count)
+        if missing:
+            raise setups.SetupError(f"spokes {missing[:10]} cannot reach the hub's LAN host\n"
+                                    f"{self.logs()}")
+        self.bringup_s = time.monotonic() - started
+
+    def reach_all(self, timeout: float) -> list[int]:
+        """Ping the LAN host from every spoke at once (the first packets start the
+        negotiations), again from those not answered, until all are or timeout passes;
+        returns the spokes never answered."""
+        pending = list(range(1, self.count + 1))
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            pings = {k: procs.spawn(["ping", "-n", "-q", "-c", "1", "-W", "1", "-I",
+                                     netns.spoke_lan(k), netns.HUB_HOST],
+                                    netns=self.star.spokes[k - 1]) for k in pending}
+            answered = set()
+            for k, ping in pings.items():
+                try:
+                    if ping.wait(timeout=10) == 0:
+                        answered.add(k)
+                except subprocess.TimeoutExpired:
+                    pass
+                procs.finish(ping)
+            pending = [k for k in pending if k not in answered]
+        return pending
+
+    def daemons(self) -> list[subprocess.Popen]:
+        return [p for p in (self.hub, *self.spokes) if p is not None]
+
+    def hub_forwarding_pids(self) -> list[int]:
+        return setups.forwarding_children([self.hub] if self.hub else [])
+
+    def pss_bytes(self) -> int:
+        """PSS of every pyike process of the star (IKE and forwarding processes)."""
+        pids = [p.pid for p in self.daemons()] + setups.forwarding_children(self.daemons())
+        return procs.pss_bytes(pids)
+
+    def measure(self, test: str, seconds: int) -> tuple[float | None, float | None, int]:
+        """All spokes send at once: (aggregate throughput, hub CPU-µs per packet, senders that
+        failed), both figures over one window of `seconds` while all are sending."""
+        star = self.star
+        forwarding = self.hub_forwarding_pids()
+        logs = [self.workdir / f"iperf-s{k}.json" for k in range(1, self.count + 1)]
+        for log in logs:
+            log.unlink(missing_ok=True)
+        # Each client waits for a line on its standard input before it becomes iperf3, so all
+        # start together once every one is in its namespace; they run past both ends of the
+        # window, so it sees them all sending.
+        run_s = seconds + 2 * WARMUP_S
+        clients = [
+            procs.spawn(["sh", "-c", 'read _ && exec "$@"', "sh",
+                         *iperf_argv(test, netns.HUB_HOST, run_s, FIRST_PORT + k,
+                                     bind=netns.spoke_lan(k))],
+                        netns=ns, log=str(log), stdin_pipe=True)
+            for k, ns, log in zip(range(1, self.count + 1), star.spokes, logs, strict=True)
+        ]
+        try:
+            procs.wait_until(lambda: all(_command(c.pid) in ("sh", None) for c in clients),
+                             5.0 + 0.1 * self.count, 0.05)
+            for client in clients:
+                try:
+                    client.stdin.write(b"go\n")
+                    client.stdin.close()
+                except OSError:  # it is gone already: its log says why
+                    pass
+            time.sleep(WARMUP_S)  # the window opens once the senders are under way
+            before = procs.cpu_snapshot(forwarding)
+            start, opened = netns.link_stats(star.hub, "lan0"), time.monotonic()
+            time.sleep(seconds)  # the measurement window itself
+            end, closed = netns.link_stats(star.hub, "lan0"), time.monotonic()
+            spent = procs.cpu_used(before, procs.cpu_snapshot(forwarding), forwarding)
+            deadline = time.monotonic() + WARMUP_S + IPERF_SLACK_S
+            for client in clients:
+                try:
+                    client.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            procs.stop_many(clients)
+        failed = 0
+        for log in logs:
+            try:
+                iperf_value(test, log.read_text(errors="replace"))
+            except (OSError, RuntimeError, KeyError) as exc:
+                failed += 1
+                if failed == 1:
+                    print(f"hub: {self.count} spokes {test}: {log.name}: {str(exc)[:200]}")
+        into_lan = {key: end["tx"][key] - start["tx"][key] for key in ("packets", "bytes")}
+        through = into_lan["packets"] + end["rx"]["packets"] - start["rx"]["packets"]
+        elapsed = closed - opened
+        if test.startswith("udp"):
+            aggregate = into_lan["packets"] / elapsed
+        else:
+            aggregate = into_lan["bytes"] * 8 / elapsed / 1e6
+        cost = spent / through * 1e6 if forwarding and through > 0 else None
+        return (aggregate if into_lan["packets"] else None), cost, failed
+
+    def logs(self) -> str:
+        parts = []
+        for path in sorted(self.workdir.glob("pyike-*.log"))[:4]:
+            parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-1000:]}")
+        return "\n".join(parts)
+
+    def down(self) -> None:
+        procs.stop_many([*self.servers, *self.daemons()])
+        self.servers, self.spokes, self.hub = [], [], None
+        if self.star is not None:
+            self.star.teardown()
+            self.star = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _command(pid: int) -> str | None:
+    """The command name of a process (/proc/PID/comm), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _ip_batch(ns: str, commands: list[str]) -> None:
+    """Many `ip` commands in one process (`ip -batch -`)."""
+    procs.run(["ip", "-batch", "-"], netns=ns, input="\n".join(commands) + "\n")
+
+
+def _listening(ns: str, ports: set[str]) -> bool:
+    out = procs.run(["ss", "-ltn"], netns=ns, check=False).stdout
+    return all(port in out for port in ports)
+
+
+def run(rounds: int, smoke: bool, out_dir: Path,
+        spokes: tuple[int, ...] | None = None) -> dict:
+    """For each spoke count: build the star, run the rounds of tests, tear it down."""
+    procs.need_binary("iperf3", "iperf3")
+    import pyike.cli  # noqa: F401 - fail early when the daemon has not landed
+
+    counts = tuple(spokes or (SMOKE_SPOKES if smoke else DEFAULT_SPOKES))
+    seconds = 1 if smoke else 3
+    rounds = 1 if smoke else max(1, rounds)
+    tests = list(SMOKE_TESTS if smoke else TESTS)
+    points: dict[int, dict] = {}
+    for n in counts:
+        point = points[n] = {"spokes": n, "available": False, "error": None, "samples": {
+            t: [] for t in tests}, "cost_samples": {t: [] for t in tests},
+            "failed_senders": dict.fromkeys(tests, 0)}
+        hub = Hub(n)
+        try:
+            hub.up()
+            point["available"] = True
+            point["bringup_s"] = round(hub.bringup_s, 1)
+            point["pss_bytes"] = hub.pss_bytes()
+            for _ in range(rounds):
+                for test in tests:
+                    value, cost, failed = hub.measure(test, seconds)
+                    point["failed_senders"][test] += failed
+                    if value is not None:
+                        point["samples"][test].append(value)
+                    if cost is not None:
+                        point["cost_samples"][test].append(cost)
+        except (setups.SetupError, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            point["error"] = str(exc).splitlines()[0][:300]
+            print(f"hub: {n} spokes: {str(exc)[:1500]}")
+        finally:
+            hub.down()
+    return summarize(points, tests, rounds, seconds, out_dir)
+
+
+def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: int,
+              out_dir: Path) -> dict:
+    figures = {n: {t: report.summary(p["samples"][t]) for t in tests} for n, p in points.items()}
+    costs = {n: {t: report.summary(p["cost_samples"][t]) for t in tests}
+             for n, p in points.items()}
+    measured = sorted(n for n, p in points.items() if p["available"])
+    low, high = (measured[0], measured[-1]) if len(measured) > 1 else (None, None)
+    ratios = {}
+    for test in tests:
+        if low is None:
+            ratios[test] = {"throughput": None, "cpu_us_per_packet": None}
+            continue
+        ratios[test] = {
+            "throughput": report.ratio(figures[high][test]["median"],
+                                       figures[low][test]["median"]),
+            "cpu_us_per_packet": report.ratio(costs[high][test]["median"],
+                                              costs[low][test]["median"]),
+        }
+    rows = []
+    for n in points:
+        for test in tests:
+            s, c = figures[n][test], costs[n][test]
+            rows.append([str(n) if test == tests[0] else "", test, unit(test),
+                         report.fmt(s["median"]), report.fmt_range(s), report.fmt(c["median"], 2),
+                         report.fmt_range(c, 2), str(points[n]["failed_senders"][test])])
+    print(report.table(
+        f"hub: every spoke sends to the hub's LAN host at once, {rounds} round(s) of {seconds} s "
+        "(aggregate: the hub's lan0 into its LAN host; CPU-us/packet: the hub's forwarding "
+        "process, per packet through its LAN interface)",
+        ["spokes", "test", "unit", "aggregate", "min-max", "hub CPU-us/packet", "min-max",
+         "failed senders"], rows,
+    ))
+    name = f"{high}/{low}" if low is not None else "-"
+    print(report.table(
+        f"hub ratios, {name} spokes (medians; a packet-cost ratio near 1 means the hub's cost "
+        "per packet does not grow with its tunnels)",
+        ["test", f"throughput {name}", f"CPU-us/packet {name}"],
+        [[t, report.fmt(r["throughput"], 2), report.fmt(r["cpu_us_per_packet"], 2)]
+         for t, r in ratios.items()],
+    ))
+    for n, p in points.items():
+        if not p["available"]:
+            print(f"  {n} spokes: not measured ({p['error']})")
+        else:
+            daemons, plural = n + 1, "s" if n != 1 else ""
+            print(f"  {n} spoke{plural}: all reached the hub's LAN host {p['bringup_s']} s "
+                  f"after the start; {daemons} pyike daemons, {p['pss_bytes'] / 2**20:.0f} MiB "
+                  f"PSS ({p['pss_bytes'] / daemons / 2**20:.1f} MiB each)")
+    print("  CPU-us/packet: utime+stime from /proc over the hub's lan0 rx+tx packets.")
+    plots = []
+    if measured:
+        groups = [str(n) for n in measured]
+        panels = [report.Panel(f"{label_of(t)}: aggregate", unit(t), groups,
+                               {"pyike hub": [figures[n][t] for n in measured]})
+                  for t in tests]
+        panels.append(report.Panel("hub forwarding process", "CPU-µs per packet", groups,
+                                   {label_of(t): [costs[n][t] for n in measured]
+                                    for t in tests}))
+        plots.append(report.bar_panels(out_dir / "hub.png",
+                                       "pyike hub, all spokes sending at once (x: spokes)",
+                                       panels))
+    return {
+        "name": "hub",
+        "rounds": rounds,
+        "seconds": seconds,
+        "tests": tests,
+        "units": {t: unit(t) for t in tests},
+        "spokes": list(points),
+        "points": {str(n): {
+            "spokes": n, "available": p["available"], "error": p["error"],
+            "bringup_s": p.get("bringup_s"), "pss_bytes": p.get("pss_bytes"),
+            "failed_senders": p["failed_senders"], "results": figures[n],
+            "cpu_us_per_packet": costs[n],
+        } for n, p in points.items()},
+        "ratio_name": name,
+        "ratios": ratios,
+        "packet_counter": "the hub's lan0 rx + tx packets",
+        "plots": [str(p) for p in plots if p],
+    }
