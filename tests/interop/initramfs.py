@@ -37,6 +37,7 @@ GUEST_MODULES = (
     "cmac",
     "xcbc",
     "ip_gre",
+    "dummy",  # the guest's LAN device in tunnel mode (peers.configure_lan)
 )
 
 # Alternatives that apt-cache lists beside the real dependency; they must not shadow host libs.

@@ -2,6 +2,11 @@
 GRE tunnel tun0 (local B remote A, 10.1.1.2 peer 10.1.1.1), GRE between the outer addresses in
 ESP transport mode, PSK, AES-128/SHA1 with MODP1024 in phase 1, PFS in phase 2, DPD on.
 
+With `mode="tunnel"` the same peers (same PSK, addresses and algorithms) protect instead the
+two LANs in ESP tunnel mode, subnet to subnet as a racoon site writes it: the guest's LAN
+10.0.2.0/24 on a dummy interface (10.0.2.1), pyike's 10.0.1.0/24 behind its `tunnel_device`,
+the tunnel's ends being the outer addresses.
+
 Each peer class knows how to write its daemon's configuration, start it, make it initiate or
 delete, and kill it; the tests only speak of those verbs.
 """
@@ -20,6 +25,17 @@ from tests.interop.vm import PeerVm, VmError
 
 INNER_PYIKE, INNER_PEER = "10.1.1.1", "10.1.1.2"
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+MODES = ("transport", "tunnel")  # GRE in ESP transport mode (the seed), or LANs in tunnel mode
+# tunnel mode: the LANs and one host on each, the guest's dummy LAN device, pyike's TUN device
+LAN_PYIKE, LAN_PEER = "10.0.1.0/24", "10.0.2.0/24"
+LAN_HOST_PYIKE, LAN_HOST_PEER = "10.0.1.1", "10.0.2.1"
+LAN_DEVICE = "lan0"
+TUNNEL_DEVICE = "tun1"
+# the seed racoon.conf's `gre "NAME" { ... }` block, which only pyike reads
+GRE_BLOCK = re.compile(r'(?ms)^gre "[^"]*" \{.*?^\}')
+# IPv4 only, as on pyike's side: no IPv6 chatter inside the tunnel.
+_IPV4_ONLY = ("echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
+              " && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6")
 
 
 def seed_psk() -> str:
@@ -50,13 +66,41 @@ def configure_gre(vm: PeerVm) -> None:
     """`ip tunnel add tun0 mode gre local B remote A` and the inner point-to-point addresses."""
     if "tun0" in vm.check("ip -o link show"):
         return
-    # IPv4 only, as on pyike's side: no IPv6 chatter inside the tunnel.
     vm.check(
-        "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
-        " && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"
+        f"{_IPV4_ONLY}"
         f" && ip tunnel add tun0 mode gre local {vm.guest_addr} remote {vm.host_addr} ttl 64"
         f" && ip addr add {INNER_PEER} peer {INNER_PYIKE}/32 dev tun0 && ip link set tun0 up"
     )
+
+
+def configure_lan(vm: PeerVm) -> None:
+    """The guest's LAN for tunnel mode: a dummy interface with 10.0.2.1/24, and a route to
+    pyike's LAN out of eth0 from that address (the kernel needs a route before its policy
+    lookup; the daemons are told not to add routes), so its traffic meets the tunnel policy."""
+    if LAN_DEVICE in vm.check("ip -o link show"):
+        return
+    vm.check(
+        f"{_IPV4_ONLY}"
+        f" && ip link add {LAN_DEVICE} type dummy"
+        f" && ip addr add {LAN_HOST_PEER}/24 dev {LAN_DEVICE} && ip link set {LAN_DEVICE} up"
+        f" && ip route add {LAN_PYIKE} via {vm.host_addr} dev eth0 src {LAN_HOST_PEER}"
+    )
+
+
+def tunnel_setkey(lan: str, far_lan: str, me: str, peer: str) -> str:
+    """setkey.conf for ESP tunnel mode between our `lan` and `far_lan`, the tunnel's ends `me`
+    and `peer`, as a racoon site writes it: for pyike and for racoon in the guest alike."""
+    return ("flush;\nspdflush;\n\n"
+            f"spdadd {lan} {far_lan} any -P out ipsec esp/tunnel/{me}-{peer}/require;\n"
+            f"spdadd {far_lan} {lan} any -P in ipsec esp/tunnel/{peer}-{me}/require;\n")
+
+
+def swan_selectors(mode: str) -> str:
+    """The ipsec.conf lines that say what the connection carries, alike in strongSwan and
+    libreswan: GRE between the two ends (transport), or the two LANs (tunnel)."""
+    if mode == "tunnel":
+        return f"leftsubnet={LAN_PEER}\n    rightsubnet={LAN_PYIKE}\n    type=tunnel"
+    return "leftprotoport=gre\n    rightprotoport=gre\n    type=transport"
 
 
 @dataclass(frozen=True)
@@ -69,6 +113,7 @@ class XfrmState:
     auth_alg: str
     auth_key: str
     auth_bits: int
+    mode: str = ""  # "transport" or "tunnel", as `ip xfrm state` prints it
 
 
 _STATE_HEAD = re.compile(r"^src (\S+) dst (\S+)$")
@@ -93,6 +138,8 @@ def xfrm_states(vm: PeerVm) -> list[XfrmState]:
         words = line.split()
         if words[:1] == ["proto"] and "spi" in words:
             cur["spi"] = int(words[words.index("spi") + 1], 16)
+            if "mode" in words:
+                cur["mode"] = words[words.index("mode") + 1]
         elif words[:1] == ["auth-trunc"]:
             cur.update(auth_alg=words[1], auth_key=words[2].removeprefix("0x"),
                        auth_bits=int(words[3]))
@@ -121,12 +168,12 @@ class Peer:
 
     # The scenarios pass these settings; each peer renders them in its own grammar.
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1") -> None:
+                  esp_auth: str = "sha1", mode: str = "transport") -> None:
         """Write the daemon's files; `esp_auth` is phase 2's integrity, "sha1" or "sha256"
-        (each peer in its default ICV length for it). Like the seed article's setkey.conf, the
-        GRE policies are in the kernel from the start (trap policies), so traffic from either
-        side needs SAs: the guest never sends GRE in clear, and its own traffic makes its daemon
-        negotiate."""
+        (each peer in its default ICV length for it); `mode` one of MODES (tunnel mode wants
+        configure_lan() in the guest). Like the seed article's setkey.conf, the policies are
+        in the kernel from the start (trap policies), so traffic from either side needs SAs:
+        the guest never sends in clear, and its own traffic makes its daemon negotiate."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -174,7 +221,7 @@ class StrongswanPeer(Peer):
     conn = "pyike"
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1") -> None:
+                  esp_auth: str = "sha1", mode: str = "transport") -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         # margin/fuzz kept small so that pyike, not the peer, is the one to rekey when the
         # scenario gives pyike the shorter lifetime.
@@ -186,9 +233,7 @@ conn {self.conn}
     keyexchange=ikev1
     left={b}
     right={a}
-    leftprotoport=gre
-    rightprotoport=gre
-    type=transport
+    {swan_selectors(mode)}
     authby=secret
     ike=aes128-sha1-modp1024!
     esp=aes128-{esp_auth}-modp1024!
@@ -251,7 +296,7 @@ class LibreswanPeer(Peer):
     honours_initial_contact = False
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1") -> None:
+                  esp_auth: str = "sha1", mode: str = "transport") -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         self.vm.write_file("/etc/ipsec.conf", f"""config setup
     ikev1-policy=accept
@@ -262,9 +307,7 @@ conn {self.conn}
     ikev2=no
     left={b}
     right={a}
-    leftprotoport=gre
-    rightprotoport=gre
-    type=transport
+    {swan_selectors(mode)}
     authby=secret
     ike=aes128-sha1;modp2048
     phase2alg=aes128-{esp_auth};modp2048
@@ -323,7 +366,8 @@ class RacoonPeer(Peer):
     """racoon from ipsec-tools (not packaged by Debian: only when PYIKE_RACOON_PREFIX or
     /opt/racoon holds an install), configured with the seed article's own setkey.conf,
     racoon.conf and psk.txt for router B, less the two statements that only pyike has (`setkey`
-    and `gre`)."""
+    and `gre`); in tunnel mode the setkey.conf is tunnel_setkey()'s (sainfo anonymous serves
+    both)."""
 
     name = "racoon"
     sock = "/run/racoon.sock"
@@ -340,7 +384,7 @@ class RacoonPeer(Peer):
         )
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600, esp_auth: str = "sha1",
-                  edit: Callable[[str], str] | None = None) -> None:
+                  mode: str = "transport", edit: Callable[[str], str] | None = None) -> None:
         def text(name: str) -> str:
             return seed_text("b", name, self.vm, dh_group=self.dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s, esp_auth=esp_auth)
@@ -349,12 +393,15 @@ class RacoonPeer(Peer):
         if edit is not None:
             conf = edit(conf)
         conf = re.sub(r"(?m)^setkey .*$", "", conf)
-        conf = re.sub(r'(?ms)^gre "[^"]*" \{.*?^\}', "", conf)
+        conf = GRE_BLOCK.sub("", conf)
         conf = conf.replace('"psk.txt"', '"/etc/racoon/psk.txt"')
         conf = conf.replace("/run/pyike/pyike.sock", self.sock)
         conf = conf.replace("/run/pyike/pyike.pid", "/run/racoon.pid")
         self.vm.write_file("/etc/racoon/racoon.conf", conf)
-        self.vm.write_file("/etc/racoon/setkey.conf", text("setkey.conf"))
+        a, b = str(self.vm.host_addr), str(self.vm.guest_addr)
+        setkey = tunnel_setkey(LAN_PEER, LAN_PYIKE, b, a) if mode == "tunnel" \
+            else text("setkey.conf")
+        self.vm.write_file("/etc/racoon/setkey.conf", setkey)
         self.vm.write_file("/etc/racoon/psk.txt", text("psk.txt"), 0o600)
 
     def start(self) -> None:

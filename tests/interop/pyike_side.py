@@ -1,5 +1,7 @@
 """pyike in the VM's namespace, run from the seed example's router A files with the scenario's
-changes (DH group, DPD delay, phase 2 lifetime)."""
+changes (DH group, DPD delay, phase 2 lifetime), or in tunnel mode: the same files with the
+LANs' tunnel-mode policies (peers.tunnel_setkey) and a `tunnel_device` in place of the `gre`
+block."""
 
 from __future__ import annotations
 
@@ -13,7 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.e2e.netns import Router
-from tests.interop.peers import seed_text
+from tests.interop.peers import (
+    GRE_BLOCK,
+    LAN_HOST_PYIKE,
+    LAN_PEER,
+    LAN_PYIKE,
+    TUNNEL_DEVICE,
+    seed_text,
+    tunnel_setkey,
+)
 from tests.interop.vm import Namespace, PeerVm
 
 
@@ -30,16 +40,32 @@ class Pyike(Router):
         self.netns, self.ns = netns, netns.name
 
     def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1", edit: Callable[[str], str] | None = None) -> None:
+                  esp_auth: str = "sha1", mode: str = "transport",
+                  edit: Callable[[str], str] | None = None) -> None:
+        """The seed's router A files; `mode` one of peers.MODES."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("racoon.conf", "setkey.conf", "psk.txt"):
             text = seed_text("a", name, self.vm, dh_group=dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s, esp_auth=esp_auth)
+            if mode == "tunnel" and name == "racoon.conf":
+                text = GRE_BLOCK.sub(f'tunnel_device "{TUNNEL_DEVICE}";', text)
+            if mode == "tunnel" and name == "setkey.conf":
+                text = tunnel_setkey(LAN_PYIKE, LAN_PEER, str(self.vm.host_addr),
+                                     str(self.vm.guest_addr))
             if edit is not None and name == "racoon.conf":
                 text = edit(text)
             text = text.replace("/run/pyike/", f"{self.workdir}/")  # the rest is relative
             (self.workdir / name).write_text(text)
         (self.workdir / "psk.txt").chmod(0o600)
+
+    def add_lan(self) -> None:
+        """pyike's LAN for tunnel mode: its host 10.0.1.1 on the namespace's loopback, and the
+        guest's LAN routed into the tunnel_device from that address, as a site routes its far
+        LAN into the device (`ip route add 10.0.2.0/24 dev tun1`). Call once pyike made it."""
+        for argv in (["ip", "addr", "replace", f"{LAN_HOST_PYIKE}/32", "dev", "lo"],
+                     ["ip", "route", "replace", LAN_PEER, "dev", TUNNEL_DEVICE,
+                      "src", LAN_HOST_PYIKE]):
+            self.netns.run(argv, check=True, capture_output=True)
 
     def sad(self) -> list[dict]:
         return self.ctl_json("sad")
@@ -47,11 +73,11 @@ class Pyike(Router):
     def isakmp(self) -> list[dict]:
         return self.ctl_json("show-sa", "isakmp")
 
-    def wait_tun(self, timeout: float = 10.0) -> None:
+    def wait_tun(self, timeout: float = 10.0, name: str = "tun0") -> None:
         deadline = time.monotonic() + timeout
-        while self.netns.run(["ip", "link", "show", "tun0"], capture_output=True).returncode:
+        while self.netns.run(["ip", "link", "show", name], capture_output=True).returncode:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"pyike made no tun0: {self.log.read_text()}")
+                raise RuntimeError(f"pyike made no {name}: {self.log.read_text()}")
             time.sleep(0.1)
 
     def log_tail(self, lines: int = 60) -> str:
@@ -61,9 +87,12 @@ class Pyike(Router):
             return "(no pyike log)"
 
     def ping(self, dst: str, count: int = 5, interval: float = 0.2,
-             deadline: int = 10) -> subprocess.CompletedProcess:
+             deadline: int = 10, source: str | None = None) -> subprocess.CompletedProcess:
+        """iputils ping in pyike's namespace, from `source` when given (a LAN address)."""
+        frm = ["-I", source] if source else []
         return self.netns.run(
-            ["ping", "-n", "-c", str(count), "-i", str(interval), "-w", str(deadline), dst],
+            ["ping", "-n", "-c", str(count), "-i", str(interval), "-w", str(deadline), *frm,
+             dst],
             capture_output=True, text=True, timeout=deadline + 10,
         )
 

@@ -7,6 +7,7 @@ same checks on the VM its module booted.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import signal
 import subprocess
@@ -22,7 +23,19 @@ from scapy.utils import rdpcap
 import gre
 from esp.sa import EspSA
 from tests.interop import capture
-from tests.interop.peers import INNER_PEER, INNER_PYIKE, Peer, XfrmState, xfrm_states
+from tests.interop.peers import (
+    INNER_PEER,
+    INNER_PYIKE,
+    LAN_HOST_PEER,
+    LAN_HOST_PYIKE,
+    LAN_PEER,
+    LAN_PYIKE,
+    TUNNEL_DEVICE,
+    Peer,
+    XfrmState,
+    configure_lan,
+    xfrm_states,
+)
 from tests.interop.pyike_side import Pyike
 from tests.interop.vm import PeerVm
 
@@ -32,6 +45,8 @@ T = TypeVar("T")
 KERNEL_ALG = {"aes-cbc": "cbc(aes)", "hmac-sha1": "hmac(sha1)", "hmac-sha256": "hmac(sha256)"}
 IKE_PORTS = (500, 4500)
 IPPROTO_ESP = 50
+IPPROTO_IPIP = 4  # what ESP carries in tunnel mode, for IPv4 (RFC 4303 §2.6)
+IPPROTO_GRE = 47  # ... and in the seed's transport mode (RFC 2784)
 
 
 @dataclass
@@ -41,18 +56,25 @@ class Env:
     pyike: Pyike
 
     def start(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-              peer_lifetime_s: int | None = None,
-              esp_auth: str = "sha1", edit: Callable[[str], str] | None = None) -> None:
+              peer_lifetime_s: int | None = None, esp_auth: str = "sha1",
+              mode: str = "transport", edit: Callable[[str], str] | None = None) -> None:
         """Configure and start the peer's daemon, then pyike; neither has SAs yet. `edit`
-        rewrites both racoon.conf files (a racoon peer's and pyike's: one grammar)."""
+        rewrites both racoon.conf files (a racoon peer's and pyike's: one grammar). In tunnel
+        `mode` both LANs are set up too: the guest's lan0, pyike's 10.0.1.1 and its route."""
         more = {"edit": edit} if edit else {}
+        if mode == "tunnel":
+            configure_lan(self.vm)
         self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s,
-                            esp_auth=esp_auth, **more)
+                            esp_auth=esp_auth, mode=mode, **more)
         self.peer.start()
         self.pyike.configure(dh_group=self.peer.dh_group, dpd_delay=dpd_delay,
-                             lifetime_s=lifetime_s, esp_auth=esp_auth, **more)
+                             lifetime_s=lifetime_s, esp_auth=esp_auth, mode=mode, **more)
         self.pyike.start()
-        self.pyike.wait_tun()
+        if mode == "tunnel":
+            self.pyike.wait_tun(name=TUNNEL_DEVICE)
+            self.pyike.add_lan()
+        else:
+            self.pyike.wait_tun()
 
     def establish_from_pyike(self, timeout: int = 20) -> None:
         """Traffic into pyike's tun0 triggers the negotiation; returns once pings get through."""
@@ -65,8 +87,10 @@ class Env:
         wait_for(lambda: self.guest_ping(count=3, deadline=4) > 0, timeout,
                  f"no ping reply through the tunnel ({self.peer.name} initiating{what})", self)
 
-    def guest_ping(self, count: int = 5, deadline: int = 10) -> int:
-        _rc, out = self.vm.run(f"ping -c {count} -W 1 -w {deadline} {INNER_PYIKE}",
+    def guest_ping(self, count: int = 5, deadline: int = 10, dst: str = INNER_PYIKE,
+                   source: str | None = None) -> int:
+        frm = f"-I {source} " if source else ""
+        _rc, out = self.vm.run(f"ping -c {count} -W 1 -w {deadline} {frm}{dst}",
                                timeout=deadline + 5)
         return received(out)
 
@@ -279,36 +303,41 @@ def capture_opens_both_ways(env: Env) -> None:
     assert len(from_pyike) >= 10 and len(from_peer) >= 10
 
     # pyike's ESP, opened by scapy with the keys pyikectl reports.
-    scapy_sas = {
-        sa["spi"]: SecurityAssociation(
-            ESP, spi=sa["spi"], crypt_algo="AES-CBC", crypt_key=bytes.fromhex(sa["enc"]["key"]),
-            auth_algo="HMAC-SHA1-96", auth_key=bytes.fromhex(sa["auth"]["key"]),
-        )
-        for sa in sad if sa["direction"] == "out"
-    }
+    scapy_sas = {sa["spi"]: scapy_sa(sa) for sa in sad if sa["direction"] == "out"}
     for p in from_pyike:
         inner = scapy_sas[p[ESP].spi].decrypt(p[IP])
-        assert inner.proto == 47 and inner.payload.proto == 0x0800  # GRE carrying IPv4
+        assert inner.proto == IPPROTO_GRE and inner.payload.proto == 0x0800  # GRE with IPv4
         assert inner.payload.payload[IP].src in (INNER_PYIKE, INNER_PEER)
 
     # The kernel peer's ESP, opened by pyike's own esp/ and gre/.
-    esp_sas = {
-        sa["spi"]: EspSA(sa["spi"], sa["src"], sa["dst"], sa["enc"]["alg"],
-                         bytes.fromhex(sa["enc"]["key"]), sa["auth"]["alg"],
-                         bytes.fromhex(sa["auth"]["key"]), direction="in")
-        for sa in sad if sa["direction"] == "in"
-    }
+    esp_sas = {sa["spi"]: inbound_esp_sa(sa) for sa in sad if sa["direction"] == "in"}
     kinds = set()
     for p in from_peer:
         opened = esp_sas[p[ESP].spi].open(bytes(p[ESP]), 0.0)
         assert isinstance(opened, tuple), f"pyike could not open the peer's ESP: {opened}"
         next_header, payload = opened
-        assert next_header == 47  # GRE (RFC 2784)
+        assert next_header == IPPROTO_GRE
         g = gre.decap(payload)
         assert isinstance(g, gre.GrePacket), g
         if g.protocol == gre.ETH_P_IP:
             kinds.add(IP(g.payload)[ICMP].type)
     assert kinds == {0, 8}, f"expected echo requests and replies from the peer, saw {kinds}"
+
+
+def scapy_sa(sa: dict, tunnel_header: IP | None = None) -> SecurityAssociation:
+    """scapy's SA for one of pyike's AES-CBC/HMAC-SHA1-96 SAs as pyikectl reports it (an
+    independent implementation); `tunnel_header` for tunnel mode."""
+    return SecurityAssociation(
+        ESP, spi=sa["spi"], crypt_algo="AES-CBC", crypt_key=bytes.fromhex(sa["enc"]["key"]),
+        auth_algo="HMAC-SHA1-96", auth_key=bytes.fromhex(sa["auth"]["key"]),
+        tunnel_header=tunnel_header)
+
+
+def inbound_esp_sa(sa: dict) -> EspSA:
+    """pyike's own esp/ SA, to open the peer's ESP of one of pyike's inbound SAs."""
+    return EspSA(sa["spi"], sa["src"], sa["dst"], sa["enc"]["alg"],
+                 bytes.fromhex(sa["enc"]["key"]), sa["auth"]["alg"],
+                 bytes.fromhex(sa["auth"]["key"]), direction="in")
 
 
 # --- 8: HMAC-SHA-256 in phase 2, the peer's default ICV length --------------------------------
@@ -338,3 +367,92 @@ def hmac_sha256_both_ways(env: Env) -> None:
              "pyike's flush-sa ipsec did not remove the SAs on both sides", env)
     env.establish_from_peer(what=", hmac-sha256")
     assert {sa["auth"]["icv_bits"] for sa in assert_same_sas(env)} == {bits}
+
+
+# --- draft: ESP tunnel mode, subnet to subnet --------------------------------------------------
+
+def tunnel_mode_subnets(env: Env) -> None:
+    """DRAFT, bound to no test module yet: it needs pyike's tunnel-mode data plane (the
+    `tunnel_device` carrying the whole packets of `esp/tunnel/A-B/...` policies). Once pyike
+    forwards tunnel mode, bind it in each peer's module (`test_9_tunnel_mode_subnets =
+    scenarios.tunnel_mode_subnets`).
+
+    The LANs 10.0.1.0/24 (pyike's: 10.0.1.1 behind its tunnel_device) and 10.0.2.0/24 (the
+    guest's dummy lan0: 10.0.2.1), joined in ESP tunnel mode between 198.18.0.1 and 198.18.0.2,
+    as a racoon site's `spdadd 10.0.1.0/24 10.0.2.0/24 any -P out ipsec
+    esp/tunnel/198.18.0.1-198.18.0.2/require;` has it. pyike initiates; then, after pyike's
+    flush-sa, the peer does. Each time pings pass both ways between the LAN hosts and the
+    guest's SAs are in tunnel mode with pyike's keys. The tap carries nothing but IKE and ESP,
+    and the ESP of either side opens (scapy for pyike's, pyike's esp/ for the peer's) to IPv4
+    between the two LANs."""
+    env.start(mode="tunnel")
+    assert env.pyike.sad() == [] and env.pyike.isakmp() == []
+    seen: dict[int, dict] = {}  # SPI -> pyike's SA, over both pairs
+    with capture.Capture(env.vm, env.pyike.workdir) as cap:
+        wait_for(lambda: received(_ping_peer_lan(env, count=3, deadline=4)) > 0, 20,
+                 "no ping reply between the LANs (pyike initiating)", env)
+        assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
+        assert received(_ping_peer_lan(env)) == 5
+        assert _ping_pyike_lan(env) == 5
+        seen.update((sa["spi"], sa) for sa in _assert_tunnel_sas(env))
+
+        out = env.pyike.ctl("flush-sa", "ipsec")
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: not xfrm_states(env.vm) and not env.pyike.sad(), 15,
+                 "pyike's flush-sa ipsec did not remove the SAs on both sides", env)
+        wait_for(lambda: _ping_pyike_lan(env, count=3, deadline=4) > 0, 25,
+                 f"no ping reply between the LANs ({env.peer.name} initiating)", env)
+        assert _ping_pyike_lan(env) == 5
+        assert received(_ping_peer_lan(env)) == 5
+        seen.update((sa["spi"], sa) for sa in _assert_tunnel_sas(env))
+    packets = rdpcap(str(cap.path))
+    assert_only_ike_and_esp(packets, str(env.vm.host_addr))
+    _assert_esp_carries_the_lans(env, packets, seen)
+
+
+def _ping_peer_lan(env: Env, count: int = 5, deadline: int = 10) -> subprocess.CompletedProcess:
+    """From pyike's LAN host to the guest's."""
+    return env.pyike.ping(LAN_HOST_PEER, count=count, deadline=deadline, source=LAN_HOST_PYIKE)
+
+
+def _ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10) -> int:
+    """From the guest's LAN host to pyike's."""
+    return env.guest_ping(count=count, deadline=deadline, dst=LAN_HOST_PYIKE,
+                          source=LAN_HOST_PEER)
+
+
+def _assert_tunnel_sas(env: Env) -> list[dict]:
+    """The guest's SAs are pyike's (assert_same_sas), all of them in tunnel mode."""
+    sad = assert_same_sas(env)
+    assert {s.mode for s in xfrm_states(env.vm)} == {"tunnel"}, xfrm_states(env.vm)
+    assert {sa["mode"] for sa in sad} == {"tunnel"}, sad
+    return sad
+
+
+def _assert_esp_carries_the_lans(env: Env, packets: list, sas: dict[int, dict]) -> None:
+    """Every ESP packet of the SAs in `sas` opens to IPv4 between the two LANs: pyike's with
+    scapy, the peer's with pyike's esp/; both ways carried echo requests and replies."""
+    pyike_addr, peer_addr = str(env.vm.host_addr), str(env.vm.guest_addr)
+    outer = IP(src=pyike_addr, dst=peer_addr)
+    scapy_sas = {spi: scapy_sa(sa, outer) for spi, sa in sas.items() if sa["direction"] == "out"}
+    esp_sas = {spi: inbound_esp_sa(sa) for spi, sa in sas.items() if sa["direction"] == "in"}
+    lans = (ipaddress.ip_network(LAN_PYIKE), ipaddress.ip_network(LAN_PEER))
+    kinds: dict[str, set[int]] = {"pyike": set(), "peer": set()}
+    for p in packets:
+        if not p.haslayer(ESP):
+            continue
+        spi, ends = p[ESP].spi, (p[IP].src, p[IP].dst)
+        if ends == (pyike_addr, peer_addr) and spi in scapy_sas:
+            inner, side = scapy_sas[spi].decrypt(p[IP].copy()), "pyike"  # decrypt() eats it
+        elif ends == (peer_addr, pyike_addr) and spi in esp_sas:
+            opened = esp_sas[spi].open(bytes(p[ESP]), 0.0)
+            assert isinstance(opened, tuple), f"pyike could not open the peer's ESP: {opened}"
+            next_header, payload = opened
+            assert next_header == IPPROTO_IPIP, next_header
+            inner, side = IP(payload), "peer"
+        else:
+            continue
+        hosts = {ipaddress.ip_address(inner.src), ipaddress.ip_address(inner.dst)}
+        assert all(any(h in lan for h in hosts) for lan in lans), inner.summary()
+        kinds[side].add(inner[ICMP].type)
+    assert kinds == {"pyike": {0, 8}, "peer": {0, 8}}, kinds

@@ -3,8 +3,10 @@ the guest's kernel. Debian's libreswan refuses MODP1024, so both ends use MODP20
 
 from __future__ import annotations
 
+import re
+
 from tests.interop import scenarios
-from tests.interop.peers import LibreswanPeer
+from tests.interop.peers import LAN_PEER, LAN_PYIKE, LibreswanPeer, configure_lan
 from tests.interop.scenarios import Env
 
 PEER = LibreswanPeer
@@ -19,6 +21,23 @@ def test_pluto_starts_and_routes_the_gre_policy(env: Env) -> None:
     a, b = env.vm.host_addr, env.vm.guest_addr
     # pluto routes only the outbound trap; the inbound policy comes with the first SA.
     assert f"src {b}/32 dst {a}/32 proto gre" in policies, policies
+
+
+def test_pluto_routes_the_tunnel_mode_subnets(env: Env) -> None:
+    """The guest's half of tunnel mode alone: pluto loads the LANs' connection between the
+    outer addresses and routes its outbound trap for the LANs."""
+    configure_lan(env.vm)
+    env.peer.configure(mode="tunnel")
+    env.peer.start()
+    status = env.peer.status()
+    a, b = env.vm.host_addr, env.vm.guest_addr
+    ends = rf'"pyike": {LAN_PEER}==={b}\S*\.\.\.{a}\S*==={LAN_PYIKE}'
+    assert re.search(ends, status), status
+    policies = env.vm.check("ip xfrm policy")
+    # pluto's trap for the LANs is a bare template (0.0.0.0 ends, transport, reqid 0) that only
+    # raises the acquire; the tunnel-mode template between the outer addresses comes with the SA
+    assert re.search(rf"src {LAN_PEER} dst {LAN_PYIKE}\s*\n\s*dir out", policies), policies
+    assert "proto gre" not in policies, policies
 
 
 test_1_pyike_initiates = scenarios.pyike_initiates

@@ -21,7 +21,16 @@ from scapy.layers.inet import IP, UDP
 from scapy.utils import rdpcap
 
 from tests.interop import capture, scenarios
-from tests.interop.peers import INNER_PEER, RACOON_BINARIES, RacoonPeer, racoon_prefix, xfrm_states
+from tests.interop.peers import (
+    INNER_PEER,
+    LAN_PEER,
+    LAN_PYIKE,
+    RACOON_BINARIES,
+    RacoonPeer,
+    configure_lan,
+    racoon_prefix,
+    xfrm_states,
+)
 from tests.interop.scenarios import Env, assert_same_sas, received, spis, wait_for
 from tests.interop.vm import Namespace
 
@@ -41,6 +50,20 @@ def test_racoon_starts_with_the_seed_policies(env: Env) -> None:
     a, b = env.vm.host_addr, env.vm.guest_addr
     assert f"{b}[any] {a}[any] gre" in policies or f"{b} {a} gre" in policies, policies
     assert "esp/transport//require" in policies, policies
+
+
+def test_racoon_starts_with_the_tunnel_mode_policies(env: Env) -> None:
+    """The guest's half of tunnel mode alone: setkey loads the LANs' tunnel-mode policies and
+    racoon starts on them."""
+    configure_lan(env.vm)
+    env.peer.configure(mode="tunnel")
+    env.peer.start()
+    policies = env.vm.check("setkey -DP")
+    a, b = env.vm.host_addr, env.vm.guest_addr
+    # Linux hands back "any" as 255, which setkey prints as a number (no protocols(5) name)
+    assert re.search(rf"{LAN_PEER}\[any\] {LAN_PYIKE}\[any\] (255|any)\n", policies), policies
+    assert f"esp/tunnel/{b}-{a}/require" in policies, policies
+    assert f"esp/tunnel/{a}-{b}/require" in policies, policies
 
 
 test_1_pyike_initiates = scenarios.pyike_initiates

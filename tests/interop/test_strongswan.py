@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.interop import scenarios
-from tests.interop.peers import StrongswanPeer
+from tests.interop.peers import (
+    LAN_DEVICE,
+    LAN_HOST_PEER,
+    LAN_PEER,
+    LAN_PYIKE,
+    StrongswanPeer,
+    configure_lan,
+)
 from tests.interop.scenarios import Env
 
 PEER = StrongswanPeer
@@ -18,6 +27,23 @@ def test_charon_starts_and_routes_the_gre_policy(env: Env) -> None:
     a, b = env.vm.host_addr, env.vm.guest_addr
     assert f"src {b}/32 dst {a}/32 proto gre" in policies, policies
     assert f"src {a}/32 dst {b}/32 proto gre" in policies, policies
+
+
+def test_charon_routes_the_tunnel_mode_subnets(env: Env) -> None:
+    """The guest's half of tunnel mode alone: lan0 holds the guest's LAN host, and charon
+    loads and routes the LANs' connection in tunnel mode between the outer addresses."""
+    configure_lan(env.vm)
+    env.peer.configure(mode="tunnel")
+    env.peer.start()
+    assert f"inet {LAN_HOST_PEER}/24" in env.vm.check(f"ip -o -4 addr show dev {LAN_DEVICE}")
+    status = env.peer.status()
+    assert "IKEv1" in status and "TUNNEL" in status, status
+    assert f"{LAN_PEER} === {LAN_PYIKE}" in status, status
+    policies = env.vm.check("ip xfrm policy")
+    a, b = env.vm.host_addr, env.vm.guest_addr
+    assert re.search(rf"src {LAN_PEER} dst {LAN_PYIKE}\s*\n\s*dir out", policies), policies
+    assert f"tmpl src {b} dst {a}" in policies, policies
+    assert "mode tunnel" in policies and "proto gre" not in policies, policies
 
 
 test_1_pyike_initiates = scenarios.pyike_initiates
