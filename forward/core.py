@@ -340,8 +340,10 @@ class ForwardingCore:
                                      and r.src in (None, ipaddress.ip_address(s.remote))
                                      and r.dst in (None, ipaddress.ip_address(s.local)))
                 for r in inp.rules)
+            # Linux's PF_KEY makes every level but `use` required (af_key.c: optional only
+            # for IPSEC_LEVEL_USE), `default` included
             t.accept_clear = in_action != "discard" and not (in_action == "ipsec" and any(
-                r.level in ("require", "unique") for r in inp.rules))
+                r.level != "use" for r in inp.rules))
             t.cache_gen = -1
         # tunnel mode: flows are made again; a policy that went takes its waiting packets along
         policies = self.state.spd.policies()

@@ -102,14 +102,18 @@ def test_outbound_policy_actions(action, clear, acquire, discarded):
         assert data == b"\x00\x00\x08\x00" + PING and dst == (B, 0)  # RFC 2784 header
 
 
-def test_clear_gre_is_dropped_where_a_require_policy_covers_it():
+@pytest.mark.parametrize("level", ["require", "unique", "default"])
+def test_clear_gre_is_dropped_where_a_required_policy_covers_it(level):
+    """Every level but `use` requires ESP, `default` included, as Linux's PF_KEY makes it."""
     sender = core_for(A, B, "none")
-    strict, lax = core_for(B, A), core_for(B, A, "none")
-    for receiver in (strict, lax):
+    strict = core_for(B, A, f"ipsec esp/transport//{level}")
+    lax, optional = core_for(B, A, "none"), core_for(B, A, "ipsec esp/transport//use")
+    for receiver in (strict, lax, optional):
         sender.from_tunnel(sender.tunnels[0], PING, 0.0)
         carry(sender, A, receiver, 0.0)
     assert delivered(strict) == [] and strict.counters.gre_clear_dropped == 1
     assert delivered(lax) == [PING] and lax.counters.gre_clear_in == 1
+    assert delivered(optional) == [PING]
 
 
 def test_an_in_policy_discard_drops_what_opens():
