@@ -58,14 +58,20 @@ class Pyike(Router):
             (self.workdir / name).write_text(text)
         (self.workdir / "psk.txt").chmod(0o600)
 
-    def add_lan(self) -> None:
-        """pyike's LAN for tunnel mode: its host 10.0.1.1 on the namespace's loopback, and the
-        guest's LAN routed into the tunnel_device from that address, as a site routes its far
-        LAN into the device (`ip route add 10.0.2.0/24 dev tun1`). Call once pyike made it."""
-        for argv in (["ip", "addr", "replace", f"{LAN_HOST_PYIKE}/32", "dev", "lo"],
-                     ["ip", "route", "replace", LAN_PEER, "dev", TUNNEL_DEVICE,
-                      "src", LAN_HOST_PYIKE]):
-            self.netns.run(argv, check=True, capture_output=True)
+    def add_lan(self, timeout: float = 10.0) -> None:
+        """pyike's LAN for tunnel mode: its host 10.0.1.1 on the namespace's loopback; then
+        wait for the route pyike itself puts into the tunnel_device for the guest's LAN (from
+        the policy's remote network, with 10.0.1.1 as its source once that address exists).
+        Call once pyike made the device."""
+        self.netns.run(["ip", "addr", "replace", f"{LAN_HOST_PYIKE}/32", "dev", "lo"],
+                       check=True, capture_output=True)
+        deadline = time.monotonic() + timeout
+        while f"dev {TUNNEL_DEVICE}" not in self.netns.run(
+                ["ip", "route", "show", LAN_PEER], capture_output=True, text=True).stdout:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pyike routed no {LAN_PEER} into {TUNNEL_DEVICE}: "
+                                   f"{self.log.read_text()}")
+            time.sleep(0.1)
 
     def sad(self) -> list[dict]:
         return self.ctl_json("sad")

@@ -372,19 +372,14 @@ def hmac_sha256_both_ways(env: Env) -> None:
 # --- draft: ESP tunnel mode, subnet to subnet --------------------------------------------------
 
 def tunnel_mode_subnets(env: Env) -> None:
-    """DRAFT, bound to no test module yet: it needs pyike's tunnel-mode data plane (the
-    `tunnel_device` carrying the whole packets of `esp/tunnel/A-B/...` policies). Once pyike
-    forwards tunnel mode, bind it in each peer's module (`test_9_tunnel_mode_subnets =
-    scenarios.tunnel_mode_subnets`).
-
-    The LANs 10.0.1.0/24 (pyike's: 10.0.1.1 behind its tunnel_device) and 10.0.2.0/24 (the
-    guest's dummy lan0: 10.0.2.1), joined in ESP tunnel mode between 198.18.0.1 and 198.18.0.2,
-    as a racoon site's `spdadd 10.0.1.0/24 10.0.2.0/24 any -P out ipsec
-    esp/tunnel/198.18.0.1-198.18.0.2/require;` has it. pyike initiates; then, after pyike's
-    flush-sa, the peer does. Each time pings pass both ways between the LAN hosts and the
-    guest's SAs are in tunnel mode with pyike's keys. The tap carries nothing but IKE and ESP,
-    and the ESP of either side opens (scapy for pyike's, pyike's esp/ for the peer's) to IPv4
-    between the two LANs."""
+    """ESP tunnel mode subnet to subnet. The LANs 10.0.1.0/24 (pyike's: 10.0.1.1 behind its
+    tunnel_device) and 10.0.2.0/24 (the guest's dummy lan0: 10.0.2.1), joined in ESP tunnel
+    mode between 198.18.0.1 and 198.18.0.2, as a racoon site's `spdadd 10.0.1.0/24
+    10.0.2.0/24 any -P out ipsec esp/tunnel/198.18.0.1-198.18.0.2/require;` has it. pyike
+    initiates; then, after pyike's flush-sa, the peer does. Each time pings pass both ways
+    between the LAN hosts and the guest's SAs are in tunnel mode with pyike's keys. The tap
+    carries nothing but IKE and ESP, and the ESP of either side opens (scapy for pyike's,
+    pyike's esp/ for the peer's) to IPv4 between the two LANs."""
     env.start(mode="tunnel")
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
     seen: dict[int, dict] = {}  # SPI -> pyike's SA, over both pairs

@@ -72,6 +72,7 @@ test_3_dpd_both_ways = scenarios.dpd_both_ways
 test_4_initial_contact_after_restart = scenarios.initial_contact_after_restart
 test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
+test_9_tunnel_mode_subnets = scenarios.tunnel_mode_subnets
 
 
 def _guest(env: Env) -> dict[int, str]:

@@ -54,3 +54,4 @@ test_5_deletes_both_ways = scenarios.deletes_both_ways
 test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
 test_8_hmac_sha256_both_ways = scenarios.hmac_sha256_both_ways
+test_9_tunnel_mode_subnets = scenarios.tunnel_mode_subnets
