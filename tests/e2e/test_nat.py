@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.e2e.netns import NATTED_A, OUTER, Topology, capture
+from tests.e2e.netns import NATTED_A, OUTER, TUNNEL, Topology, capture
 from tests.e2e.test_pyike_pair import log_of, sad
 
 pytestmark = pytest.mark.netns
@@ -59,3 +59,35 @@ def test_ping_through_a_nat(nat_topo, tmp_path):
     assert {e["src"] for e in b_sas} == {OUTER["a"], OUTER["b"]}
     a_sas = sad(t.routers["a"])
     assert {e["src"] for e in a_sas} == {NATTED_A, OUTER["b"]}
+
+
+def test_tunnel_mode_through_a_nat(nat_topo, tmp_path):
+    """examples/tunnel with router a behind the NAT: UDP-encapsulated tunnel mode (RFC 3947
+    encapsulation 3), the LANs' packets inside ESP inside UDP 4500 on the NATted path."""
+    from scapy.all import IP, UDP, rdpcap
+
+    t = nat_topo
+
+    def edit(side: str, text: str) -> str:
+        text = text.replace("exchange_mode main;", "exchange_mode main;\n        nat_traversal on;")
+        listen = f"isakmp {OUTER[side]} [500];"
+        text = text.replace(listen, f"{listen}\n        isakmp_natt {OUTER[side]} [4500];")
+        return text.replace(OUTER["a"], NATTED_A) if side == "a" else text
+
+    t.write_configs(source=TUNNEL, racoon_edit=edit)
+    setkey_a = t.routers["a"].workdir / "setkey.conf"
+    setkey_a.write_text(setkey_a.read_text().replace(OUTER["a"], NATTED_A))
+    pcap = tmp_path / "b.pcap"
+    with capture(t.ns["b"], "wan0", pcap):
+        for r in t.routers.values():
+            r.start()
+        out = t.ping(count=5, interval=0.3, deadline=30)
+        assert out.returncode == 0, out.stdout + log_of(t.routers["a"])[-3000:]
+    packets = [p for p in rdpcap(str(pcap)) if IP in p]
+    assert {p[IP].proto for p in packets} == {17}, "ESP outside UDP on the NATted path"
+    esp_in_udp = [p for p in packets if 4500 in (p[UDP].sport, p[UDP].dport)
+                  and bytes(p[UDP].payload)[:4] != b"\0\0\0\0" and len(p[UDP].payload) > 8]
+    assert len(esp_in_udp) >= 10
+    for router in t.routers.values():
+        assert {e["mode"] for e in sad(router)} == {"tunnel"}
+    assert {e["src"] for e in sad(t.routers["b"])} == {OUTER["a"], OUTER["b"]}
