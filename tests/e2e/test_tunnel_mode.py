@@ -154,3 +154,33 @@ def test_gre_over_ipv6_outside(tmp_path):
         assert all(p[UDP].dport == 500 for p in packets if UDP in p)
     finally:
         topo.destroy()
+
+
+def test_two_subnet_pairs_over_one_isakmp_sa(topo):
+    """A second policy pair (10.0.1.0/24 <-> 10.0.3.0/24, a network behind lan-b's host) gets
+    its own SA pair, negotiated over the same ISAKMP SA; each LAN's traffic rides its own."""
+    far = "10.0.3.0/24"
+    extra = {"a": (LAN["a"][2], far, OUTER["a"], OUTER["b"]),
+             "b": (far, LAN["a"][2], OUTER["b"], OUTER["a"])}
+    topo.write_configs(source=TUNNEL)
+    for side, (mine, theirs, me, peer) in extra.items():
+        setkey = topo.routers[side].workdir / "setkey.conf"
+        setkey.write_text(setkey.read_text() + (
+            f"spdadd {mine} {theirs} any -P out ipsec esp/tunnel/{me}-{peer}/require;\n"
+            f"spdadd {theirs} {mine} any -P in ipsec esp/tunnel/{peer}-{me}/require;\n"))
+        conf = topo.routers[side].workdir / "racoon.conf"
+        conf.write_text(conf.read_text() + (
+            f"\nsainfo address {mine} any address {theirs} any {{\n pfs_group 14;\n"
+            " encryption_algorithm aes;\n authentication_algorithm hmac_sha1;\n"
+            " compression_algorithm deflate;\n}\n"))
+    in_ns(topo.ns["lb"], "ip", "addr", "add", "10.0.3.1/24", "dev", "eth0")
+    in_ns(topo.ns["b"], "ip", "route", "add", far, "via", LAN["b"][1])
+    for r in topo.routers.values():
+        r.start()
+    for dst in (LAN["b"][1], "10.0.3.1"):
+        out = topo.ping(dst=dst, count=3, interval=0.3, deadline=30)
+        assert " 0% packet loss" in out.stdout, out.stdout + log_of(topo.routers["a"])[-3000:]
+    a = topo.routers["a"]
+    status = a.ctl_json("status")
+    assert status["phase1"] == 1 and status["phase2"] == 2
+    assert len({e["spi"] for e in sad(a)}) == 4
