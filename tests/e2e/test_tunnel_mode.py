@@ -184,3 +184,38 @@ def test_two_subnet_pairs_over_one_isakmp_sa(topo):
     status = a.ctl_json("status")
     assert status["phase1"] == 1 and status["phase2"] == 2
     assert len({e["spi"] for e in sad(a)}) == 4
+
+
+def test_tunnel_device_changes_apply_on_sighup(topo):
+    """SIGHUP with a changed `tunnel_device`: a new MTU in place, a new name made (with the
+    routes) before the old device goes, the SAs kept; without the statement the reload is
+    refused, as the tunnel policies need it."""
+    from tests.e2e.test_reload_gre import _link, _reload
+
+    topo.write_configs(source=TUNNEL)
+    for r in topo.routers.values():
+        r.start()
+    assert topo.ping(count=3, interval=0.3, deadline=30).returncode == 0
+    a, ns = topo.routers["a"], topo.ns["a"]
+    sas = {e["spi"] for e in sad(a)}
+    original = a.conf.read_text()
+    index = _link(ns, DEVICE)["ifindex"]
+
+    _reload(a, original.replace(f'tunnel_device "{DEVICE}";',
+                                f'tunnel_device "{DEVICE}" {{ mtu 1300; }}'))
+    assert "reload refused" not in log_of(a), log_of(a)[-2000:]
+    changed = _link(ns, DEVICE)
+    assert changed["ifindex"] == index and changed["mtu"] == 1300
+
+    _reload(a, original.replace(f'"{DEVICE}"', '"ipsec1"'))
+    assert "reload refused" not in log_of(a), log_of(a)[-2000:]
+    assert _link(ns, DEVICE) is None and _link(ns, "ipsec1") is not None
+    assert "dev ipsec1" in in_ns(ns, "ip", "route", "show", LAN["b"][2]).stdout
+    assert {e["spi"] for e in sad(a)} == sas
+    assert topo.ping(count=3, interval=0.2).returncode == 0
+
+    without = "\n".join(line for line in original.splitlines()
+                        if not line.startswith("tunnel_device"))
+    _reload(a, without)
+    assert "reload refused" in log_of(a) and "tunnel_device" in log_of(a)
+    assert _link(ns, "ipsec1") is not None  # the old configuration stays in force
