@@ -126,12 +126,12 @@ def run_setkey(state: SadState, sk: SetkeyFile, local_addresses: Iterable[str], 
     kept_ids = {id(sa) for sa in kept}
     removed = [sa for sa in live if id(sa) not in kept_ids]
     live_ids = {id(sa) for sa in live}
+    state.spd = spd  # first: an SA that goes takes its generated policies out of this SPD
     for sa in removed:
         state.discard(sa)
     added = [sa for sa in kept if id(sa) not in live_ids]
     for sa in added:
         state.add(sa)
-    state.spd = spd
     state.generation += 1
     return {"removed": [(sa.spi, sa.src, sa.dst, sa.direction) for sa in removed],
             "added": [(sa.spi, sa.src, sa.dst, sa.direction) for sa in added]}

@@ -219,3 +219,27 @@ def test_tunnel_device_changes_apply_on_sighup(topo):
     _reload(a, without)
     assert "reload refused" in log_of(a) and "tunnel_device" in log_of(a)
     assert _link(ns, "ipsec1") is not None  # the old configuration stays in force
+
+
+def test_a_responder_with_generate_policy_needs_no_policy_of_its_own(topo):
+    """Router b's setkey.conf has no policy for a's LAN; with `generate_policy on` it takes a's
+    tunnel-mode quick mode, makes the policy pair and the route back from a's selectors, and
+    the LANs talk; the pair and the route go with the SAs."""
+    topo.write_configs(source=TUNNEL)
+    b = topo.routers["b"]
+    (b.workdir / "setkey.conf").write_text("flush;\nspdflush;\n")
+    conf = b.workdir / "racoon.conf"
+    conf.write_text(conf.read_text().replace("exchange_mode main;",
+                                             "exchange_mode main;\n        generate_policy on;"))
+    for r in topo.routers.values():
+        r.start()
+    out = topo.ping(count=3, interval=0.3, deadline=30)
+    assert " 0% packet loss" in out.stdout, out.stdout + log_of(b)[-3000:]
+    spd = b.ctl_json("spd")
+    assert len(spd) == 2, spd
+    assert f"dev {DEVICE}" in in_ns(topo.ns["b"], "ip", "route", "show", LAN["a"][2]).stdout
+    assert b.ctl("flush-sa", "ipsec").returncode == 0
+    wait_for(lambda: not b.ctl_json("spd"), 10,
+             what=f"the generated policies gone: {b.ctl('spd').stdout} {b.ctl('sad').stdout}")
+    wait_for(lambda: DEVICE not in in_ns(topo.ns["b"], "ip", "route", "show",
+                                         LAN["a"][2]).stdout, 10, what="the route gone")

@@ -309,3 +309,17 @@ def test_gre_over_ipv6_outside_as_ip6gre_puts_it():
                  IPPROTO_ESP, bytes(sealed[IPv6].payload), 0.0)
     assert [bytes(p) for _t, p in a.tun_out] == [PONG]
 
+
+
+def test_a_setkey_flush_takes_the_generated_policies_with_the_sas():
+    """pyike-setkey's `flush` (and racoonctl's flush-sa) reach negotiated SAs; their generated
+    policies go with them, out of the SPD the same run leaves in force."""
+    from pyike.sadb import run_setkey
+
+    b = ForwardingCore()
+    b.set_device(DeviceSpec("tun-ipsec", 1400))
+    ab, ba = sa_pair()
+    install(b, ba, ab, LAN_B, LAN_A, generate=True)
+    assert len(b.state.spd.policies()) == 2
+    run_setkey(b.state, parse_setkey("flush;\n", "-c"), [B], 0.0)
+    assert b.state.spd.policies() == [] and len(b.state.sad) == 0
