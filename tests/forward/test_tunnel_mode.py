@@ -323,3 +323,33 @@ def test_a_setkey_flush_takes_the_generated_policies_with_the_sas():
     assert len(b.state.spd.policies()) == 2
     run_setkey(b.state, parse_setkey("flush;\n", "-c"), [B], 0.0)
     assert b.state.spd.policies() == [] and len(b.state.sad) == 0
+
+
+@pytest.mark.parametrize(("me", "peer", "inner"), [(A, B, PING6), (A6, B6, PING6), (A6, B6, PING)])
+def test_gre_carries_ipv6_inside_over_either_family(me, peer, inner):
+    """GRE's protocol type says IPv6 (0x86DD, RFC 2784 §2.4 / RFC 7676) and the far end's TUN
+    device gets the IPv6 packet back, over IPv4 or IPv6 outer addresses."""
+    bits = 32 if ":" not in me else 128
+
+    def gre_router(mine: str, theirs: str) -> ForwardingCore:
+        core = ForwardingCore([TunnelSpec("gre0", mine, theirs, "10.1.1.1", "10.1.1.2", 1400)])
+        text = (f"spdadd {mine}/{bits} {theirs}/{bits} gre -P out ipsec esp/transport//require;\n"
+                f"spdadd {theirs}/{bits} {mine}/{bits} gre -P in ipsec esp/transport//require;\n")
+        core.apply_setkey(*setkey_state([parse_setkey(text, "setkey.conf")], [mine], 0.0))
+        return core
+
+    a, b = gre_router(me, peer), gre_router(peer, me)
+    ab, ba = sa_pair(src=me, dst=peer)
+    sel = ((f"{me}/{bits}", 47, 0), (f"{peer}/{bits}", 47, 0))
+    back = (sel[1], sel[0])
+    a.install((SaSpec(ba, "in", 0, 0, None, sel), SaSpec(ab, "out", 0, 0, None, sel)), 0.0)
+    b.install((SaSpec(ab, "in", 0, 0, None, back), SaSpec(ba, "out", 0, 0, None, back)), 0.0)
+    a.from_tunnel(a.tunnels[0], inner, 0.0)
+    if bits == 32:
+        (packet,) = wire(a, me)
+        b.from_wire(packet, 0.0)
+    else:
+        ((data, _),) = a.esp6_out
+        b.from_wire6(ipaddress.ip_address(me).packed, ipaddress.ip_address(peer).packed,
+                     IPPROTO_ESP, data, 0.0)
+    assert [bytes(p) for _t, p in b.tun_out] == [inner]
