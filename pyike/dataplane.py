@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import selectors
@@ -41,7 +40,7 @@ from gre import IPPROTO_GRE
 from pyike import pipe
 from pyike.droplog import DropLog
 from pyike.sadb import run_setkey, setkey_state
-from pyike.tun import TunDevice, host_addresses
+from pyike.tun import TunDevice, host_interfaces
 from spd.errors import SetkeyError
 
 log = logging.getLogger("pyike.dataplane")
@@ -161,23 +160,31 @@ class DataPlane:
                 self.sel.unregister(what.handle)
 
     def _sync_routes(self) -> None:
-        """Route the remote networks of the outbound tunnel-mode policies into the device."""
+        """Route the remote networks of the outbound tunnel-mode policies into the device.
+
+        Never one that holds the tunnel's far end (the ESP itself would loop into the device)
+        or overlaps a network of ours (a peer's generated policy, or a slip in setkey.conf,
+        would take our own LAN's traffic away from it): those are logged once and left out."""
         if self.tunnel_tun is None:
             return
         wanted: dict[str, str | None] = {}
-        mine = None
+        ours = None
         for remote, local, far_end in self.core.state.tunnel_routes():
             if str(remote) in wanted:
                 continue
-            if far_end in remote:  # the ESP itself would be routed into the device: a loop
+            if ours is None:
+                ours = host_interfaces()
+            why = ("it holds the tunnel's far end" if far_end in remote else
+                   next((f"it overlaps our {iface}" for iface in ours
+                         if iface.network.version == remote.version
+                         and iface.network.overlaps(remote)), None))
+            if why is not None:
                 if str(remote) not in self.routes_refused:
                     self.routes_refused.add(str(remote))
-                    log.warning("%s: not routing %s into the device: it holds the tunnel's "
-                                "far end %s", self.tunnel_tun.name, remote, far_end)
+                    log.warning("%s: not routing %s into the device: %s", self.tunnel_tun.name,
+                                remote, why)
                 continue
-            if mine is None:
-                mine = [ipaddress.ip_address(a) for a in host_addresses()]
-            wanted[str(remote)] = next((str(a) for a in mine if a in local), None)
+            wanted[str(remote)] = next((str(i.ip) for i in ours if i.ip in local), None)
         if wanted != self.routes:
             self.tunnel_tun.set_routes(wanted, self.routes)
 

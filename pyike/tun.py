@@ -49,18 +49,25 @@ def outer_mtu_towards(remote: str) -> int:
         return DEFAULT_OUTER_MTU
 
 
-def host_addresses() -> list[str]:
-    """This namespace's global unicast addresses (no loopback, no link-local)."""
+def host_interfaces() -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    """This namespace's global unicast addresses with their prefixes (no loopback, no
+    link-local)."""
     out = []
     try:
         with IPRoute() as ipr:
             for msg in ipr.get_addr():
-                addr = ipaddress.ip_address(msg.get_attr("IFA_ADDRESS"))
-                if not (addr.is_loopback or addr.is_link_local):
-                    out.append(str(addr))
+                iface = ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/"
+                                               f"{msg['prefixlen']}")
+                if not (iface.ip.is_loopback or iface.ip.is_link_local):
+                    out.append(iface)
     except Exception as exc:  # no netlink: the caller falls back on what it knows
         log.debug("cannot list addresses: %s", exc)
     return out
+
+
+def host_addresses() -> list[str]:
+    """This namespace's global unicast addresses (no loopback, no link-local)."""
+    return [str(iface.ip) for iface in host_interfaces()]
 
 
 def _host_prefix(address: str) -> int:
