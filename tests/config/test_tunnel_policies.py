@@ -30,7 +30,7 @@ spdadd 10.5.0.0/24 10.6.0.0/24 any -P out discard;
 
 
 def _racoon_conf(remote_extra: str = "") -> str:
-    return (f'path pre_shared_key "psk.txt";\nsetkey "setkey.conf";\n'
+    return (f'path pre_shared_key "psk.txt";\nsetkey "setkey.conf";\ntunnel_device "tun1";\n'
             f"listen {{\n\tisakmp {B};\n}}\n"
             f"remote {A} {{\n\texchange_mode main;\n{remote_extra}{PROPOSAL}}}\n"
             "sainfo anonymous {\n\tencryption_algorithm aes;\n"
