@@ -75,9 +75,9 @@ def seed_text(side: str, name: str, vm: PeerVm, *, dh_group: int, dpd_delay: int
 def configure_gre(vm: PeerVm) -> None:
     """The GRE device of the VM's outer family, up, with the inner point-to-point addresses,
     and the other family's down (both hold the same inner addresses): `ip tunnel add tun0 mode
-    gre local B remote A`, or over IPv6 `ip link add tun6 type ip6gre local B remote A`. The
-    ip6gre device has `encaplimit none`: by default Linux puts a destination options header
-    with a tunnel encapsulation limit (RFC 2473 §4.1.1) between the IPv6 header and GRE."""
+    gre local B remote A`, or over IPv6 `ip link add tun6 type ip6gre local B remote A` with
+    Linux's defaults (so its packets carry a destination options header, the tunnel
+    encapsulation limit of RFC 2473 §4.1.1, which ESP in transport mode leaves ahead of it)."""
     links = vm.check("ip -o link show")
     steps = [f"ip link set {dev} down" for family, dev in GRE_DEVICES.items()
              if family != vm.outer and re.search(rf"(?m)^\d+: {dev}@", links)]
@@ -86,7 +86,7 @@ def configure_gre(vm: PeerVm) -> None:
         ends = f"local {vm.guest_addr} remote {vm.host_addr}"
         steps += [_IPV4_ONLY if vm.outer == "ipv4" else _NEW_DEVICES_IPV4_ONLY,
                   f"ip tunnel add {dev} mode gre {ends} ttl 64" if vm.outer == "ipv4"
-                  else f"ip link add {dev} type ip6gre {ends} hoplimit 64 encaplimit none",
+                  else f"ip link add {dev} type ip6gre {ends} hoplimit 64",
                   f"ip addr add {INNER_PEER} peer {INNER_PYIKE}/32 dev {dev}"]
     steps.append(f"ip link set {dev} up")
     vm.check(" && ".join(steps))

@@ -28,6 +28,9 @@ from scapy.layers.inet6 import (
     ICMPv6ND_RA,
     ICMPv6ND_RS,
     IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
 )
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.layers.l2 import GRE, Ether
@@ -298,8 +301,19 @@ def outer_header(p: Packet) -> IP | IPv6 | None:
     return net
 
 
+# the IPv6 extension headers that may come before ESP (RFC 8200 §4.1, RFC 4303 §3.1.1)
+_IPV6_EXTENSIONS = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt)
+
+
 def next_header(h: IP | IPv6) -> int:
-    return h.proto if isinstance(h, IP) else h.nh
+    """The protocol after the IP header, past IPv6's extension headers: a Linux ip6gre device
+    puts a destination options header (its tunnel encapsulation limit, RFC 2473 §4.1.1) ahead
+    of ESP in transport mode."""
+    if isinstance(h, IP):
+        return h.proto
+    while isinstance(h.payload, _IPV6_EXTENSIONS):
+        h = h.payload
+    return h.nh
 
 
 def assert_only_ike_and_esp(packets: list, pyike_addr: str) -> None:
@@ -307,14 +321,15 @@ def assert_only_ike_and_esp(packets: list, pyike_addr: str) -> None:
     pyike_addr's family: no GRE, no inner traffic in clear. Strict for pyike. A kernel peer
     gets one allowance, seen with libreswan: while its daemon swaps the trap policy for the
     SA's policy, a reply can leave in clear before its first ESP packet; anything in clear
-    after that fails too."""
+    after that fails too, and the peer must have sent ESP."""
     family = IPv6 if ipaddress.ip_address(pyike_addr).version == 6 else IP
     outer = [h for h in map(outer_header, packets) if h is not None]
     assert outer, "the capture saw nothing"
     peer_sent_esp = False
     for h in outer:
-        is_esp = isinstance(h, family) and next_header(h) == IPPROTO_ESP
-        ok = is_esp or isinstance(h, family) and (
+        assert isinstance(h, family), f"outside {family.__name__}: {h.summary()}"
+        is_esp = next_header(h) == IPPROTO_ESP
+        ok = is_esp or (
             h.haslayer(UDP) and (h[UDP].sport in IKE_PORTS or h[UDP].dport in IKE_PORTS)
         )
         if h.src == pyike_addr:
@@ -322,6 +337,7 @@ def assert_only_ike_and_esp(packets: list, pyike_addr: str) -> None:
         else:
             assert ok or not peer_sent_esp, f"the peer sent in clear: {h.summary()}"
             peer_sent_esp = peer_sent_esp or is_esp
+    assert peer_sent_esp, "the peer sent no ESP"
 
 
 def open_esp(env: Env, packets: list, sas: dict[int, dict]) -> list[tuple[str, int, bytes]]:
@@ -451,20 +467,20 @@ def tunnel_mode_subnets(env: Env, outer: str = "ipv4") -> None:
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
     seen: dict[int, dict] = {}  # SPI -> pyike's SA, over both pairs
     with capture.Capture(env.vm, env.pyike.workdir) as cap:
-        wait_for(lambda: received(_ping_peer_lan(env, count=3, deadline=4)) > 0, 20,
+        wait_for(lambda: received(ping_peer_lan(env, count=3, deadline=4)) > 0, 20,
                  "no ping reply between the LANs (pyike initiating)", env)
         assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
-        assert received(_ping_peer_lan(env)) == 5
-        assert _ping_pyike_lan(env) == 5
-        first = _assert_tunnel_sas(env)
+        assert received(ping_peer_lan(env)) == 5
+        assert ping_pyike_lan(env) == 5
+        first = assert_tunnel_sas(env)
         seen.update((sa["spi"], sa) for sa in first)
 
         stale = _flush_pyikes_pairs(env, first)
-        wait_for(lambda: _ping_pyike_lan(env, count=3, deadline=4) > 0, 25,
+        wait_for(lambda: ping_pyike_lan(env, count=3, deadline=4) > 0, 25,
                  f"no ping reply between the LANs ({env.peer.name} initiating)", env)
-        assert _ping_pyike_lan(env) == 5
-        assert received(_ping_peer_lan(env)) == 5
-        seen.update((sa["spi"], sa) for sa in _assert_tunnel_sas(env, stale))
+        assert ping_pyike_lan(env) == 5
+        assert received(ping_peer_lan(env)) == 5
+        seen.update((sa["spi"], sa) for sa in assert_tunnel_sas(env, stale))
     packets = rdpcap(str(cap.path))
     assert_only_ike_and_esp(packets, str(env.vm.host_addr))
     _assert_esp_carries_the_lans(env, packets, seen)
@@ -483,18 +499,18 @@ def _flush_pyikes_pairs(env: Env, pairs: list[dict]) -> set[int]:
     return {s.spi for s in xfrm_states(env.vm)} & spis(pairs)
 
 
-def _ping_peer_lan(env: Env, count: int = 5, deadline: int = 10) -> subprocess.CompletedProcess:
+def ping_peer_lan(env: Env, count: int = 5, deadline: int = 10) -> subprocess.CompletedProcess:
     """From pyike's LAN host to the guest's."""
     return env.pyike.ping(LAN_HOST_PEER, count=count, deadline=deadline, source=LAN_HOST_PYIKE)
 
 
-def _ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10) -> int:
+def ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10) -> int:
     """From the guest's LAN host to pyike's."""
     return env.guest_ping(count=count, deadline=deadline, dst=LAN_HOST_PYIKE,
                           source=LAN_HOST_PEER)
 
 
-def _assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
+def assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
     """The guest's SAs are pyike's (assert_same_sas, besides `stale` ones the peer keeps), all
     of them in tunnel mode."""
     sad = assert_same_sas(env, stale_in_guest=stale)
