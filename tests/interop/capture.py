@@ -20,7 +20,9 @@ class Capture:
 
     def __enter__(self) -> Capture:
         self._proc = self.vm.ns.popen(
-            ["tcpdump", "-i", self.vm.tap, "-n", "-U", "-s", "0", "-w", str(self.path), "ip"],
+            ["tcpdump", "-i", self.vm.tap, "-n", "-U", "-s", "0", "-w", str(self.path),
+             # over IPv6 outer addresses IPv4 too, which must then not be there at all
+             "ip or ip6" if self.vm.outer == "ipv6" else "ip"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         assert self._proc.stderr is not None

@@ -3,7 +3,7 @@ TUN, and shows the guest console's tail (and the daemons' logs) when it fails.
 
 A peer's test module names its peer class as `PEER`; `peer_vm` boots that peer's image once per
 module and `env` gives each scenario the VM with no daemon, no SA and no policy left from the
-scenario before, plus a pyike that is always killed afterwards.
+scenario before, its outer addresses in IPv4, plus a pyike that is always killed afterwards.
 """
 
 from __future__ import annotations
@@ -64,3 +64,4 @@ def env(peer_vm: PeerVm, request: pytest.FixtureRequest) -> Iterator[Env]:
         finally:
             pyike.stop()
             peer.reset()
+            peers.use_outer(peer_vm, "ipv4")  # what the scenario's Env.start(outer=) changed

@@ -26,6 +26,7 @@ GUEST_MODULES = (
     "af_key",
     "xfrm_user",
     "esp4",
+    "esp6",  # IPv6 outer addresses (PeerVm.use_outer); IPv6 itself is built into the kernel
     "authenc",
     "echainiv",
     "seqiv",
@@ -37,6 +38,7 @@ GUEST_MODULES = (
     "cmac",
     "xcbc",
     "ip_gre",
+    "ip6_gre",  # GRE over IPv6 (peers.configure_gre)
     "dummy",  # the guest's LAN device in tunnel mode (peers.configure_lan)
 )
 

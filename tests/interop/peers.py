@@ -7,6 +7,10 @@ two LANs in ESP tunnel mode, subnet to subnet as a racoon site writes it: the gu
 10.0.2.0/24 on a dummy interface (10.0.2.1), pyike's 10.0.1.0/24 behind its `tunnel_device`,
 the tunnel's ends being the outer addresses.
 
+With the VM's outer addresses in IPv6 (`use_outer(vm, "ipv6")`) the same files name
+2001:db8::1 and 2001:db8::2 instead, and the guest's GRE device is an ip6gre one between them,
+IPv4 inside as before.
+
 Each peer class knows how to write its daemon's configuration, start it, make it initiate or
 delete, and kill it; the tests only speak of those verbs.
 """
@@ -33,9 +37,12 @@ LAN_DEVICE = "lan0"
 TUNNEL_DEVICE = "tun1"
 # the seed racoon.conf's `gre "NAME" { ... }` block, which only pyike reads
 GRE_BLOCK = re.compile(r'(?ms)^gre "[^"]*" \{.*?^\}')
-# IPv4 only, as on pyike's side: no IPv6 chatter inside the tunnel.
-_IPV4_ONLY = ("echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
-              " && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6")
+# the guest's GRE device for each outer family (vm.OUTER_FAMILIES)
+GRE_DEVICES = {"ipv4": "tun0", "ipv6": "tun6"}
+# IPv4 only, as on pyike's side: no IPv6 chatter inside the tunnel. Devices made later inherit
+# "default"; "all" is written once, at boot, before use_outer() may turn eth0's IPv6 on.
+_NEW_DEVICES_IPV4_ONLY = "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
+_IPV4_ONLY = f"{_NEW_DEVICES_IPV4_ONLY} && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"
 
 
 def seed_psk() -> str:
@@ -54,7 +61,10 @@ def seed_text(side: str, name: str, vm: PeerVm, *, dh_group: int, dpd_delay: int
     text = (SEED / side / name).read_text()
     text = text.replace("authentication_algorithm hmac_sha1;",
                         f"authentication_algorithm hmac_{esp_auth};")
-    text = text.replace("198.18.0.1", str(vm.host_addr)).replace("198.18.0.2", str(vm.guest_addr))
+    for seed_addr, addr in (("198.18.0.1", vm.host_addr), ("198.18.0.2", vm.guest_addr)):
+        # setkey.conf's host prefixes: /32 in IPv4, /128 in IPv6
+        text = text.replace(f"{seed_addr}/32", f"{addr}/{addr.max_prefixlen}")
+        text = text.replace(seed_addr, str(addr))
     text = re.sub(r"dh_group \d+;", f"dh_group {dh_group};", text)
     text = re.sub(r"pfs_group \d+;", f"pfs_group {dh_group};", text)
     text = re.sub(r"dpd_delay \d+;", f"dpd_delay {dpd_delay};", text)
@@ -63,14 +73,29 @@ def seed_text(side: str, name: str, vm: PeerVm, *, dh_group: int, dpd_delay: int
 
 
 def configure_gre(vm: PeerVm) -> None:
-    """`ip tunnel add tun0 mode gre local B remote A` and the inner point-to-point addresses."""
-    if "tun0" in vm.check("ip -o link show"):
-        return
-    vm.check(
-        f"{_IPV4_ONLY}"
-        f" && ip tunnel add tun0 mode gre local {vm.guest_addr} remote {vm.host_addr} ttl 64"
-        f" && ip addr add {INNER_PEER} peer {INNER_PYIKE}/32 dev tun0 && ip link set tun0 up"
-    )
+    """The GRE device of the VM's outer family, up, with the inner point-to-point addresses,
+    and the other family's down (both hold the same inner addresses): `ip tunnel add tun0 mode
+    gre local B remote A`, or over IPv6 `ip link add tun6 type ip6gre local B remote A` with
+    Linux's defaults (so its packets carry a destination options header, the tunnel
+    encapsulation limit of RFC 2473 §4.1.1, which ESP in transport mode leaves ahead of it)."""
+    links = vm.check("ip -o link show")
+    steps = [f"ip link set {dev} down" for family, dev in GRE_DEVICES.items()
+             if family != vm.outer and re.search(rf"(?m)^\d+: {dev}@", links)]
+    dev = GRE_DEVICES[vm.outer]
+    if not re.search(rf"(?m)^\d+: {dev}@", links):
+        ends = f"local {vm.guest_addr} remote {vm.host_addr}"
+        steps += [_IPV4_ONLY if vm.outer == "ipv4" else _NEW_DEVICES_IPV4_ONLY,
+                  f"ip tunnel add {dev} mode gre {ends} ttl 64" if vm.outer == "ipv4"
+                  else f"ip link add {dev} type ip6gre {ends} hoplimit 64",
+                  f"ip addr add {INNER_PEER} peer {INNER_PYIKE}/32 dev {dev}"]
+    steps.append(f"ip link set {dev} up")
+    vm.check(" && ".join(steps))
+
+
+def use_outer(vm: PeerVm, family: str) -> None:
+    """The VM's outer addresses in `family` (PeerVm.use_outer), its GRE device with them."""
+    vm.use_outer(family)
+    configure_gre(vm)
 
 
 def configure_lan(vm: PeerVm) -> None:
@@ -80,10 +105,10 @@ def configure_lan(vm: PeerVm) -> None:
     if LAN_DEVICE in vm.check("ip -o link show"):
         return
     vm.check(
-        f"{_IPV4_ONLY}"
+        f"{_NEW_DEVICES_IPV4_ONLY}"
         f" && ip link add {LAN_DEVICE} type dummy"
         f" && ip addr add {LAN_HOST_PEER}/24 dev {LAN_DEVICE} && ip link set {LAN_DEVICE} up"
-        f" && ip route add {LAN_PYIKE} via {vm.host_addr} dev eth0 src {LAN_HOST_PEER}"
+        f" && ip route add {LAN_PYIKE} via {vm.host_addr4} dev eth0 src {LAN_HOST_PEER}"
     )
 
 
@@ -416,7 +441,8 @@ class RacoonPeer(Peer):
         """`racoonctl delete-sa isakmp|esp`: racoon sends the ISAKMP SA's delete and purges
         its IPsec SAs with pyike without a delete for them (admin.c, purge_remote())."""
         a, b = self.vm.host_addr, self.vm.guest_addr
-        self.vm.check(f"racoonctl -s {self.sock} delete-sa {kind} inet {b} {a}", timeout=20)
+        family = "inet6" if a.version == 6 else "inet"
+        self.vm.check(f"racoonctl -s {self.sock} delete-sa {kind} {family} {b} {a}", timeout=20)
 
     def ctl(self, *args: str) -> str:
         return self.vm.check(f"racoonctl -s {self.sock} " + " ".join(args), timeout=20)

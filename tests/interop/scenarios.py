@@ -17,7 +17,24 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6MLDone,
+    ICMPv6MLQuery,
+    ICMPv6MLQuery2,
+    ICMPv6MLReport,
+    ICMPv6MLReport2,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6ND_RS,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
 from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.layers.l2 import GRE, Ether
+from scapy.packet import Packet
 from scapy.utils import rdpcap
 
 import gre
@@ -34,6 +51,7 @@ from tests.interop.peers import (
     Peer,
     XfrmState,
     configure_lan,
+    use_outer,
     xfrm_states,
 )
 from tests.interop.pyike_side import Pyike
@@ -46,6 +64,7 @@ KERNEL_ALG = {"aes-cbc": "cbc(aes)", "hmac-sha1": "hmac(sha1)", "hmac-sha256": "
 IKE_PORTS = (500, 4500)
 IPPROTO_ESP = 50
 IPPROTO_IPIP = 4  # what ESP carries in tunnel mode, for IPv4 (RFC 4303 §2.6)
+IPPROTO_IPV6 = 41  # ... and for IPv6
 IPPROTO_GRE = 47  # ... and in the seed's transport mode (RFC 2784)
 
 
@@ -57,13 +76,17 @@ class Env:
 
     def start(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
               peer_lifetime_s: int | None = None, esp_auth: str = "sha1",
-              mode: str = "transport", edit: Callable[[str], str] | None = None) -> None:
+              mode: str = "transport", edit: Callable[[str], str] | None = None,
+              outer: str = "ipv4") -> None:
         """Configure and start the peer's daemon, then pyike; neither has SAs yet. `edit`
         rewrites both racoon.conf files (a racoon peer's and pyike's: one grammar). In tunnel
-        `mode` both LANs are set up too: the guest's lan0, pyike's 10.0.1.1 and its route."""
+        `mode` both LANs are set up too: the guest's lan0, pyike's 10.0.1.1 and its route.
+        `outer` is the family of the outer addresses (vm.OUTER_FAMILIES), the tap's and eth0's
+        pair; the env fixture puts IPv4 back afterwards."""
         more = {"edit": edit} if edit else {}
         if mode == "tunnel":
             configure_lan(self.vm)
+        use_outer(self.vm, outer)
         self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s,
                             esp_auth=esp_auth, mode=mode, **more)
         self.peer.start()
@@ -263,24 +286,109 @@ def rekey_under_ping(env: Env, edit: Callable[[str], str] | None = None) -> None
     assert len(outbound_spis) >= 2, f"ESP from pyike used SPIs {outbound_spis}"
 
 
+# IPv6's own link traffic, which both kernels send on their own: neighbour and router discovery
+# (RFC 4861) and MLD (RFC 3810)
+_LINK_CHATTER = (ICMPv6ND_NS, ICMPv6ND_NA, ICMPv6ND_RS, ICMPv6ND_RA, ICMPv6MLReport,
+                 ICMPv6MLReport2, ICMPv6MLQuery, ICMPv6MLQuery2, ICMPv6MLDone)
+
+
+def outer_header(p: Packet) -> IP | IPv6 | None:
+    """The outer IPv4 or IPv6 header of a frame captured on the tap, None for IPv6's link
+    traffic (_LINK_CHATTER) and for anything not IP."""
+    net = p[Ether].payload
+    if not isinstance(net, (IP, IPv6)) or any(net.haslayer(c) for c in _LINK_CHATTER):
+        return None
+    return net
+
+
+# the IPv6 extension headers that may come before ESP (RFC 8200 §4.1, RFC 4303 §3.1.1)
+_IPV6_EXTENSIONS = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt)
+
+
+def next_header(h: IP | IPv6) -> int:
+    """The protocol after the IP header, past IPv6's extension headers: a Linux ip6gre device
+    puts a destination options header (its tunnel encapsulation limit, RFC 2473 §4.1.1) ahead
+    of ESP in transport mode."""
+    if isinstance(h, IP):
+        return h.proto
+    while isinstance(h.payload, _IPV6_EXTENSIONS):
+        h = h.payload
+    return h.nh
+
+
 def assert_only_ike_and_esp(packets: list, pyike_addr: str) -> None:
-    """Nothing but ISAKMP (UDP 500/4500) and ESP between the outer addresses: no GRE, no inner
-    traffic in clear. Strict for pyike. A kernel peer gets one allowance, seen with libreswan:
-    while its daemon swaps the trap policy for the SA's policy, a reply can leave in clear before
-    its first ESP packet; anything in clear after that fails too."""
-    ipv4 = [p for p in packets if p.haslayer(IP)]
-    assert ipv4, "the capture saw nothing"
+    """Nothing but ISAKMP (UDP 500/4500) and ESP between the outer addresses, all of them in
+    pyike_addr's family: no GRE, no inner traffic in clear. Strict for pyike. A kernel peer
+    gets one allowance, seen with libreswan: while its daemon swaps the trap policy for the
+    SA's policy, a reply can leave in clear before its first ESP packet; anything in clear
+    after that fails too, and the peer must have sent ESP."""
+    family = IPv6 if ipaddress.ip_address(pyike_addr).version == 6 else IP
+    outer = [h for h in map(outer_header, packets) if h is not None]
+    assert outer, "the capture saw nothing"
     peer_sent_esp = False
-    for p in ipv4:
-        is_esp = p[IP].proto == IPPROTO_ESP
+    for h in outer:
+        assert isinstance(h, family), f"outside {family.__name__}: {h.summary()}"
+        is_esp = next_header(h) == IPPROTO_ESP
         ok = is_esp or (
-            p.haslayer(UDP) and (p[UDP].sport in IKE_PORTS or p[UDP].dport in IKE_PORTS)
+            h.haslayer(UDP) and (h[UDP].sport in IKE_PORTS or h[UDP].dport in IKE_PORTS)
         )
-        if p[IP].src == pyike_addr:
-            assert ok, f"pyike sent in clear: {p.summary()}"
+        if h.src == pyike_addr:
+            assert ok, f"pyike sent in clear: {h.summary()}"
         else:
-            assert ok or not peer_sent_esp, f"the peer sent in clear: {p.summary()}"
+            assert ok or not peer_sent_esp, f"the peer sent in clear: {h.summary()}"
             peer_sent_esp = peer_sent_esp or is_esp
+    assert peer_sent_esp, "the peer sent no ESP"
+
+
+def open_esp(env: Env, packets: list, sas: dict[int, dict]) -> list[tuple[str, int, bytes]]:
+    """The ESP packets of `sas` (SPI -> pyike's SA as pyikectl reports it) between the outer
+    addresses, opened by independent implementations: pyike's by scapy, the peer's by pyike's
+    own esp/. Each as (side, next header, payload), side "pyike" or "peer"; in tunnel mode the
+    payload is the whole inner packet."""
+    pyike_addr, peer_addr = str(env.vm.host_addr), str(env.vm.guest_addr)
+    opened: list[tuple[str, int, bytes]] = []
+    for p in packets:
+        h = outer_header(p)
+        if h is None or not h.haslayer(ESP) or h[ESP].spi not in sas:
+            continue
+        sa, ends = sas[h[ESP].spi], (h.src, h.dst)
+        if ends == (pyike_addr, peer_addr) and sa["direction"] == "out":
+            if sa["mode"] == "tunnel":
+                inner = scapy_sa(sa, type(h)(src=pyike_addr, dst=peer_addr)).decrypt(h.copy())
+                nh = IPPROTO_IPIP if isinstance(inner, IP) else IPPROTO_IPV6
+                opened.append(("pyike", nh, bytes(inner)))
+            else:
+                clear = scapy_sa(sa).decrypt(h.copy())  # decrypt() eats what it is given
+                opened.append(("pyike", next_header(clear), bytes(clear.payload)))
+        elif ends == (peer_addr, pyike_addr) and sa["direction"] == "in":
+            result = inbound_esp_sa(sa).open(bytes(h[ESP]), 0.0)
+            assert isinstance(result, tuple), f"pyike could not open the peer's ESP: {result}"
+            opened.append(("peer", *result))
+    return opened
+
+
+def assert_esp_carries_gre(env: Env, packets: list, sas: dict[int, dict]) -> dict[str, int]:
+    """Every ESP packet of `sas` (open_esp) holds GRE (RFC 2784) with IPv4 between the inner
+    addresses, parsed by scapy for pyike's and by pyike's gre/ for the peer's; both ways
+    carried echo requests and replies. The packets opened, per side."""
+    inner_hosts = {INNER_PYIKE, INNER_PEER}
+    kinds: dict[str, set[int]] = {"pyike": set(), "peer": set()}
+    count = {"pyike": 0, "peer": 0}
+    for side, nh, payload in open_esp(env, packets, sas):
+        assert nh == IPPROTO_GRE, (side, nh)
+        if side == "pyike":
+            g = GRE(payload)
+            assert g.proto == gre.ETH_P_IP, g.summary()
+            inner = g[IP]
+        else:
+            decap = gre.decap(payload)
+            assert isinstance(decap, gre.GrePacket) and decap.protocol == gre.ETH_P_IP, decap
+            inner = IP(decap.payload)
+        assert {inner.src, inner.dst} == inner_hosts, inner.summary()
+        kinds[side].add(inner[ICMP].type)
+        count[side] += 1
+    assert kinds == {"pyike": {0, 8}, "peer": {0, 8}}, kinds
+    return count
 
 
 # --- 7: the wire, opened by independent implementations ---------------------------------------
@@ -294,37 +402,11 @@ def capture_opens_both_ways(env: Env) -> None:
     sad = assert_same_sas(env)
     packets = rdpcap(str(cap.path))
     assert_only_ike_and_esp(packets, str(env.vm.host_addr))
-    by_spi = {sa["spi"]: sa for sa in sad}
-    outer_out = (str(env.vm.host_addr), str(env.vm.guest_addr))
-    from_pyike = [p for p in packets if p.haslayer(ESP) and p[ESP].spi in by_spi
-                  and (p[IP].src, p[IP].dst) == outer_out]
-    from_peer = [p for p in packets if p.haslayer(ESP) and p[ESP].spi in by_spi
-                 and (p[IP].dst, p[IP].src) == outer_out]
-    assert len(from_pyike) >= 10 and len(from_peer) >= 10
-
-    # pyike's ESP, opened by scapy with the keys pyikectl reports.
-    scapy_sas = {sa["spi"]: scapy_sa(sa) for sa in sad if sa["direction"] == "out"}
-    for p in from_pyike:
-        inner = scapy_sas[p[ESP].spi].decrypt(p[IP])
-        assert inner.proto == IPPROTO_GRE and inner.payload.proto == 0x0800  # GRE with IPv4
-        assert inner.payload.payload[IP].src in (INNER_PYIKE, INNER_PEER)
-
-    # The kernel peer's ESP, opened by pyike's own esp/ and gre/.
-    esp_sas = {sa["spi"]: inbound_esp_sa(sa) for sa in sad if sa["direction"] == "in"}
-    kinds = set()
-    for p in from_peer:
-        opened = esp_sas[p[ESP].spi].open(bytes(p[ESP]), 0.0)
-        assert isinstance(opened, tuple), f"pyike could not open the peer's ESP: {opened}"
-        next_header, payload = opened
-        assert next_header == IPPROTO_GRE
-        g = gre.decap(payload)
-        assert isinstance(g, gre.GrePacket), g
-        if g.protocol == gre.ETH_P_IP:
-            kinds.add(IP(g.payload)[ICMP].type)
-    assert kinds == {0, 8}, f"expected echo requests and replies from the peer, saw {kinds}"
+    count = assert_esp_carries_gre(env, packets, {sa["spi"]: sa for sa in sad})
+    assert count["pyike"] >= 10 and count["peer"] >= 10, count
 
 
-def scapy_sa(sa: dict, tunnel_header: IP | None = None) -> SecurityAssociation:
+def scapy_sa(sa: dict, tunnel_header: IP | IPv6 | None = None) -> SecurityAssociation:
     """scapy's SA for one of pyike's AES-CBC/HMAC-SHA1-96 SAs as pyikectl reports it (an
     independent implementation); `tunnel_header` for tunnel mode."""
     return SecurityAssociation(
@@ -369,60 +451,66 @@ def hmac_sha256_both_ways(env: Env) -> None:
     assert {sa["auth"]["icv_bits"] for sa in assert_same_sas(env)} == {bits}
 
 
-# --- draft: ESP tunnel mode, subnet to subnet --------------------------------------------------
+# --- 9: ESP tunnel mode, subnet to subnet -----------------------------------------------------
 
-def tunnel_mode_subnets(env: Env) -> None:
+def tunnel_mode_subnets(env: Env, outer: str = "ipv4") -> None:
     """ESP tunnel mode subnet to subnet. The LANs 10.0.1.0/24 (pyike's: 10.0.1.1 behind its
     tunnel_device) and 10.0.2.0/24 (the guest's dummy lan0: 10.0.2.1), joined in ESP tunnel
-    mode between 198.18.0.1 and 198.18.0.2, as a racoon site's `spdadd 10.0.1.0/24
-    10.0.2.0/24 any -P out ipsec esp/tunnel/198.18.0.1-198.18.0.2/require;` has it. pyike
-    initiates; then, after pyike's flush-sa, the peer does. Each time pings pass both ways
-    between the LAN hosts and the guest's SAs are in tunnel mode with pyike's keys. The tap
-    carries nothing but IKE and ESP, and the ESP of either side opens (scapy for pyike's,
-    pyike's esp/ for the peer's) to IPv4 between the two LANs."""
-    env.start(mode="tunnel")
+    mode between the outer addresses (198.18.0.1 and 198.18.0.2, or in `outer` "ipv6"
+    2001:db8::1 and 2001:db8::2), as a racoon site's `spdadd 10.0.1.0/24 10.0.2.0/24 any -P
+    out ipsec esp/tunnel/198.18.0.1-198.18.0.2/require;` has it. pyike initiates; then, after
+    pyike's flush-sa, the peer does. Each time pings pass both ways between the LAN hosts and
+    the guest's SAs are in tunnel mode with pyike's keys. The tap carries nothing but IKE and
+    ESP, and the ESP of either side opens (scapy for pyike's, pyike's esp/ for the peer's) to
+    IPv4 between the two LANs."""
+    env.start(mode="tunnel", outer=outer)
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
     seen: dict[int, dict] = {}  # SPI -> pyike's SA, over both pairs
     with capture.Capture(env.vm, env.pyike.workdir) as cap:
-        wait_for(lambda: received(_ping_peer_lan(env, count=3, deadline=4)) > 0, 20,
+        wait_for(lambda: received(ping_peer_lan(env, count=3, deadline=4)) > 0, 20,
                  "no ping reply between the LANs (pyike initiating)", env)
         assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
-        assert received(_ping_peer_lan(env)) == 5
-        assert _ping_pyike_lan(env) == 5
-        first = _assert_tunnel_sas(env)
+        assert received(ping_peer_lan(env)) == 5
+        assert ping_pyike_lan(env) == 5
+        first = assert_tunnel_sas(env)
         seen.update((sa["spi"], sa) for sa in first)
 
-        out = env.pyike.ctl("flush-sa", "ipsec")
-        assert out.returncode == 0, out.stderr
-        # racoon removes only its outbound SA on a delete and keeps the inbound one until it
-        # expires (scenario 5 in racoon's form); the others remove both
-        guest = str(env.vm.guest_addr)
-        wait_for(lambda: not env.pyike.sad() and not {
-            s.spi for s in xfrm_states(env.vm) if s.src == guest} & spis(first), 15,
-            "pyike's flush-sa ipsec did not remove the SAs on both sides", env)
-        stale = {s.spi for s in xfrm_states(env.vm)} & spis(first)
-        wait_for(lambda: _ping_pyike_lan(env, count=3, deadline=4) > 0, 25,
+        stale = _flush_pyikes_pairs(env, first)
+        wait_for(lambda: ping_pyike_lan(env, count=3, deadline=4) > 0, 25,
                  f"no ping reply between the LANs ({env.peer.name} initiating)", env)
-        assert _ping_pyike_lan(env) == 5
-        assert received(_ping_peer_lan(env)) == 5
-        seen.update((sa["spi"], sa) for sa in _assert_tunnel_sas(env, stale))
+        assert ping_pyike_lan(env) == 5
+        assert received(ping_peer_lan(env)) == 5
+        seen.update((sa["spi"], sa) for sa in assert_tunnel_sas(env, stale))
     packets = rdpcap(str(cap.path))
     assert_only_ike_and_esp(packets, str(env.vm.host_addr))
     _assert_esp_carries_the_lans(env, packets, seen)
 
 
-def _ping_peer_lan(env: Env, count: int = 5, deadline: int = 10) -> subprocess.CompletedProcess:
+def _flush_pyikes_pairs(env: Env, pairs: list[dict]) -> set[int]:
+    """pyike's `flush-sa ipsec`, until the SAs of `pairs` are gone on both sides; the SPIs of
+    them the guest keeps: racoon removes only its outbound SA on a delete and keeps the inbound
+    one until it expires (scenario 5 in racoon's form), the others remove both."""
+    out = env.pyike.ctl("flush-sa", "ipsec")
+    assert out.returncode == 0, out.stderr
+    guest = str(env.vm.guest_addr)
+    wait_for(lambda: not env.pyike.sad() and not {
+        s.spi for s in xfrm_states(env.vm) if s.src == guest} & spis(pairs), 15,
+        "pyike's flush-sa ipsec did not remove the SAs on both sides", env)
+    return {s.spi for s in xfrm_states(env.vm)} & spis(pairs)
+
+
+def ping_peer_lan(env: Env, count: int = 5, deadline: int = 10) -> subprocess.CompletedProcess:
     """From pyike's LAN host to the guest's."""
     return env.pyike.ping(LAN_HOST_PEER, count=count, deadline=deadline, source=LAN_HOST_PYIKE)
 
 
-def _ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10) -> int:
+def ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10) -> int:
     """From the guest's LAN host to pyike's."""
     return env.guest_ping(count=count, deadline=deadline, dst=LAN_HOST_PYIKE,
                           source=LAN_HOST_PEER)
 
 
-def _assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
+def assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
     """The guest's SAs are pyike's (assert_same_sas, besides `stale` ones the peer keeps), all
     of them in tunnel mode."""
     sad = assert_same_sas(env, stale_in_guest=stale)
@@ -432,29 +520,72 @@ def _assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
 
 
 def _assert_esp_carries_the_lans(env: Env, packets: list, sas: dict[int, dict]) -> None:
-    """Every ESP packet of the SAs in `sas` opens to IPv4 between the two LANs: pyike's with
-    scapy, the peer's with pyike's esp/; both ways carried echo requests and replies."""
-    pyike_addr, peer_addr = str(env.vm.host_addr), str(env.vm.guest_addr)
-    outer = IP(src=pyike_addr, dst=peer_addr)
-    scapy_sas = {spi: scapy_sa(sa, outer) for spi, sa in sas.items() if sa["direction"] == "out"}
-    esp_sas = {spi: inbound_esp_sa(sa) for spi, sa in sas.items() if sa["direction"] == "in"}
+    """Every ESP packet of `sas` (open_esp) holds IPv4 between the two LANs; both ways carried
+    echo requests and replies."""
     lans = (ipaddress.ip_network(LAN_PYIKE), ipaddress.ip_network(LAN_PEER))
     kinds: dict[str, set[int]] = {"pyike": set(), "peer": set()}
-    for p in packets:
-        if not p.haslayer(ESP):
-            continue
-        spi, ends = p[ESP].spi, (p[IP].src, p[IP].dst)
-        if ends == (pyike_addr, peer_addr) and spi in scapy_sas:
-            inner, side = scapy_sas[spi].decrypt(p[IP].copy()), "pyike"  # decrypt() eats it
-        elif ends == (peer_addr, pyike_addr) and spi in esp_sas:
-            opened = esp_sas[spi].open(bytes(p[ESP]), 0.0)
-            assert isinstance(opened, tuple), f"pyike could not open the peer's ESP: {opened}"
-            next_header, payload = opened
-            assert next_header == IPPROTO_IPIP, next_header
-            inner, side = IP(payload), "peer"
-        else:
-            continue
+    for side, nh, payload in open_esp(env, packets, sas):
+        assert nh == IPPROTO_IPIP, (side, nh)
+        inner = IP(payload)
         hosts = {ipaddress.ip_address(inner.src), ipaddress.ip_address(inner.dst)}
         assert all(any(h in lan for h in hosts) for lan in lans), inner.summary()
         kinds[side].add(inner[ICMP].type)
     assert kinds == {"pyike": {0, 8}, "peer": {0, 8}}, kinds
+
+
+# --- 10: the seed's GRE over IPv6 outer addresses ----------------------------------------------
+
+def gre_over_ipv6(env: Env) -> None:
+    """The seed's GRE in ESP transport mode with IPv6 outer ends: the guest's ip6gre device
+    (local 2001:db8::2 remote 2001:db8::1, 10.1.1.2 peer 10.1.1.1 inside), pyike's `gre`
+    block between the same ends, both SPDs on GRE between the two /128s. pyike initiates;
+    then, after pyike's flush-sa of both phases, the peer does. Each time pings pass over the
+    GRE both ways and the guest's transport-mode SAs, between the IPv6 ends, are pyike's. The
+    tap carries nothing but IKE and ESP over IPv6 (IPv6's neighbour discovery and MLD aside),
+    and either side's ESP opens to GRE carrying IPv4."""
+    env.start(outer="ipv6")
+    ends = {(str(env.vm.host_addr6), str(env.vm.guest_addr6)),
+            (str(env.vm.guest_addr6), str(env.vm.host_addr6))}
+    assert env.pyike.sad() == [] and env.pyike.isakmp() == []
+    seen: dict[int, dict] = {}  # SPI -> pyike's SA, over both pairs
+    with capture.Capture(env.vm, env.pyike.workdir) as cap:
+        env.establish_from_pyike()
+        assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
+        assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+        assert env.guest_ping(count=5) == 5
+        first = _assert_gre6_sas(env, ends)
+        seen.update((sa["spi"], sa) for sa in first)
+
+        stale = _flush_pyikes_pairs(env, first)
+        out = env.pyike.ctl("flush-sa", "isakmp")
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: not env.pyike.isakmp(), 10, "pyike kept its ISAKMP SA", env)
+        env.establish_from_peer(what=", over IPv6")
+        assert [p1["side"] for p1 in env.pyike.isakmp()] == ["responder"]
+        assert env.guest_ping(count=5) == 5
+        assert received(env.pyike.ping(INNER_PEER, count=5)) == 5
+        seen.update((sa["spi"], sa) for sa in _assert_gre6_sas(env, ends, stale))
+    packets = rdpcap(str(cap.path))
+    assert_only_ike_and_esp(packets, str(env.vm.host_addr))
+    assert_esp_carries_gre(env, packets, seen)
+
+
+def _assert_gre6_sas(env: Env, ends: set[tuple[str, str]], stale: set[int] = frozenset()
+                     ) -> list[dict]:
+    """The guest's SAs are pyike's (assert_same_sas, besides `stale`), all of them in
+    transport mode between the IPv6 `ends`."""
+    sad = assert_same_sas(env, stale_in_guest=stale)
+    states = xfrm_states(env.vm)
+    assert {s.mode for s in states} == {"transport"}, states
+    assert {(s.src, s.dst) for s in states} <= ends, states
+    assert {sa["mode"] for sa in sad} == {"transport"}, sad
+    assert {(sa["src"], sa["dst"]) for sa in sad} == ends, sad
+    return sad
+
+
+# --- 11: ESP tunnel mode, IPv4 LANs over IPv6 outer addresses ----------------------------------
+
+def tunnel_mode_over_ipv6(env: Env) -> None:
+    """Scenario 9 with the tunnel's ends 2001:db8::1 and 2001:db8::2: the IPv4 LANs'
+    packets ride whole in ESP tunnel mode over IPv6 (next header 4, RFC 4303 §2.6)."""
+    tunnel_mode_subnets(env, outer="ipv6")

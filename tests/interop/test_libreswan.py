@@ -49,3 +49,5 @@ test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
 test_8_hmac_sha256_both_ways = scenarios.hmac_sha256_both_ways
 test_9_tunnel_mode_subnets = scenarios.tunnel_mode_subnets
+test_10_gre_over_ipv6 = scenarios.gre_over_ipv6
+test_11_tunnel_mode_over_ipv6 = scenarios.tunnel_mode_over_ipv6

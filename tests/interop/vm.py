@@ -1,7 +1,9 @@
 """A kernel-IPsec peer in a qemu microVM, joined by a tap device to a network namespace.
 
 The host side of the tap is 198.18.N.1/24 inside a namespace this module creates; the guest's
-eth0 is 198.18.N.2/24. The guest's second serial port is a Unix socket carrying a command loop:
+eth0 is 198.18.N.2/24. `PeerVm.use_outer("ipv6")` adds 2001:db8:N::1/64 and 2001:db8:N::2/64
+to the two ends and makes them the outer addresses, until `use_outer("ipv4")`. The guest's
+second serial port is a Unix socket carrying a command loop:
 `PeerVm.run(cmd)` returns the exit status and output of `cmd` run by the guest's shell.
 """
 
@@ -27,6 +29,7 @@ from tests.interop.initramfs import BootImage
 
 T = TypeVar("T")
 
+OUTER_FAMILIES = ("ipv4", "ipv6")
 BOOT_TIMEOUT_S = 90.0  # TCG boots in 8-11 s on an idle machine; the CI machine may be busy
 
 
@@ -107,8 +110,11 @@ class PeerVm:
     def __init__(self, image: BootImage, ns: Namespace, subnet: int, workdir: Path) -> None:
         self.image = image
         self.ns = ns
-        self.host_addr = ipaddress.IPv4Address(f"198.18.{subnet}.1")
-        self.guest_addr = ipaddress.IPv4Address(f"198.18.{subnet}.2")
+        self.host_addr4 = ipaddress.IPv4Address(f"198.18.{subnet}.1")
+        self.guest_addr4 = ipaddress.IPv4Address(f"198.18.{subnet}.2")
+        self.host_addr6 = ipaddress.IPv6Address(f"2001:db8:{subnet:x}::1")
+        self.guest_addr6 = ipaddress.IPv6Address(f"2001:db8:{subnet:x}::2")
+        self.outer = "ipv4"  # one of OUTER_FAMILIES: which pair host_addr/guest_addr name
         self.tap = f"tap{subnet}p{os.getpid() % 10000}"[:15]
         self.workdir = workdir
         self.console_log = workdir / "console.log"
@@ -119,10 +125,49 @@ class PeerVm:
         self._seq = 0
         self._lock = threading.Lock()
 
+    @property
+    def host_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """pyike's outer address on the tap, in the current outer family."""
+        return self.host_addr6 if self.outer == "ipv6" else self.host_addr4
+
+    @property
+    def guest_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The guest's outer address on eth0, in the current outer family."""
+        return self.guest_addr6 if self.outer == "ipv6" else self.guest_addr4
+
+    def use_outer(self, family: str, timeout: float = 10.0) -> None:
+        """Make `family` the outer one. "ipv6" turns IPv6 on for the tap and the guest's eth0
+        alone (every other device, tunnels included, stays IPv4 only) and adds the two /64
+        addresses without duplicate address detection, then waits until both are usable;
+        "ipv4" turns IPv6 off on both again, which drops those addresses."""
+        if family not in OUTER_FAMILIES:
+            raise ValueError(f"outer family {family!r} is not one of {OUTER_FAMILIES}")
+        on = family == "ipv6"
+        self.ns.run(["sysctl", "-qw", f"net.ipv6.conf.{self.tap}.disable_ipv6={int(not on)}"],
+                    check=True, capture_output=True)
+        self.check(f"echo {int(not on)} > /proc/sys/net/ipv6/conf/eth0/disable_ipv6")
+        self.outer = family
+        if not on:
+            return
+        _ip("-6", "addr", "replace", f"{self.host_addr6}/64", "dev", self.tap, "nodad",
+            netns=self.ns.name)
+        self.check(f"ip -6 addr replace {self.guest_addr6}/64 dev eth0 nodad")
+        # nodad leaves nothing tentative; checked rather than trusted, within a bound
+        deadline = time.monotonic() + timeout
+        while True:
+            host = _ip("-6", "addr", "show", "dev", self.tap, "scope", "global", "-tentative",
+                       netns=self.ns.name).stdout
+            guest = self.check("ip -6 addr show dev eth0 scope global -tentative")
+            if str(self.host_addr6) in host and str(self.guest_addr6) in guest:
+                return
+            if time.monotonic() > deadline:
+                raise VmError(f"IPv6 outer addresses not usable: tap {host!r}, eth0 {guest!r}")
+            time.sleep(0.1)
+
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
         _ip("tuntap", "add", "dev", self.tap, "mode", "tap", netns=self.ns.name)
-        _ip("addr", "add", f"{self.host_addr}/24", "dev", self.tap, netns=self.ns.name)
+        _ip("addr", "add", f"{self.host_addr4}/24", "dev", self.tap, netns=self.ns.name)
         _ip("link", "set", self.tap, "up", netns=self.ns.name)
         argv = [
             "qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-smp", "1",
@@ -143,7 +188,7 @@ class PeerVm:
         self._connect(deadline)
         self._read_until(b"@@READY@@\n", deadline)
         rc, out = self.run(
-            f"ip link set eth0 up && ip addr add {self.guest_addr}/24 dev eth0", timeout=20
+            f"ip link set eth0 up && ip addr add {self.guest_addr4}/24 dev eth0", timeout=20
         )
         if rc != 0:
             raise VmError(f"guest eth0 set-up failed: {out}")
