@@ -24,8 +24,10 @@ def nat_topo():
         t.destroy()
 
 
-def behind_nat(side: str, text: str) -> str:
-    text = text.replace("rekey on;", "rekey on;\n        nat_traversal on;")
+def behind_nat(side: str, text: str, after: str = "rekey on;") -> str:
+    """racoon.conf with NAT traversal on (after the `after` line of the remote block), the
+    NAT-T port listened on, and router a's own address the private one."""
+    text = text.replace(after, f"{after}\n        nat_traversal on;")
     me = NATTED_A if side == "a" else OUTER["b"]
     listen = f"isakmp {OUTER[side]} [500];"
     text = text.replace(listen, f"{listen}\n        isakmp_natt {OUTER[side]} [4500];")
@@ -68,13 +70,8 @@ def test_tunnel_mode_through_a_nat(nat_topo, tmp_path):
 
     t = nat_topo
 
-    def edit(side: str, text: str) -> str:
-        text = text.replace("exchange_mode main;", "exchange_mode main;\n        nat_traversal on;")
-        listen = f"isakmp {OUTER[side]} [500];"
-        text = text.replace(listen, f"{listen}\n        isakmp_natt {OUTER[side]} [4500];")
-        return text.replace(OUTER["a"], NATTED_A) if side == "a" else text
-
-    t.write_configs(source=TUNNEL, racoon_edit=edit)
+    t.write_configs(source=TUNNEL,
+                    racoon_edit=lambda side, text: behind_nat(side, text, "exchange_mode main;"))
     setkey_a = t.routers["a"].workdir / "setkey.conf"
     setkey_a.write_text(setkey_a.read_text().replace(OUTER["a"], NATTED_A))
     pcap = tmp_path / "b.pcap"

@@ -38,7 +38,13 @@ def bring_up(topo, racoon_edit=None, *, ping_deadline: int = 30, start_args=()) 
     for r in topo.routers.values():
         r.start(*start_args)
     topo.route_lans()
-    out = topo.ping(count=3, interval=0.5, deadline=ping_deadline)
+    first_pings(topo, ping_deadline)
+
+
+def first_pings(topo, deadline: int = 30) -> None:
+    """Three pings from LAN a to LAN b (the first starts the negotiation); on failure, both
+    routers' status and log tails in the assertion."""
+    out = topo.ping(count=3, interval=0.5, deadline=deadline)
     if out.returncode != 0:
         details = [out.stdout]
         for side, r in topo.routers.items():

@@ -13,7 +13,14 @@ import subprocess
 import pytest
 
 from tests.e2e.netns import LAN, OUTER, OUTER6, TUNNEL, capture, in_ns
-from tests.e2e.test_pyike_pair import SCAPY_AUTH, SCAPY_ENC, log_of, sad, wait_for
+from tests.e2e.test_pyike_pair import (
+    SCAPY_AUTH,
+    SCAPY_ENC,
+    first_pings,
+    log_of,
+    sad,
+    wait_for,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -24,13 +31,7 @@ def bring_up(topo, outer: dict[str, str]) -> None:
     topo.write_configs(source=TUNNEL, outer=outer)
     for r in topo.routers.values():
         r.start()
-    out = topo.ping(count=3, interval=0.5, deadline=30)
-    if out.returncode != 0:
-        details = [out.stdout]
-        for side, r in topo.routers.items():
-            details.append(f"--- router {side} status:\n{r.ctl('status').stdout}")
-            details.append(f"--- router {side} log:\n{log_of(r)[-3000:]}")
-        raise AssertionError("\n".join(details))
+    first_pings(topo)
 
 
 def scapy_sas(router, header) -> dict:
