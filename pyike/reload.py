@@ -83,12 +83,17 @@ class Reloader:
         if logsetup.set_level(level):
             self.forwarding.send("log_level", level)
 
+    async def _apply(self, verb: str, what) -> str | None:
+        """A `tunnels` or `device` message the forwarding process answers: None when applied,
+        else why not (its answer, or the pipe's failure)."""
+        try:
+            return await self.forwarding.ask(verb, what)
+        except (RuntimeError, TimeoutError) as exc:
+            return str(exc) or type(exc).__name__
+
     async def _retunnel(self, tunnels: list[TunnelSpec]) -> str | None:
         """Have the forwarding process apply changed `gre` blocks; None, or why it could not."""
-        try:
-            error = await self.forwarding.ask("tunnels", tunnels)
-        except (RuntimeError, TimeoutError) as exc:
-            error = str(exc) or type(exc).__name__
+        error = await self._apply("tunnels", tunnels)
         if error:
             return error
         old = {t.name: t for t in self.live.tunnels}
@@ -106,10 +111,7 @@ class Reloader:
         """A changed `tunnel_device` statement, applied by the forwarding process."""
         if device == self.live.device:
             return None
-        try:
-            error = await self.forwarding.ask("device", device)
-        except (RuntimeError, TimeoutError) as exc:
-            error = str(exc) or type(exc).__name__
+        error = await self._apply("device", device)
         if error:
             return error
         if device is None:
