@@ -2,6 +2,10 @@
 
 - pyike: `pyike -F -f racoon.conf` on both routers, GRE in ESP transport mode (AES-128-CBC,
   HMAC-SHA1-96), files shaped like the racoon GRE-over-IPsec article.
+- pyike-tunnel: the same daemon and algorithms, LAN to LAN in ESP tunnel mode (no GRE), as a
+  racoon site written subnet to subnet: pyike routes the far LAN into its tunnel device.
+- pyike-tunnel-udp: pyike-tunnel with `nat_traversal force` (ESP in UDP 4500) and a tunnel
+  device MTU of 1400: the encapsulation and MTU strongSwan's set-up has, like for like.
 - relay: benchmarks.relay on both routers (TUN -> GRE -> raw socket, no ESP).
 - strongswan: charon + kernel-libipsec on both routers (ESP tunnel mode in UDP 4500).
 - wireguard: wireguard-go on both routers (WireGuard in UDP 51820, userspace, in Go).
@@ -227,19 +231,22 @@ listen {{
 }}
 """
 
-_RACOON_PEER = """\
+_RACOON_GRE = """\
 gre "{dev}" {{
     local {local};
     remote {remote};
     address {address} peer {peer};
 }}
+"""
+
+_RACOON_REMOTE = """\
 remote {remote} {{
     exchange_mode main;
     initial_contact on;
     my_identifier address {local};
     peers_identifier address {remote};
     lifetime time 24 hours;
-{proposals}}}
+{options}{proposals}}}
 """
 
 _RACOON_SAINFO = """\
@@ -292,9 +299,57 @@ def write_pyike_files(workdir: Path, side: str, local: str, peers: Sequence[GreP
     (workdir / f"setkey-{side}.conf").write_text(setkey_text(local, [p.remote for p in peers]))
     conf = workdir / f"racoon-{side}.conf"
     conf.write_text(_RACOON_HEAD.format(dir=workdir, side=side, local=local) + "".join(
-        _RACOON_PEER.format(dev=p.dev, local=local, remote=p.remote, address=p.address,
-                            peer=p.peer, proposals=racoon_proposal(2))
+        _RACOON_GRE.format(dev=p.dev, local=local, remote=p.remote, address=p.address,
+                           peer=p.peer)
+        + _RACOON_REMOTE.format(local=local, remote=p.remote, options="",
+                                proposals=racoon_proposal(2))
         for p in peers) + _RACOON_SAINFO)
+    return conf
+
+
+@dataclass(frozen=True)
+class SubnetPair:
+    """One router's side of a subnet-to-subnet ESP tunnel-mode link."""
+
+    remote: str  # the peer's outer address
+    local_net: str  # the LAN behind this router
+    remote_net: str  # the LAN behind the peer
+
+
+TUNNEL_DEVICE = "ipsec0"
+
+
+def tunnel_setkey_text(local: str, pair: SubnetPair) -> str:
+    """setkey.conf asking for ESP tunnel mode between the LANs, as a subnet-to-subnet racoon
+    site writes it."""
+    return (
+        "flush;\nspdflush;\n"
+        f"spdadd {pair.local_net} {pair.remote_net} any -P out ipsec "
+        f"esp/tunnel/{local}-{pair.remote}/require;\n"
+        f"spdadd {pair.remote_net} {pair.local_net} any -P in ipsec "
+        f"esp/tunnel/{pair.remote}-{local}/require;\n"
+    )
+
+
+def write_pyike_tunnel_files(workdir: Path, side: str, local: str, pair: SubnetPair, *,
+                             force_udp: bool, mtu: int | None) -> Path:
+    """racoon.conf (with pyike's `tunnel_device` statement), setkey.conf and psk.txt for one
+    router of a tunnel-mode link; `force_udp` puts ESP in UDP 4500 with `nat_traversal force`
+    (RFC 3948), `mtu` sets the tunnel device's MTU (None: pyike's default)."""
+    write_psk(workdir / f"psk-{side}.txt", [pair.remote])
+    (workdir / f"setkey-{side}.conf").write_text(tunnel_setkey_text(local, pair))
+    head = _RACOON_HEAD.format(dir=workdir, side=side, local=local)
+    options = ""
+    if force_udp:
+        listen = f"    isakmp {local} [500];\n"
+        head = head.replace(listen, f"{listen}    isakmp_natt {local} [4500];\n")
+        options = "    nat_traversal force;\n"
+    device = f'tunnel_device "{TUNNEL_DEVICE}"' + (f" {{ mtu {mtu}; }}\n" if mtu else ";\n")
+    sainfo = _RACOON_SAINFO.replace(
+        "sainfo anonymous", f"sainfo address {pair.local_net} any address {pair.remote_net} any")
+    conf = workdir / f"racoon-{side}.conf"
+    conf.write_text(head + device + _RACOON_REMOTE.format(
+        local=local, remote=pair.remote, options=options, proposals=racoon_proposal(2)) + sainfo)
     return conf
 
 
@@ -345,6 +400,36 @@ class PyikeSetup(TunnelSetup):
             netns.ip("route", "add", lan, "dev", "tun0", netns=ns)
 
 
+class PyikeTunnelSetup(PyikeSetup):
+    key = "pyike-tunnel"
+    label = "pyike (ESP tunnel mode)"
+    note = "AES-128-CBC + HMAC-SHA1-96, LAN to LAN, no GRE, raw ESP"
+    force_udp = False
+    mtu: int | None = None  # the tunnel device's; None: pyike's default for raw ESP
+
+    def start(self) -> None:
+        sides = (
+            ("a", self.line.router_a, netns.ROUTER_A_WAN,
+             SubnetPair(netns.ROUTER_B_WAN, netns.LAN_A, netns.LAN_B)),
+            ("b", self.line.router_b, netns.ROUTER_B_WAN,
+             SubnetPair(netns.ROUTER_A_WAN, netns.LAN_B, netns.LAN_A)),
+        )
+        for side, ns, local, pair in sides:
+            conf = write_pyike_tunnel_files(self.workdir, side, local, pair,
+                                            force_udp=self.force_udp, mtu=self.mtu)
+            self.procs.append(start_pyike(ns, conf, self.workdir / f"pyike-{side}.log"))
+        # pyike routes the far LAN into its tunnel device itself: up() waits for the ping.
+
+
+class PyikeTunnelUdpSetup(PyikeTunnelSetup):
+    key = "pyike-tunnel-udp"
+    label = "pyike (ESP tunnel mode in UDP 4500)"
+    note = ("pyike-tunnel with nat_traversal force and a tunnel device MTU of 1400: "
+            "strongSwan libipsec's encapsulation and MTU, like for like")
+    force_udp = True
+    mtu = 1400  # kernel-libipsec's TUN default
+
+
 def links_up(ns: str) -> set[str]:
     """The names of the devices in `ns` that are administratively up (IFF_UP)."""
     out = procs.run(["ip", "-j", "link", "show", "up"], netns=ns, check=False)
@@ -354,5 +439,5 @@ def links_up(ns: str) -> set[str]:
             if "UP" in link.get("flags", ())}
 
 
-ALL = {cls.key: cls for cls in (PyikeSetup, RelaySetup, StrongswanSetup, WireguardSetup,
-                                VethSetup)}
+ALL = {cls.key: cls for cls in (PyikeSetup, PyikeTunnelSetup, PyikeTunnelUdpSetup, RelaySetup,
+                                StrongswanSetup, WireguardSetup, VethSetup)}

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from benchmarks.report import fmt
 
-_SETUP_ORDER = ("pyike", "relay", "strongswan", "wireguard", "veth")
+_SETUP_ORDER = ("pyike", "pyike-tunnel", "pyike-tunnel-udp", "relay", "strongswan", "wireguard",
+                "veth")
 
 
 def _cell(stats: dict | None, digits: int = 0) -> str:
