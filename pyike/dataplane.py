@@ -37,7 +37,7 @@ from forward.core import (
 from forward.events import Acquire
 from forward.specs import DeviceSpec, SaSpec, TunnelSpec
 from gre import IPPROTO_GRE
-from pyike import pipe
+from pyike import pipe, sockfilter
 from pyike.droplog import DropLog
 from pyike.sadb import run_setkey, setkey_state
 from pyike.tun import TunDevice, host_interfaces
@@ -71,6 +71,9 @@ class DataPlane:
         self.esp_sock = _raw_socket(IPPROTO_ESP)
         self.gre_sock = _raw_socket(IPPROTO_GRE)
         self.udp_sock = _raw_socket(IPPROTO_UDP)
+        # Only ESP in UDP to the NAT-T port wakes this process, not IKE or other UDP.
+        sockfilter.attach(self.udp_sock, sockfilter.esp_in_udp_program(natt_port),
+                          "raw UDP socket")
         self.esp6_sock = _raw_socket6(IPPROTO_ESP)
         self.gre6_sock = _raw_socket6(IPPROTO_GRE)
         self.apply_setkey(setkey_files, time.monotonic())

@@ -2,7 +2,8 @@
 
 Each socket is read to the READ_LIMIT at the rate a flood arrives, into the IngressQueue, which
 hands the engine the most urgent datagrams first, TURN at a time; ESP in UDP on the NAT-T port
-(no non-ESP marker, RFC 3948 §2.2) is left to the forwarding process, which has its copy.
+(no non-ESP marker, RFC 3948 §2.2) is left to the forwarding process, which has its copy: a
+socket filter (pyike.sockfilter) keeps it from waking this process at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 from esp.udp import is_esp as esp_in_udp
 from ikev1.ingress import READ_LIMIT, TURN, IngressQueue
+from pyike import sockfilter
 from pyike.live import Live
 
 log = logging.getLogger("pyike")
@@ -61,6 +63,8 @@ class IkeSockets:
                     sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
                 sock.bind((addr, port))
                 sock.setblocking(False)
+                if port == self.live.config.engine.natt_port:
+                    sockfilter.attach(sock, sockfilter.ike_program(), "IKE NAT-T socket")
             except OSError:
                 sock.close()
                 raise
@@ -95,6 +99,7 @@ class IkeSockets:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= 12:
                     local = (socket.inet_ntoa(cdata[8:12]), port)  # ipi_addr: the destination
             if port == self.live.config.engine.natt_port and esp_in_udp(data):
+                counters["esp_in_udp_woken"] += 1
                 continue  # the forwarding process has its copy
             counters["ike_in"] += 1
             if log.isEnabledFor(logging.DEBUG):  # racoon's debug log shows each datagram

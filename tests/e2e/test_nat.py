@@ -61,6 +61,9 @@ def test_ping_through_a_nat(nat_topo, tmp_path):
     assert {e["src"] for e in b_sas} == {OUTER["a"], OUTER["b"]}
     a_sas = sad(t.routers["a"])
     assert {e["src"] for e in a_sas} == {NATTED_A, OUTER["b"]}
+    # The kernel's socket filter kept every ESP-in-UDP datagram away from the IKE processes.
+    for router in t.routers.values():
+        assert router.ctl_json("status")["daemon"]["esp_in_udp_woken"] == 0
 
 
 def test_tunnel_mode_through_a_nat(nat_topo, tmp_path):
