@@ -124,7 +124,8 @@ def test_throughput_smoke(tmp_path, netns_clean):
 
     result = throughput.run(rounds=1, smoke=True, out_dir=tmp_path)
     assert result["tests"] == ["tcp", "udp1400"]
-    expected = {"pyike", "relay", "veth"} | ({"strongswan"} if _have_strongswan() else set())
+    expected = {"pyike", "pyike-tunnel", "pyike-tunnel-udp", "relay", "veth"}
+    expected |= {"strongswan"} if _have_strongswan() else set()
     expected |= {"wireguard"} if _have(wireguard.require) else set()
     available = {k for k, v in result["setups"].items() if v["available"]}
     assert expected <= available, {k: v["error"] for k, v in result["setups"].items()}
@@ -135,6 +136,9 @@ def test_throughput_smoke(tmp_path, netns_clean):
             stats = result["results"][test][key]
             assert len(stats["samples"]) == 1 and stats["median"] > 0
         assert _is_number(result["ratios"][test]["pyike/relay"])
+        assert _is_number(result["ratios"][test]["pyike-tunnel/pyike"])
+        if "strongswan" in available:
+            assert _is_number(result["ratios"][test]["pyike-tunnel-udp/strongswan"])
         # The forwarding processes were found and their CPU use sampled.
         cpu = result["busiest_cpu_percent"][test]
         assert all(cpu[k]["median"] > 0 for k in available - {"veth"})
