@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+# RFC 3948 §2.2: IKE on port 4500 starts with it. Defined with the rest of ESP-in-UDP framing.
+from esp.udp import NON_ESP_MARKER  # noqa: F401 - the engine's name for it
+
 ISAKMP_VERSION = 0x10  # major 1, minor 0 (RFC 2408 §3.1)
 HEADER_LEN = 28  # RFC 2408 §3.1
 GENERIC_HEADER_LEN = 4  # RFC 2408 §3.2
 DOI_IPSEC = 1  # RFC 2407 §4.2
 SIT_IDENTITY_ONLY = 1  # RFC 2407 §4.2.1
-NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2: IKE on port 4500 starts with it
 
 
 class Exchange(IntEnum):
