@@ -15,6 +15,7 @@ from pyike import logsetup
 from pyike.acquires import IPPROTO_GRE
 from pyike.events import EventHandler
 from pyike.fwdclient import ForwardingClient
+from pyike.ikesockets import listen_addresses
 from pyike.live import (
     Live,
     config_spd,
@@ -55,6 +56,10 @@ class Reloader:
             for line in errors:
                 log.error("reload refused: %s", line)
             return errors
+        error = listen_change(self.live.config, new, path)
+        if error:
+            log.error("reload refused: %s", error)
+            return [error]
         # always sent: the forwarding process also remakes a device deleted under it
         error = await self._retunnel(tunnel_specs(new))
         if error:
@@ -130,6 +135,27 @@ class Reloader:
                 log.info("policy for %s->%s gone: deleting its SAs", pair.outbound.src,
                          pair.outbound.dst)
                 self.engine.delete_phase2(spi_in, now)
+
+
+def listen_change(old, new, path: str) -> str | None:
+    """Why `new` cannot be taken at a reload: the IKE sockets, the NAT-T port the forwarding
+    process and its socket filter split ESP in UDP on, and the ports the engine floats to are
+    all fixed at start. None when they stay as they are."""
+    before, after = listen_addresses(old), listen_addresses(new)
+    if before != after:
+        return (f"{path}: listen: the IKE addresses and ports would change from "
+                f"{_endpoints(before)} to {_endpoints(after)}; they change at a restart")
+    ports = [(name, getattr(old.engine, name), getattr(new.engine, name))
+             for name in ("isakmp_port", "natt_port")]
+    for name, was, now in ports:
+        if was != now:
+            return (f"{path}: listen: the {name.replace('_', ' ')} would change from {was} "
+                    f"to {now}; it changes at a restart")
+    return None
+
+
+def _endpoints(addresses: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{a}[{p}]" for a, p in addresses) or "none"
 
 
 def still_wanted(spd, pair) -> bool:
