@@ -592,6 +592,13 @@ class ForwardingCore:
                 return
         c.esp_in += 1
         c.esp_in_bytes += len(payload)
+        if (t.key is None and t.accept_esp and len(payload) >= 4
+                and not (payload[0] or payload[1])):
+            # GRE without flags (RFC 2784 §2: all of the first 16 bits zero) carries no key
+            # and is the 4-byte header: what _deliver would make of it, without its calls
+            self.tun_out.append((t, payload[4:]))
+            c.tun_out += 1
+            return
         self._deliver(t, payload, False)
 
     def _check_in(self, sa: EspSA, t: Tunnel | None, nh: int, outer: bytes, payload: bytes
