@@ -577,7 +577,7 @@ class ForwardingCore:
         if sa is None:
             c.unknown_spi += 1
             return
-        res = sa.open(memoryview(packet)[at:], now)
+        res = sa.open(packet[at:], now)
         if type(res) is not tuple:
             c.open_dropped += 1
             return
