@@ -73,6 +73,10 @@ class DataPlane:
         self.udp_sock = _raw_socket(IPPROTO_UDP)
         self.esp6_sock = _raw_socket6(IPPROTO_ESP)
         self.gre6_sock = _raw_socket6(IPPROTO_GRE)
+        core = self.core  # each socket with the core's list for it, paired once for _send_out
+        self._outputs = ((self.esp_sock, core.esp_out), (self.udp_sock, core.udp_out),
+                         (self.gre_sock, core.gre_out), (self.esp6_sock, core.esp6_out),
+                         (self.gre6_sock, core.gre6_out))
         self.apply_setkey(setkey_files, time.monotonic())
         self.drops = DropLog(log, "ESP/GRE:", DROP_REASONS)
         self._running = True
@@ -367,9 +371,7 @@ class DataPlane:
     def _send_out(self) -> None:
         """What the core queued: datagrams, TUN writes, then events for the IKE process."""
         core = self.core
-        for sock, queue in ((self.esp_sock, core.esp_out), (self.udp_sock, core.udp_out),
-                            (self.gre_sock, core.gre_out), (self.esp6_sock, core.esp6_out),
-                            (self.gre6_sock, core.gre6_out)):
+        for sock, queue in self._outputs:
             if queue:
                 if sock is None:  # no IPv6 here: counted, as the kernel would refuse them
                     core.counters.send_errors += len(queue)
