@@ -11,7 +11,7 @@ when SAs come, go or change state, not per packet.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Literal
 
 from esp.sa import EspSA
@@ -27,6 +27,9 @@ def _canonical(address: str) -> str:
 class SAD:
     def __init__(self) -> None:
         self._inbound: dict[int, EspSA] = {}
+        # inbound(spi): the SA by SPI, or None. The dict's own get, bound once: the forwarding
+        # core calls it per ESP packet, and a Python method around it costs a frame.
+        self.inbound: Callable[[int], EspSA | None] = self._inbound.get
         self._outbound: dict[tuple, list[EspSA]] = {}  # (src, dst, group) -> SAs
         self._best: dict[tuple, EspSA] = {}
         self._group: dict[int, Hashable] = {}  # id(sa) -> group, for outbound SAs not in None
@@ -97,9 +100,6 @@ class SAD:
             self._best.pop(key, None)
         else:
             self._best[key] = best[1]
-
-    def inbound(self, spi: int) -> EspSA | None:
-        return self._inbound.get(spi)
 
     def outbound(self, src: str, dst: str, group: Hashable = None) -> EspSA | None:
         sa = self._best.get((src, dst, group))

@@ -46,7 +46,7 @@ from forward.specs import DeviceSpec, SaSpec, TunnelSpec
 from forward.state import PORT_PROTOCOLS, SadState
 from gre import IPPROTO_GRE, GrePacket
 from gre import decap as gre_decap
-from gre import encap as gre_encap
+from gre import headers_by_version as gre_headers
 from spd.db import SPD
 from spd.policy import PROTO_ANY
 
@@ -109,7 +109,7 @@ class Tunnel:
 
     __slots__ = ("spec", "key", "addr", "wire", "out_action", "out_use", "out_sa", "out_udp",
                  "cache_gen", "queue", "acquired_at", "accept_esp", "accept_clear", "in_sa",
-                 "handle", "esp_queue", "gre_queue")
+                 "handle", "esp_queue", "gre_queue", "gre_heads")
 
     def __init__(self, spec: TunnelSpec) -> None:
         self.set_spec(spec)
@@ -131,6 +131,7 @@ class Tunnel:
         """The spec and what is derived from it (the policies are the core's to refresh)."""
         self.spec = spec
         self.key = spec.key
+        self.gre_heads = gre_headers(spec.key)  # its GRE header by inner IP version
         self.addr = (spec.remote, 0)  # where its packets go, as sendto() takes it
         # the outer source and destination, packed, as an inbound IPv4 header holds them (bytes
         # 12-20) and from_wire6 is given them
@@ -374,10 +375,11 @@ class ForwardingCore:
         """An IP packet read from tunnel `t`'s TUN device."""
         c = self.counters
         c.tun_in += 1
-        g = gre_encap(packet, None, t.key)
-        if type(g) is not bytes:  # neither IPv4 nor IPv6
+        head = t.gre_heads[packet[0] >> 4] if packet else None
+        if head is None:  # neither IPv4 nor IPv6
             c.malformed += 1
             return
+        g = head + packet  # gre.encap(packet, None, t.key)
         action = t.out_action
         if action == "ipsec":
             sa = t.out_sa if t.cache_gen == self.state.generation else self._out_sa(t)
@@ -577,7 +579,7 @@ class ForwardingCore:
         if sa is None:
             c.unknown_spi += 1
             return
-        res = sa.open(memoryview(packet)[at:], now)
+        res = sa.open(packet[at:], now)
         if type(res) is not tuple:
             c.open_dropped += 1
             return
@@ -592,6 +594,13 @@ class ForwardingCore:
                 return
         c.esp_in += 1
         c.esp_in_bytes += len(payload)
+        if (t.key is None and t.accept_esp and len(payload) >= 4
+                and not (payload[0] or payload[1])):
+            # GRE without flags (RFC 2784 §2: all of the first 16 bits zero) carries no key
+            # and is the 4-byte header: what _deliver would make of it, without its calls
+            self.tun_out.append((t, payload[4:]))
+            c.tun_out += 1
+            return
         self._deliver(t, payload, False)
 
     def _check_in(self, sa: EspSA, t: Tunnel | None, nh: int, outer: bytes, payload: bytes

@@ -108,6 +108,16 @@ def encap(
     return packet
 
 
+def headers_by_version(key: int | None = None) -> tuple[bytes | None, ...]:
+    """What encap() puts in front of an inner packet, indexed by the packet's IP version (its
+    first byte >> 4); None where the version is neither 4 nor 6. For callers that encapsulate
+    many packets with one key: `headers[packet[0] >> 4] + packet` is encap(packet, None, key)."""
+    table: list[bytes | None] = [None] * 16
+    for version, protocol in ((4, ETH_P_IP), (6, ETH_P_IPV6)):
+        table[version] = encap(b"", protocol, key)
+    return tuple(table)
+
+
 def decap(packet: bytes) -> GrePacket | GreError:
     """The protocol type, payload, key and sequence number of a GRE packet, or a GreError."""
     if len(packet) < 4:
@@ -141,4 +151,4 @@ def decap(packet: bytes) -> GrePacket | GreError:
 
 
 __all__ = ["ETH_P_IP", "ETH_P_IPV6", "IPPROTO_GRE", "GreError", "GrePacket", "decap", "encap",
-           "header_length", "internet_checksum"]
+           "header_length", "headers_by_version", "internet_checksum"]

@@ -213,3 +213,24 @@ def test_a_gre_key_picks_the_tunnel():
     carry(a, A, b, 0.0)
     ((t, packet),) = b.tun_out
     assert t.spec.name == "tun1" and packet == PING
+
+
+def test_gre_in_esp_picks_the_tunnel_by_its_key():
+    """An unkeyed tunnel takes the plain 4-byte GRE header only; keyed GRE goes by its key."""
+    a, b = core_for(A, B), core_for(B, A)
+    keyed = TunnelSpec("tun1", A, B, "10.1.9.1", "10.1.9.2", 1400, 7)
+    a.set_tunnels([a.tunnels[0].spec, keyed])
+    plain = b.tunnels[0].spec  # the keyed tunnel first: the outer pair alone finds it
+    b.set_tunnels([TunnelSpec("tun1", B, A, "10.1.9.2", "10.1.9.1", 1400, 7), plain])
+    ab, ba = sa_pair()
+    install_pair(a, b, ab, ba, 0.0)
+    for t, packet in zip(a.tunnels, (PING, PONG), strict=True):
+        a.from_tunnel(t, packet, 0.0)
+    assert carry(a, A, b, 0.0) == 2
+    assert [(t.spec.name, packet) for t, packet in b.tun_out] == [("tun0", PING), ("tun1", PONG)]
+    assert b.counters.esp_in == b.counters.tun_out == 2
+    b.tun_out.clear()
+    b.set_tunnels([plain])  # no tunnel with key 7 any more
+    a.from_tunnel(a.tunnels[1], PING, 0.0)
+    carry(a, A, b, 0.0)
+    assert delivered(b) == [] and b.counters.malformed == 1

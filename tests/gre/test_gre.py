@@ -144,3 +144,11 @@ def test_decap_never_raises(blob):
         assert len(result.payload) <= len(blob) - 4
     else:
         assert isinstance(result, GreError)
+
+
+@pytest.mark.parametrize("key", [None, 7])
+def test_headers_by_version_are_what_encap_puts_in_front(key):
+    heads = gre.headers_by_version(key)
+    for inner in (b"\x45" + bytes(19), b"\x60" + bytes(39)):
+        assert heads[inner[0] >> 4] + inner == gre.encap(inner, None, key)
+    assert [v for v, head in enumerate(heads) if head is not None] == [4, 6]
