@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 
 import pytun
 from pyroute2 import IPRoute
@@ -17,6 +18,8 @@ log = logging.getLogger("pyike.tun")
 IPV4_HEADER = 20  # RFC 791 without options
 IPV6_HEADER = 40  # RFC 8200
 DEFAULT_OUTER_MTU = 1500
+# each device's IPv6 settings, of the namespace the process runs in (ip-sysctl.txt)
+IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
 
 
 def inner_mtu(outer_mtu: int, *, ipv6: bool = False, gre_key: bool = False,
@@ -129,6 +132,8 @@ class TunDevice:
         """Routes through this device: `wanted` (network -> preferred source address or None)
         replace `have`, which is updated as routes are made and removed. A route that fails is
         logged and left out of `have` (it is tried again at the next change)."""
+        if any(ipaddress.ip_network(net).version == 6 for net in wanted):
+            self._ipv6_on()
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self._dev.name)[0]
             for net in [n for n in have if n not in wanted]:
@@ -148,6 +153,21 @@ class TunDevice:
                     have.pop(net, None)
                 else:
                     have[net] = src
+
+    def _ipv6_on(self) -> None:
+        """IPv6 on for this device, which an IPv6 network is to be routed into: the kernel
+        refuses such a route into a device whose IPv6 is off ("IPv6 is disabled on nexthop
+        device"), as every device pyike makes is on a host that sets
+        net.ipv6.conf.default.disable_ipv6, and pyike makes the device before anyone could
+        turn it on. A kernel without IPv6 has no such setting: the route then fails and is
+        logged."""
+        knob = IPV6_CONF / self.name / "disable_ipv6"
+        try:
+            if knob.read_text().strip() != "0":
+                knob.write_text("0")
+                log.info("%s: IPv6 turned on, for the IPv6 networks routed into it", self.name)
+        except OSError as exc:
+            log.debug("%s: IPv6 not turned on: %s", self.name, exc)
 
     def fileno(self) -> int:
         return self._dev.fileno()

@@ -30,9 +30,24 @@ from tests.interop.vm import PeerVm, VmError
 INNER_PYIKE, INNER_PEER = "10.1.1.1", "10.1.1.2"
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
 MODES = ("transport", "tunnel")  # GRE in ESP transport mode (the seed), or LANs in tunnel mode
-# tunnel mode: the LANs and one host on each, the guest's dummy LAN device, pyike's TUN device
-LAN_PYIKE, LAN_PEER = "10.0.1.0/24", "10.0.2.0/24"
-LAN_HOST_PYIKE, LAN_HOST_PEER = "10.0.1.1", "10.0.2.1"
+
+
+@dataclass(frozen=True)
+class Lans:
+    """Tunnel mode's two LANs, pyike's and the guest's, and one host on each."""
+
+    pyike: str
+    peer: str
+    host_pyike: str
+    host_peer: str
+
+
+# tunnel mode's LANs in either family (the outer one is vm.OUTER_FAMILIES' business)
+LANS = {"ipv4": Lans("10.0.1.0/24", "10.0.2.0/24", "10.0.1.1", "10.0.2.1"),
+        "ipv6": Lans("fd00:1::/64", "fd00:2::/64", "fd00:1::1", "fd00:2::1")}
+LAN_PYIKE, LAN_PEER = LANS["ipv4"].pyike, LANS["ipv4"].peer
+LAN_HOST_PYIKE, LAN_HOST_PEER = LANS["ipv4"].host_pyike, LANS["ipv4"].host_peer
+# the guest's dummy LAN device, pyike's TUN device
 LAN_DEVICE = "lan0"
 TUNNEL_DEVICE = "tun1"
 # the seed racoon.conf's `gre "NAME" { ... }` block, which only pyike reads
@@ -98,18 +113,28 @@ def use_outer(vm: PeerVm, family: str) -> None:
     configure_gre(vm)
 
 
-def configure_lan(vm: PeerVm) -> None:
+def configure_lan(vm: PeerVm, lans: str = "ipv4") -> None:
     """The guest's LAN for tunnel mode: a dummy interface with 10.0.2.1/24, and a route to
     pyike's LAN out of eth0 from that address (the kernel needs a route before its policy
-    lookup; the daemons are told not to add routes), so its traffic meets the tunnel policy."""
-    if LAN_DEVICE in vm.check("ip -o link show"):
-        return
-    vm.check(
-        f"{_NEW_DEVICES_IPV4_ONLY}"
-        f" && ip link add {LAN_DEVICE} type dummy"
-        f" && ip addr add {LAN_HOST_PEER}/24 dev {LAN_DEVICE} && ip link set {LAN_DEVICE} up"
-        f" && ip route add {LAN_PYIKE} via {vm.host_addr4} dev eth0 src {LAN_HOST_PEER}"
-    )
+    lookup; the daemons are told not to add routes), so its traffic meets the tunnel policy.
+    With `lans` "ipv6" the same device gets IPv6 and fd00:2::1/64 too, and the route to
+    fd00:1::/64 goes to pyike's IPv6 outer address: call it once use_outer(vm, "ipv6") made
+    eth0's IPv6 usable (turning that off again takes the route with it)."""
+    if LAN_DEVICE not in vm.check("ip -o link show"):
+        vm.check(
+            f"{_NEW_DEVICES_IPV4_ONLY}"
+            f" && ip link add {LAN_DEVICE} type dummy"
+            f" && ip addr add {LAN_HOST_PEER}/24 dev {LAN_DEVICE} && ip link set {LAN_DEVICE} up"
+            f" && ip route add {LAN_PYIKE} via {vm.host_addr4} dev eth0 src {LAN_HOST_PEER}"
+        )
+    if lans == "ipv6":
+        six = LANS["ipv6"]
+        vm.check(
+            f"echo 0 > /proc/sys/net/ipv6/conf/{LAN_DEVICE}/disable_ipv6"
+            f" && ip -6 addr replace {six.host_peer}/64 dev {LAN_DEVICE} nodad"
+            f" && ip -6 route replace {six.pyike} via {vm.host_addr6} dev eth0"
+            f" src {six.host_peer}"
+        )
 
 
 def tunnel_setkey(lan: str, far_lan: str, me: str, peer: str) -> str:
@@ -120,11 +145,13 @@ def tunnel_setkey(lan: str, far_lan: str, me: str, peer: str) -> str:
             f"spdadd {far_lan} {lan} any -P in ipsec esp/tunnel/{peer}-{me}/require;\n")
 
 
-def swan_selectors(mode: str) -> str:
+def swan_selectors(mode: str, lans: str = "ipv4") -> str:
     """The ipsec.conf lines that say what the connection carries, alike in strongSwan and
-    libreswan: GRE between the two ends (transport), or the two LANs (tunnel)."""
+    libreswan: GRE between the two ends (transport), or the two LANs of family `lans`
+    (tunnel)."""
     if mode == "tunnel":
-        return f"leftsubnet={LAN_PEER}\n    rightsubnet={LAN_PYIKE}\n    type=tunnel"
+        lan = LANS[lans]
+        return f"leftsubnet={lan.peer}\n    rightsubnet={lan.pyike}\n    type=tunnel"
     return "leftprotoport=gre\n    rightprotoport=gre\n    type=transport"
 
 
@@ -193,12 +220,13 @@ class Peer:
 
     # The scenarios pass these settings; each peer renders them in its own grammar.
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1", mode: str = "transport") -> None:
+                  esp_auth: str = "sha1", mode: str = "transport", lans: str = "ipv4") -> None:
         """Write the daemon's files; `esp_auth` is phase 2's integrity, "sha1" or "sha256"
         (each peer in its default ICV length for it); `mode` one of MODES (tunnel mode wants
-        configure_lan() in the guest). Like the seed article's setkey.conf, the policies are
-        in the kernel from the start (trap policies), so traffic from either side needs SAs:
-        the guest never sends in clear, and its own traffic makes its daemon negotiate."""
+        configure_lan() in the guest), `lans` the family of tunnel mode's LANs (LANS). Like
+        the seed article's setkey.conf, the policies are in the kernel from the start (trap
+        policies), so traffic from either side needs SAs: the guest never sends in clear, and
+        its own traffic makes its daemon negotiate."""
         raise NotImplementedError
 
     def start(self) -> None:
@@ -246,7 +274,7 @@ class StrongswanPeer(Peer):
     conn = "pyike"
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1", mode: str = "transport") -> None:
+                  esp_auth: str = "sha1", mode: str = "transport", lans: str = "ipv4") -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         # margin/fuzz kept small so that pyike, not the peer, is the one to rekey when the
         # scenario gives pyike the shorter lifetime.
@@ -258,7 +286,7 @@ conn {self.conn}
     keyexchange=ikev1
     left={b}
     right={a}
-    {swan_selectors(mode)}
+    {swan_selectors(mode, lans)}
     authby=secret
     ike=aes128-sha1-modp1024!
     esp=aes128-{esp_auth}-modp1024!
@@ -321,7 +349,7 @@ class LibreswanPeer(Peer):
     honours_initial_contact = False
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
-                  esp_auth: str = "sha1", mode: str = "transport") -> None:
+                  esp_auth: str = "sha1", mode: str = "transport", lans: str = "ipv4") -> None:
         a, b = self.vm.host_addr, self.vm.guest_addr
         self.vm.write_file("/etc/ipsec.conf", f"""config setup
     ikev1-policy=accept
@@ -332,7 +360,7 @@ conn {self.conn}
     ikev2=no
     left={b}
     right={a}
-    {swan_selectors(mode)}
+    {swan_selectors(mode, lans)}
     authby=secret
     ike=aes128-sha1;modp2048
     phase2alg=aes128-{esp_auth};modp2048
@@ -409,7 +437,8 @@ class RacoonPeer(Peer):
         )
 
     def configure(self, *, dpd_delay: int = 5, lifetime_s: int = 3600, esp_auth: str = "sha1",
-                  mode: str = "transport", edit: Callable[[str], str] | None = None) -> None:
+                  mode: str = "transport", edit: Callable[[str], str] | None = None,
+                  lans: str = "ipv4") -> None:
         def text(name: str) -> str:
             return seed_text("b", name, self.vm, dh_group=self.dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s, esp_auth=esp_auth)
@@ -424,7 +453,7 @@ class RacoonPeer(Peer):
         conf = conf.replace("/run/pyike/pyike.pid", "/run/racoon.pid")
         self.vm.write_file("/etc/racoon/racoon.conf", conf)
         a, b = str(self.vm.host_addr), str(self.vm.guest_addr)
-        setkey = tunnel_setkey(LAN_PEER, LAN_PYIKE, b, a) if mode == "tunnel" \
+        setkey = tunnel_setkey(LANS[lans].peer, LANS[lans].pyike, b, a) if mode == "tunnel" \
             else text("setkey.conf")
         self.vm.write_file("/etc/racoon/setkey.conf", setkey)
         self.vm.write_file("/etc/racoon/psk.txt", text("psk.txt"), 0o600)

@@ -6,6 +6,7 @@ block."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import shutil
 import signal
 import subprocess
@@ -17,9 +18,7 @@ from pathlib import Path
 from tests.e2e.netns import Router
 from tests.interop.peers import (
     GRE_BLOCK,
-    LAN_HOST_PYIKE,
-    LAN_PEER,
-    LAN_PYIKE,
+    LANS,
     TUNNEL_DEVICE,
     seed_text,
     tunnel_setkey,
@@ -41,8 +40,9 @@ class Pyike(Router):
 
     def configure(self, *, dh_group: int, dpd_delay: int = 5, lifetime_s: int = 3600,
                   esp_auth: str = "sha1", mode: str = "transport",
-                  edit: Callable[[str], str] | None = None) -> None:
-        """The seed's router A files; `mode` one of peers.MODES."""
+                  edit: Callable[[str], str] | None = None, lans: str = "ipv4") -> None:
+        """The seed's router A files; `mode` one of peers.MODES, `lans` the family of tunnel
+        mode's LANs (peers.LANS)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("racoon.conf", "setkey.conf", "psk.txt"):
             text = seed_text("a", name, self.vm, dh_group=dh_group, dpd_delay=dpd_delay,
@@ -50,7 +50,7 @@ class Pyike(Router):
             if mode == "tunnel" and name == "racoon.conf":
                 text = GRE_BLOCK.sub(f'tunnel_device "{TUNNEL_DEVICE}";', text)
             if mode == "tunnel" and name == "setkey.conf":
-                text = tunnel_setkey(LAN_PYIKE, LAN_PEER, str(self.vm.host_addr),
+                text = tunnel_setkey(LANS[lans].pyike, LANS[lans].peer, str(self.vm.host_addr),
                                      str(self.vm.guest_addr))
             if edit is not None and name == "racoon.conf":
                 text = edit(text)
@@ -58,18 +58,24 @@ class Pyike(Router):
             (self.workdir / name).write_text(text)
         (self.workdir / "psk.txt").chmod(0o600)
 
-    def add_lan(self, timeout: float = 10.0) -> None:
-        """pyike's LAN for tunnel mode: its host 10.0.1.1 on the namespace's loopback; then
-        wait for the route pyike itself puts into the tunnel_device for the guest's LAN (from
-        the policy's remote network, with 10.0.1.1 as its source once that address exists).
-        Call once pyike made the device."""
-        self.netns.run(["ip", "addr", "replace", f"{LAN_HOST_PYIKE}/32", "dev", "lo"],
+    def add_lan(self, lans: str = "ipv4", timeout: float = 10.0) -> None:
+        """pyike's LAN for tunnel mode: its host 10.0.1.1 (or, `lans` "ipv6", fd00:1::1 with
+        IPv6 on for the loopback) on the namespace's loopback; then wait for the route pyike
+        itself puts into the tunnel_device for the guest's LAN (from the policy's remote
+        network, with the host as its source once that address exists). Call once pyike made
+        the device."""
+        lan = LANS[lans]
+        v = f"-{ipaddress.ip_address(lan.host_pyike).version}"
+        if lans == "ipv6":
+            self.netns.run(["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"], check=True,
+                           capture_output=True)
+        self.netns.run(["ip", v, "addr", "replace", lan.host_pyike, "dev", "lo"],
                        check=True, capture_output=True)
         deadline = time.monotonic() + timeout
         while f"dev {TUNNEL_DEVICE}" not in self.netns.run(
-                ["ip", "route", "show", LAN_PEER], capture_output=True, text=True).stdout:
+                ["ip", v, "route", "show", lan.peer], capture_output=True, text=True).stdout:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"pyike routed no {LAN_PEER} into {TUNNEL_DEVICE}: "
+                raise RuntimeError(f"pyike routed no {lan.peer} into {TUNNEL_DEVICE}: "
                                    f"{self.log.read_text()}")
             time.sleep(0.1)
 

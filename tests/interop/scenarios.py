@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
     ICMPv6MLDone,
     ICMPv6MLQuery,
     ICMPv6MLQuery2,
@@ -43,10 +45,7 @@ from tests.interop import capture
 from tests.interop.peers import (
     INNER_PEER,
     INNER_PYIKE,
-    LAN_HOST_PEER,
-    LAN_HOST_PYIKE,
-    LAN_PEER,
-    LAN_PYIKE,
+    LANS,
     TUNNEL_DEVICE,
     Peer,
     XfrmState,
@@ -77,27 +76,27 @@ class Env:
     def start(self, *, dpd_delay: int = 5, lifetime_s: int = 3600,
               peer_lifetime_s: int | None = None, esp_auth: str = "sha1",
               mode: str = "transport", edit: Callable[[str], str] | None = None,
-              outer: str = "ipv4") -> None:
+              outer: str = "ipv4", lans: str = "ipv4") -> None:
         """Configure and start the peer's daemon, then pyike; neither has SAs yet. `edit`
         rewrites both racoon.conf files (a racoon peer's and pyike's: one grammar). In tunnel
-        `mode` both LANs are set up too: the guest's lan0, pyike's 10.0.1.1 and its route.
-        `outer` is the family of the outer addresses (vm.OUTER_FAMILIES), the tap's and eth0's
-        pair; the env fixture puts IPv4 back afterwards."""
+        `mode` both LANs are set up too: the guest's lan0, pyike's 10.0.1.1 and its route, or
+        with `lans` "ipv6" fd00:2::1 and fd00:1::1 (peers.LANS). `outer` is the family of the
+        outer addresses (vm.OUTER_FAMILIES), the tap's and eth0's pair; the env fixture puts
+        IPv4 back afterwards."""
         more = {"edit": edit} if edit else {}
-        if mode == "tunnel":
-            configure_lan(self.vm)
         use_outer(self.vm, outer)
+        if mode == "tunnel":
+            configure_lan(self.vm, lans)
+            more["lans"] = lans
         self.peer.configure(dpd_delay=dpd_delay, lifetime_s=peer_lifetime_s or lifetime_s,
                             esp_auth=esp_auth, mode=mode, **more)
         self.peer.start()
         self.pyike.configure(dh_group=self.peer.dh_group, dpd_delay=dpd_delay,
                              lifetime_s=lifetime_s, esp_auth=esp_auth, mode=mode, **more)
         self.pyike.start()
+        self.pyike.wait_tun(name=TUNNEL_DEVICE if mode == "tunnel" else "tun0")
         if mode == "tunnel":
-            self.pyike.wait_tun(name=TUNNEL_DEVICE)
-            self.pyike.add_lan()
-        else:
-            self.pyike.wait_tun()
+            self.pyike.add_lan(lans)
 
     def establish_from_pyike(self, timeout: int = 20) -> None:
         """Traffic into pyike's tun0 triggers the negotiation; returns once pings get through."""
@@ -453,37 +452,38 @@ def hmac_sha256_both_ways(env: Env) -> None:
 
 # --- 9: ESP tunnel mode, subnet to subnet -----------------------------------------------------
 
-def tunnel_mode_subnets(env: Env, outer: str = "ipv4") -> None:
+def tunnel_mode_subnets(env: Env, outer: str = "ipv4", lans: str = "ipv4") -> None:
     """ESP tunnel mode subnet to subnet. The LANs 10.0.1.0/24 (pyike's: 10.0.1.1 behind its
-    tunnel_device) and 10.0.2.0/24 (the guest's dummy lan0: 10.0.2.1), joined in ESP tunnel
-    mode between the outer addresses (198.18.0.1 and 198.18.0.2, or in `outer` "ipv6"
+    tunnel_device) and 10.0.2.0/24 (the guest's dummy lan0: 10.0.2.1), or in `lans` "ipv6"
+    fd00:1::/64 and fd00:2::/64 with fd00:1::1 and fd00:2::1 (peers.LANS), joined in ESP
+    tunnel mode between the outer addresses (198.18.0.1 and 198.18.0.2, or in `outer` "ipv6"
     2001:db8::1 and 2001:db8::2), as a racoon site's `spdadd 10.0.1.0/24 10.0.2.0/24 any -P
     out ipsec esp/tunnel/198.18.0.1-198.18.0.2/require;` has it. pyike initiates; then, after
     pyike's flush-sa, the peer does. Each time pings pass both ways between the LAN hosts and
     the guest's SAs are in tunnel mode with pyike's keys. The tap carries nothing but IKE and
     ESP, and the ESP of either side opens (scapy for pyike's, pyike's esp/ for the peer's) to
-    IPv4 between the two LANs."""
-    env.start(mode="tunnel", outer=outer)
+    the LANs' family between the two LANs."""
+    env.start(mode="tunnel", outer=outer, lans=lans)
     assert env.pyike.sad() == [] and env.pyike.isakmp() == []
     seen: dict[int, dict] = {}  # SPI -> pyike's SA, over both pairs
     with capture.Capture(env.vm, env.pyike.workdir) as cap:
-        wait_for(lambda: received(ping_peer_lan(env, count=3, deadline=4)) > 0, 20,
+        wait_for(lambda: received(ping_peer_lan(env, count=3, deadline=4, lans=lans)) > 0, 20,
                  "no ping reply between the LANs (pyike initiating)", env)
         assert [p1["side"] for p1 in env.pyike.isakmp()] == ["initiator"]
-        assert received(ping_peer_lan(env)) == 5
-        assert ping_pyike_lan(env) == 5
+        assert received(ping_peer_lan(env, lans=lans)) == 5
+        assert ping_pyike_lan(env, lans=lans) == 5
         first = assert_tunnel_sas(env)
         seen.update((sa["spi"], sa) for sa in first)
 
         stale = _flush_pyikes_pairs(env, first)
-        wait_for(lambda: ping_pyike_lan(env, count=3, deadline=4) > 0, 25,
+        wait_for(lambda: ping_pyike_lan(env, count=3, deadline=4, lans=lans) > 0, 25,
                  f"no ping reply between the LANs ({env.peer.name} initiating)", env)
-        assert ping_pyike_lan(env) == 5
-        assert received(ping_peer_lan(env)) == 5
+        assert ping_pyike_lan(env, lans=lans) == 5
+        assert received(ping_peer_lan(env, lans=lans)) == 5
         seen.update((sa["spi"], sa) for sa in assert_tunnel_sas(env, stale))
     packets = rdpcap(str(cap.path))
     assert_only_ike_and_esp(packets, str(env.vm.host_addr))
-    _assert_esp_carries_the_lans(env, packets, seen)
+    _assert_esp_carries_the_lans(env, packets, seen, lans)
 
 
 def _flush_pyikes_pairs(env: Env, pairs: list[dict]) -> set[int]:
@@ -499,15 +499,18 @@ def _flush_pyikes_pairs(env: Env, pairs: list[dict]) -> set[int]:
     return {s.spi for s in xfrm_states(env.vm)} & spis(pairs)
 
 
-def ping_peer_lan(env: Env, count: int = 5, deadline: int = 10) -> subprocess.CompletedProcess:
-    """From pyike's LAN host to the guest's."""
-    return env.pyike.ping(LAN_HOST_PEER, count=count, deadline=deadline, source=LAN_HOST_PYIKE)
+def ping_peer_lan(env: Env, count: int = 5, deadline: int = 10, lans: str = "ipv4"
+                  ) -> subprocess.CompletedProcess:
+    """From pyike's LAN host to the guest's, in the family `lans` (peers.LANS)."""
+    lan = LANS[lans]
+    return env.pyike.ping(lan.host_peer, count=count, deadline=deadline, source=lan.host_pyike)
 
 
-def ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10) -> int:
-    """From the guest's LAN host to pyike's."""
-    return env.guest_ping(count=count, deadline=deadline, dst=LAN_HOST_PYIKE,
-                          source=LAN_HOST_PEER)
+def ping_pyike_lan(env: Env, count: int = 5, deadline: int = 10, lans: str = "ipv4") -> int:
+    """From the guest's LAN host to pyike's, in the family `lans`."""
+    lan = LANS[lans]
+    return env.guest_ping(count=count, deadline=deadline, dst=lan.host_pyike,
+                          source=lan.host_peer)
 
 
 def assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
@@ -519,18 +522,28 @@ def assert_tunnel_sas(env: Env, stale: set[int] = frozenset()) -> list[dict]:
     return sad
 
 
-def _assert_esp_carries_the_lans(env: Env, packets: list, sas: dict[int, dict]) -> None:
-    """Every ESP packet of `sas` (open_esp) holds IPv4 between the two LANs; both ways carried
-    echo requests and replies."""
-    lans = (ipaddress.ip_network(LAN_PYIKE), ipaddress.ip_network(LAN_PEER))
+# per LAN family: what ESP says it carries in tunnel mode (RFC 4303 §2.6), its header, and its
+# echo request and reply (RFC 792; RFC 4443 §4)
+_INNER = {"ipv4": (IPPROTO_IPIP, IP, (ICMP,), {0, 8}),
+          "ipv6": (IPPROTO_IPV6, IPv6, (ICMPv6EchoRequest, ICMPv6EchoReply), {128, 129})}
+
+
+def _assert_esp_carries_the_lans(env: Env, packets: list, sas: dict[int, dict],
+                                 lans: str = "ipv4") -> None:
+    """Every ESP packet of `sas` (open_esp) holds a packet of the LANs' family (`lans`)
+    between the two LANs; both ways carried echo requests and replies."""
+    nh_wanted, header, echo, types = _INNER[lans]
+    nets = (ipaddress.ip_network(LANS[lans].pyike), ipaddress.ip_network(LANS[lans].peer))
     kinds: dict[str, set[int]] = {"pyike": set(), "peer": set()}
     for side, nh, payload in open_esp(env, packets, sas):
-        assert nh == IPPROTO_IPIP, (side, nh)
-        inner = IP(payload)
+        assert nh == nh_wanted, (side, nh)
+        inner = header(payload)
         hosts = {ipaddress.ip_address(inner.src), ipaddress.ip_address(inner.dst)}
-        assert all(any(h in lan for h in hosts) for lan in lans), inner.summary()
-        kinds[side].add(inner[ICMP].type)
-    assert kinds == {"pyike": {0, 8}, "peer": {0, 8}}, kinds
+        assert all(any(h in lan for h in hosts) for lan in nets), inner.summary()
+        layer = next((inner[kind] for kind in echo if kind in inner), None)
+        assert layer is not None, inner.summary()
+        kinds[side].add(layer.type)
+    assert kinds == {"pyike": types, "peer": types}, kinds
 
 
 # --- 10: the seed's GRE over IPv6 outer addresses ----------------------------------------------
@@ -589,3 +602,13 @@ def tunnel_mode_over_ipv6(env: Env) -> None:
     """Scenario 9 with the tunnel's ends 2001:db8::1 and 2001:db8::2: the IPv4 LANs'
     packets ride whole in ESP tunnel mode over IPv6 (next header 4, RFC 4303 §2.6)."""
     tunnel_mode_subnets(env, outer="ipv6")
+
+
+# --- 11b: ESP tunnel mode, IPv6 LANs over IPv6 outer addresses ---------------------------------
+
+def tunnel_mode_ipv6_lans_over_ipv6(env: Env) -> None:
+    """Scenario 9 all in IPv6, the form a racoon site over IPv6 runs: the LANs fd00:1::/64
+    (fd00:1::1 behind pyike's tunnel_device) and fd00:2::/64 (fd00:2::1 on the guest's lan0)
+    between the ends 2001:db8::1 and 2001:db8::2; the LANs' packets ride whole in ESP tunnel
+    mode (next header 41, RFC 4303 §2.6)."""
+    tunnel_mode_subnets(env, outer="ipv6", lans="ipv6")

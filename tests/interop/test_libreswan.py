@@ -51,3 +51,4 @@ test_8_hmac_sha256_both_ways = scenarios.hmac_sha256_both_ways
 test_9_tunnel_mode_subnets = scenarios.tunnel_mode_subnets
 test_10_gre_over_ipv6 = scenarios.gre_over_ipv6
 test_11_tunnel_mode_over_ipv6 = scenarios.tunnel_mode_over_ipv6
+test_11b_tunnel_mode_ipv6_lans_over_ipv6 = scenarios.tunnel_mode_ipv6_lans_over_ipv6

@@ -3,9 +3,9 @@ there: PYIKE_RACOON_PREFIX names an install prefix holding sbin/racoon, sbin/set
 bin/racoonctl, else /opt/racoon is used when it holds them, linked against this system's libc
 and libcrypto. Debian no longer packages racoon and the project never downloads or builds it.
 
-Besides the shared scenarios, racoon's own forms: scenario 5 as racoon deletes, scenario 11
-(IPv4 LANs over IPv6 ends) as far as a Linux racoon carries it, and the algorithms a racoon site
-runs."""
+Besides the shared scenarios (11b among them: IPv6 LANs over IPv6 ends, what a racoon site over
+IPv6 runs), racoon's own forms: scenario 5 as racoon deletes, scenario 11 (IPv4 LANs over IPv6
+ends) as far as a Linux racoon carries it, and the algorithms a racoon site runs."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ test_6_rekey_under_ping = scenarios.rekey_under_ping
 test_7_capture_opens_both_ways = scenarios.capture_opens_both_ways
 test_9_tunnel_mode_subnets = scenarios.tunnel_mode_subnets
 test_10_gre_over_ipv6 = scenarios.gre_over_ipv6
+test_11b_tunnel_mode_ipv6_lans_over_ipv6 = scenarios.tunnel_mode_ipv6_lans_over_ipv6
 
 
 def _xfrm_stat(env: Env, counter: str) -> int:
@@ -96,7 +97,9 @@ def test_11_tunnel_mode_over_ipv6_racoon_form(env: Env) -> None:
     and carry scenario 11. What holds on pyike's side: quick mode agrees with racoon on the
     tunnel and its keys, pyike's ESP opens (scapy) to IPv4 between the LAN hosts, and racoon's
     kernel decrypts each of those packets and drops it at that check. Should racoon or the
-    kernel lift the limit this fails, and scenario 11 proper can take its place."""
+    kernel lift the limit this fails, and scenario 11 proper can take its place. With IPv6
+    LANs over the same ends (scenario 11b) the selector's family is the LANs' own, and racoon
+    carries them both ways."""
     env.start(mode="tunnel", outer="ipv6")
     mismatched = _xfrm_stat(env, "XfrmInStateMismatch")
     with capture.Capture(env.vm, env.pyike.workdir) as cap:
