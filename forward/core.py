@@ -63,6 +63,18 @@ MIN_WIRE = 28  # IPv4 header (RFC 791) and an ESP header (RFC 4303 §2), or UDP'
 FLOW_LIMIT = 4096  # tunnel-mode flows and inbound verdicts cached before the cache starts over
 
 
+def _link_scoped(packet: bytes) -> bool:
+    """Whether `packet` never leaves its link: what the kernel itself sends on a device with
+    IPv6 on (router solicitations, MLD reports) and no tunnel-mode policy can mean.
+    IPv6: from a link-local address (fe80::/10, RFC 4291 §2.5.6) or to a multicast group of
+    interface- or link-local scope (ff01::/16, ff02::/16, §2.7). IPv4: from 169.254.0.0/16
+    (RFC 3927) or to 224.0.0.0/24 (RFC 5771 §4)."""
+    if packet[0] >> 4 == 6:
+        return (packet[8] == 0xFE and packet[9] & 0xC0 == 0x80
+                or packet[24] == 0xFF and packet[25] & 0x0F in (1, 2))
+    return packet[12:14] == b"\xa9\xfe" or packet[16:19] == b"\xe0\x00\x00"
+
+
 class Counters:
     __slots__ = (
         "tun_in", "esp_out", "esp_out_bytes", "esp_in", "esp_in_bytes", "gre_clear_out",
@@ -71,6 +83,7 @@ class Counters:
         "tun_out", "send_errors", "ctl_dropped", "recv_errors",
         "esp_out_other_icv",  # copies with the other ICV length, until the peer's first packet
         "selector_dropped", "no_policy_dropped",
+        "link_scope_dropped",  # the device's own link-scope packets (_link_scoped): not logged
     )
 
     def __init__(self) -> None:
@@ -497,6 +510,8 @@ class ForwardingCore:
                     0 if p.proto == PROTO_ANY else p.proto, p.sport, p.dport))
         elif flow.action == "discard":
             c.discarded += 1
+        elif _link_scoped(packet):
+            c.link_scope_dropped += 1
         else:
             c.no_policy_dropped += 1
 

@@ -127,6 +127,29 @@ def test_traffic_outside_the_policies_is_not_sealed():
     assert a.esp_out == [] and a.counters.no_policy_dropped == 1
 
 
+@pytest.mark.parametrize(("packet", "link_scoped"), [
+    # what the kernel sends on the device once its IPv6 is on: a router solicitation from
+    # its link-local address, an MLD report to ff02::16
+    (IPv6(src="fe80::1", dst="ff02::2") / Raw(b"\x85\x00\x00\x00\x00\x00\x00\x00"), True),
+    (IPv6(src="::", dst="ff02::16") / Raw(b"\x8f" + b"\x00" * 7), True),
+    (IPv6(src="fd00:1::5", dst="ff01::1") / Raw(b"x"), True),
+    (IP(src="169.254.3.4", dst="10.0.9.9") / ICMP(), True),
+    (IP(src="10.0.1.5", dst="224.0.0.22") / ICMP(), True),
+    # wider scopes and ordinary addresses outside the policies are drops worth a log line
+    (IPv6(src="fd00:1::5", dst="ff05::2") / Raw(b"x"), False),
+    (IPv6(src="fd00:1::5", dst="fd00:9::9") / Raw(b"x"), False),
+    (IP(src="10.0.1.5", dst="239.1.2.3") / ICMP(), False),
+])
+def test_link_scope_packets_on_the_device_are_counted_apart(packet, link_scoped):
+    a, _ = sites()
+    ab, ba = sa_pair()
+    install(a, ab, ba, LAN_A, LAN_B)
+    a.from_device(bytes(packet), 0.0)
+    assert a.esp_out == [] and a.esp6_out == []
+    c = a.counters
+    assert (c.link_scope_dropped, c.no_policy_dropped) == ((1, 0) if link_scoped else (0, 1))
+
+
 @pytest.mark.parametrize(("inner", "counter"), [
     (IP(src="10.0.3.7", dst="10.0.1.5") / ICMP(), "selector_dropped"),  # not the peer's LAN
     (IP(src="10.0.2.7", dst="10.0.4.5") / ICMP(), "selector_dropped"),  # not ours
