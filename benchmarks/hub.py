@@ -22,6 +22,14 @@ same way (iperf3 -b per spoke): a TCP sender below the path's capacity sends wha
 so its offered load is fixed too and comparable across counts. All-out (--all-out): every
 spoke sends as fast as it can (UDP unlimited, TCP as its window allows), as a stress figure.
 
+CPUs: on a machine of few cores, N spoke daemons and 2N iperf3 processes, each woken per packet
+at 1/N of the rate, cost far more CPU together than one spoke at the whole rate, and on shared
+cores they starve the hub's forwarding process (runnable but waiting most of the window) and
+cool its caches, so its loss and cost per packet grew with N for reasons outside the hub. So the
+hub's forwarding process runs alone on one CPU (among this benchmark's processes), everything
+else of the star on the others. Loss is split by where it happened: at the spokes (routed into
+tun0, not sent on wan0) or at the hub (sent on the spokes' wan0, not delivered on its lan0).
+
 Figures over the window, per spoke count, median over rounds:
 
 - offered: what the spokes' kernels routed into their tunnels (the spokes' tun0 tx packets,
@@ -29,7 +37,7 @@ Figures over the window, per spoke count, median over rounds:
 - delivered: what the hub sent to its LAN host (the hub's lan0 tx);
   both as packets/s for UDP and Mbit/s of IP packets for TCP, so TCP's are a few percent above
   iperf3's goodput;
-- loss: 1 - delivered / offered packets (spokes' and hub's drops together);
+- loss: 1 - delivered / offered packets, and its parts at the spokes and at the hub;
 - the hub forwarding process's CPU-µs per packet: its utime + stime from /proc over the packets
   through the hub's LAN interface (lan0 rx + tx packets: every packet the hub took out of a
   tunnel or put into one crosses it once);
@@ -46,6 +54,7 @@ python -m benchmarks hub [--spokes 1,10,50] [--rounds N] [--load FRACTION | --al
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -67,7 +76,8 @@ WARMUP_S = 1  # the senders run this long before the window and after it
 IPERF_SLACK_S = 10.0
 DEFAULT_LOAD = 0.5  # fixed mode's total: this fraction of one spoke's all-out aggregate
 ETHERNET_HEADER = 14  # lan0's byte counters include each frame's header (IEEE 802.3)
-FIGURES = ("offered", "delivered", "loss", "cost")  # what measure() returns per window
+# what measure() returns per window
+FIGURES = ("offered", "delivered", "loss", "spoke_loss", "hub_loss", "cost")
 
 
 def hub_tunnel(k: int) -> str:
@@ -91,6 +101,14 @@ class Hub:
         self.spokes: list[subprocess.Popen] = []
         self.servers: list[subprocess.Popen] = []
         self.bringup_s: float | None = None
+        self.cpus = self.cpu_split()
+
+    @staticmethod
+    def cpu_split() -> tuple[set[int], set[int]] | None:
+        """(the hub forwarding process's CPU, every other star process's CPUs), None when this
+        process may use one CPU only."""
+        available = sorted(os.sched_getaffinity(0))
+        return ({available[0]}, set(available[1:])) if len(available) > 1 else None
 
     def up(self) -> None:
         """Build the star, start every daemon, wait until every spoke reaches the LAN host."""
@@ -134,6 +152,7 @@ class Hub:
             raise setups.SetupError(f"spokes {missing[:10]} cannot reach the hub's LAN host\n"
                                     f"{self.logs()}")
         self.bringup_s = time.monotonic() - started
+        self.pin([])
 
     def reach_all(self, timeout: float) -> list[int]:
         """Ping the LAN host from every spoke at once (the first packets start the
@@ -169,21 +188,39 @@ class Hub:
 
     def counters(self) -> dict[str, int]:
         """Counters now: what the spokes' kernels routed into their tunnels (tun0 tx, dropped
-        packets included) and what crossed the hub's lan0; read from /proc, no process each."""
-        lan = netns.dev_counters(self.hub.pid, "lan0")
+        packets included), what the spokes sent on the wire (wan0 tx) and what crossed the
+        hub's lan0; read from /proc, no process per namespace."""
+        lan = netns.dev_counters(self.hub.pid)["lan0"]
         out = {"lan_tx_packets": lan["tx"]["packets"], "lan_tx_bytes": lan["tx"]["bytes"],
-               "lan_rx_packets": lan["rx"]["packets"], "offered_packets": 0, "offered_bytes": 0}
+               "lan_rx_packets": lan["rx"]["packets"], "offered_packets": 0, "offered_bytes": 0,
+               "wire_packets": 0}
         for spoke in self.spokes:
-            tun = netns.dev_counters(spoke.pid, "tun0")["tx"]
+            devs = netns.dev_counters(spoke.pid)
+            tun = devs["tun0"]["tx"]
             out["offered_packets"] += tun["packets"] + tun["drop"]
             out["offered_bytes"] += tun["bytes"]
+            out["wire_packets"] += devs["wan0"]["tx"]["packets"]
         return out
+
+    def pin(self, others: list[int]) -> None:
+        """The hub's forwarding process gets a CPU to itself among this benchmark's processes,
+        `others` (and every other process of the star) share the rest: sharing the same CPUs,
+        N spokes' daemons and senders, each woken per packet at low rates, starve the hub of
+        CPU and pollute its caches as N grows, which measures the scheduler, not the hub.
+        Nothing is pinned on one CPU."""
+        if self.cpus is None:
+            return
+        hub_cpu, rest = self.cpus
+        _pin(self.hub_forwarding_pids(), hub_cpu)
+        _pin([p.pid for p in (*self.daemons(), *self.servers)]
+             + setups.forwarding_children(self.spokes) + others, rest)
 
     def measure(self, test: str, seconds: int, total: float | None = None) -> dict:
         """All spokes send at once, each `total / N` (in the test's unit) or, without total,
         all-out. Over one window of `seconds` while all are sending: {"offered", "delivered"
-        (the test's unit), "loss" (fraction of the offered packets), "cost" (hub CPU-µs per
-        packet), "failed" (senders)}; a figure is None when there was nothing to count."""
+        (the test's unit), "loss" (fraction of the offered packets), "spoke_loss" (of them, not
+        sent on the wire), "hub_loss" (of those on the wire, not delivered), "cost" (hub CPU-µs
+        per packet), "failed" (senders)}; a figure is None when there was nothing to count."""
         star = self.star
         forwarding = self.hub_forwarding_pids()
         rate = None if total is None else total / self.count
@@ -204,6 +241,7 @@ class Hub:
         try:
             procs.wait_until(lambda: all(_command(c.pid) in ("sh", None) for c in clients),
                              5.0 + 0.1 * self.count, 0.05)
+            self.pin([c.pid for c in clients])  # before they become iperf3, which inherits it
             for client in clients:
                 try:
                     client.stdin.write(b"go\n")
@@ -243,8 +281,9 @@ class Hub:
         return {
             "offered": offered / elapsed if d["offered_packets"] else None,
             "delivered": delivered / elapsed if d["lan_tx_packets"] else None,
-            "loss": (1 - d["lan_tx_packets"] / d["offered_packets"]
-                     if d["offered_packets"] else None),
+            "loss": _lost(d["offered_packets"], d["lan_tx_packets"]),
+            "spoke_loss": _lost(d["offered_packets"], d["wire_packets"]),
+            "hub_loss": _lost(d["wire_packets"], d["lan_tx_packets"]),
             "cost": spent / through * 1e6 if forwarding and through > 0 else None,
             "failed": failed,
         }
@@ -262,6 +301,20 @@ class Hub:
             self.star.teardown()
             self.star = None
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _lost(sent: int, arrived: int) -> float | None:
+    """The fraction of `sent` packets that did not arrive (a little below 0 when packets in
+    flight at the window's ends favour the later counter); None when nothing was sent."""
+    return 1 - arrived / sent if sent else None
+
+
+def _pin(pids: list[int], cpus: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError:  # gone already
+            pass
 
 
 def _command(pid: int) -> str | None:
@@ -363,14 +416,19 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
             medians[high][test][figure], medians[low][test][figure])
             for key, figure in pairs.items()}
     mode = "all-out" if calibration is None else "fixed"
+    cpus = Hub.cpu_split()
+    pinning = ("the hub's forwarding process alone on CPU " + ",".join(map(str, cpus[0]))
+               + ", every other process of the star on " + ",".join(map(str, sorted(cpus[1])))
+               if cpus else "one CPU, nothing pinned")
     rows = []
     for n in points:
         for test in tests:
-            f, loss = figures[n][test], medians[n][test]["loss"]
+            f, m = figures[n][test], medians[n][test]
             rows.append([str(n) if test == tests[0] else "", test, unit(test),
                          report.fmt(f["offered"]["median"]), report.fmt(f["delivered"]["median"]),
                          report.fmt_range(f["delivered"]), report.fmt(delivery[n][test], 3),
-                         "-" if loss is None else f"{loss * 100:.2f}",
+                         *["-" if m[k] is None else f"{m[k] * 100:.2f}"
+                           for k in ("loss", "spoke_loss", "hub_loss")],
                          report.fmt(f["cost"]["median"], 2), report.fmt_range(f["cost"], 2),
                          str(points[n]["failed_senders"][test])])
     if calibration is None:
@@ -384,7 +442,8 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
         "host; CPU-us/packet: the hub's forwarding process, per packet through its LAN "
         "interface)",
         ["spokes", "test", "unit", "offered", "delivered", "min-max", "deliv/offered",
-         "loss %", "hub CPU-us/packet", "min-max", "failed senders"], rows,
+         "loss %", "at spokes %", "at hub %", "hub CPU-us/packet", "min-max", "failed senders"],
+        rows,
     ))
     name = f"{high}/{low}" if low is not None else "-"
     print(report.table(
@@ -408,7 +467,9 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
             print(f"  {n} spoke{plural}: all reached the hub's LAN host {p['bringup_s']} s "
                   f"after the start; {daemons} pyike daemons, {p['pss_bytes'] / 2**20:.0f} MiB "
                   f"PSS ({p['pss_bytes'] / daemons / 2**20:.1f} MiB each)")
-    print("  CPU-us/packet: utime+stime from /proc over the hub's lan0 rx+tx packets.")
+    print("  CPU-us/packet: utime+stime from /proc over the hub's lan0 rx+tx packets. Loss at "
+          "the spokes: tun0 tx not on wan0; at the hub: the spokes' wan0 tx not on its lan0.")
+    print(f"  CPUs: {pinning}.")
     plots = []
     if measured:
         groups = [str(n) for n in measured]
@@ -437,12 +498,14 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
             "failed_senders": p["failed_senders"],
             "offered": {t: figures[n][t]["offered"] for t in tests},
             "results": {t: figures[n][t]["delivered"] for t in tests},
-            "loss": {t: figures[n][t]["loss"] for t in tests},
+            **{key: {t: figures[n][t][key] for t in tests}
+               for key in ("loss", "spoke_loss", "hub_loss")},
             "delivered_over_offered": delivery[n],
             "cpu_us_per_packet": {t: figures[n][t]["cost"] for t in tests},
         } for n, p in points.items()},
         "ratio_name": name,
         "ratios": ratios,
         "packet_counter": "the hub's lan0 rx + tx packets",
+        "cpus": pinning,
         "plots": [str(p) for p in plots if p],
     }

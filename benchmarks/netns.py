@@ -92,18 +92,20 @@ _DEV_COLUMNS = ("bytes", "packets", "errs", "drop", "fifo")
 _DEV_HALF = 8
 
 
-def dev_counters(pid: int, dev: str) -> dict[str, dict[str, int]]:
-    """The kernel's counters of dev in the network namespace of process pid, from
-    /proc/PID/net/dev: {"rx": {"bytes", "packets", "drop", ...}, "tx": ...}. No `ip` process
-    per namespace, so the counters of many namespaces are read within a few milliseconds."""
+def dev_counters(pid: int) -> dict[str, dict[str, dict[str, int]]]:
+    """The kernel's counters of every device in the network namespace of process pid, from
+    /proc/PID/net/dev: {dev: {"rx": {"bytes", "packets", "drop", ...}, "tx": ...}}. No `ip`
+    process per namespace, so the counters of many namespaces are read within a few ms."""
+    out = {}
     with open(f"/proc/{pid}/net/dev") as f:
         for line in f:
             name, sep, rest = line.partition(":")
-            if sep and name.strip() == dev:
+            if sep:  # the two header lines have no colon
                 values = [int(v) for v in rest.split()]
-                return {"rx": dict(zip(_DEV_COLUMNS, values, strict=False)),
-                        "tx": dict(zip(_DEV_COLUMNS, values[_DEV_HALF:], strict=False))}
-    raise OSError(f"no {dev} in the namespace of process {pid}")
+                out[name.strip()] = {"rx": dict(zip(_DEV_COLUMNS, values, strict=False)),
+                                     "tx": dict(zip(_DEV_COLUMNS, values[_DEV_HALF:],
+                                                    strict=False))}
+    return out
 
 
 def link_packets(netns: str, dev: str) -> tuple[int, int]:

@@ -175,7 +175,8 @@ def test_hub_smoke(tmp_path, netns_clean):
         # paced senders: nowhere near the all-out rate (the counters, not iperf3's wish)
         assert offered < 1.5 * total, (test, offered, total)
         # a little below 0 when packets in flight at the window's ends favour delivered
-        assert -0.05 < point["loss"][test]["median"] < 1, test
+        for loss in ("loss", "spoke_loss", "hub_loss"):
+            assert -0.05 < point[loss][test]["median"] < 1, (test, loss)
         assert point["delivered_over_offered"][test] > 0, test
         assert point["cpu_us_per_packet"][test]["median"] > 0, test
     assert point["pss_bytes"] > 0
@@ -189,7 +190,8 @@ def test_hub_ratios_and_table(tmp_path, capsys):
         return {"spokes": n, "available": True, "error": None, "bringup_s": 1.0,
                 "pss_bytes": 2**20 * (n + 1), "samples": {"udp64": {
                     "offered": [400.0], "delivered": [value], "loss": [1 - value / 400],
-                    "cost": [cost, cost * 3]}}, "failed_senders": {"udp64": 0}}
+                    "spoke_loss": [0.0], "hub_loss": [1 - value / 400], "cost": [cost, cost * 3]}},
+                "failed_senders": {"udp64": 0}}
 
     missing = {"spokes": 10, "available": False, "error": "no room",
                "samples": {"udp64": {f: [] for f in hub.FIGURES}},
@@ -204,6 +206,8 @@ def test_hub_ratios_and_table(tmp_path, capsys):
     assert result["ratios"]["udp64"]["cpu_us_per_packet"] == 1.5  # medians 20 and 30
     assert result["points"]["50"]["delivered_over_offered"]["udp64"] == 0.75
     assert result["points"]["1"]["loss"]["udp64"]["median"] == 0.75
+    assert result["points"]["1"]["hub_loss"]["udp64"]["median"] == 0.75
+    assert result["points"]["1"]["spoke_loss"]["udp64"]["median"] == 0.0
     out = capsys.readouterr().out
     assert "10 spokes: not measured (no room)" in out
     assert "51 pyike daemons, 51 MiB PSS" in out
