@@ -186,20 +186,23 @@ class Hub:
         pids = [p.pid for p in self.daemons()] + setups.forwarding_children(self.daemons())
         return procs.pss_bytes(pids)
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, float]:
         """Counters now: what the spokes' kernels routed into their tunnels (tun0 tx, dropped
         packets included), what the spokes sent on the wire (wan0 tx) and what crossed the
-        hub's lan0; read from /proc, no process per namespace."""
+        hub's lan0, each side with the time it was read (on a loaded machine reading 50 spokes
+        takes long enough to skew a window); read from /proc, no process per namespace."""
         lan = netns.dev_counters(self.hub.pid)["lan0"]
-        out = {"lan_tx_packets": lan["tx"]["packets"], "lan_tx_bytes": lan["tx"]["bytes"],
-               "lan_rx_packets": lan["rx"]["packets"], "offered_packets": 0, "offered_bytes": 0,
-               "wire_packets": 0}
+        out = {"lan_time": time.monotonic(), "lan_tx_packets": lan["tx"]["packets"],
+               "lan_tx_bytes": lan["tx"]["bytes"], "lan_rx_packets": lan["rx"]["packets"],
+               "offered_packets": 0, "offered_bytes": 0, "wire_packets": 0}
+        started = time.monotonic()
         for spoke in self.spokes:
             devs = netns.dev_counters(spoke.pid)
             tun = devs["tun0"]["tx"]
             out["offered_packets"] += tun["packets"] + tun["drop"]
             out["offered_bytes"] += tun["bytes"]
             out["wire_packets"] += devs["wan0"]["tx"]["packets"]
+        out["spokes_time"] = (started + time.monotonic()) / 2
         return out
 
     def pin(self, others: list[int]) -> None:
@@ -250,9 +253,9 @@ class Hub:
                     pass
             time.sleep(WARMUP_S)  # the window opens once the senders are under way
             before = procs.cpu_snapshot(forwarding)
-            start, opened = self.counters(), time.monotonic()
+            start = self.counters()
             time.sleep(seconds)  # the measurement window itself
-            end, closed = self.counters(), time.monotonic()
+            end = self.counters()
             spent = procs.cpu_used(before, procs.cpu_snapshot(forwarding), forwarding)
             deadline = time.monotonic() + WARMUP_S + IPERF_SLACK_S
             for client in clients:
@@ -271,19 +274,23 @@ class Hub:
                 if failed == 1:
                     print(f"hub: {self.count} spokes {test}: {log.name}: {str(exc)[:200]}")
         d = {key: end[key] - start[key] for key in start}
-        elapsed = closed - opened
+        # per second of each side's own window: the spokes' counters and the hub's
+        sent = {key: d[key] / d["spokes_time"] for key in
+                ("offered_packets", "offered_bytes", "wire_packets")}
+        lan = {key: d[key] / d["lan_time"] for key in
+               ("lan_tx_packets", "lan_tx_bytes", "lan_rx_packets")}
         if test.startswith("udp"):
-            offered, delivered = d["offered_packets"], d["lan_tx_packets"]
+            offered, delivered = sent["offered_packets"], lan["lan_tx_packets"]
         else:
-            ip_bytes = d["lan_tx_bytes"] - ETHERNET_HEADER * d["lan_tx_packets"]
-            offered, delivered = d["offered_bytes"] * 8 / 1e6, ip_bytes * 8 / 1e6
+            ip_bytes = lan["lan_tx_bytes"] - ETHERNET_HEADER * lan["lan_tx_packets"]
+            offered, delivered = sent["offered_bytes"] * 8 / 1e6, ip_bytes * 8 / 1e6
         through = d["lan_tx_packets"] + d["lan_rx_packets"]
         return {
-            "offered": offered / elapsed if d["offered_packets"] else None,
-            "delivered": delivered / elapsed if d["lan_tx_packets"] else None,
-            "loss": _lost(d["offered_packets"], d["lan_tx_packets"]),
-            "spoke_loss": _lost(d["offered_packets"], d["wire_packets"]),
-            "hub_loss": _lost(d["wire_packets"], d["lan_tx_packets"]),
+            "offered": offered if d["offered_packets"] else None,
+            "delivered": delivered if d["lan_tx_packets"] else None,
+            "loss": _lost(sent["offered_packets"], lan["lan_tx_packets"]),
+            "spoke_loss": _lost(sent["offered_packets"], sent["wire_packets"]),
+            "hub_loss": _lost(sent["wire_packets"], lan["lan_tx_packets"]),
             "cost": spent / through * 1e6 if forwarding and through > 0 else None,
             "failed": failed,
         }
@@ -303,9 +310,10 @@ class Hub:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _lost(sent: int, arrived: int) -> float | None:
-    """The fraction of `sent` packets that did not arrive (a little below 0 when packets in
-    flight at the window's ends favour the later counter); None when nothing was sent."""
+def _lost(sent: float, arrived: float) -> float | None:
+    """The fraction of the packets sent (per second) that did not arrive (a little below 0
+    when packets in flight at the window's ends favour the later counter); None when nothing
+    was sent."""
     return 1 - arrived / sent if sent else None
 
 
