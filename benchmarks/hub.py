@@ -13,14 +13,16 @@ LAN host, all at once, released together and running a second past both ends of 
 the test's length.
 
 Two modes. Fixed load (the default): every spoke count offers the same total load, split evenly
-over its spokes (iperf3 -b of total/N per spoke), so what is measured is whether the hub carries
-that load, and at what cost per packet, as its tunnels grow; not how two cores are shared out
-among 2N+2 busy processes. The total is a fraction (--load, default 0.5) of what one spoke
-delivers sending all-out, measured by a calibration window per test on a 1-spoke star of its
-own at the start of the run, so that one spoke carries it with room to spare. TCP is paced the
-same way (iperf3 -b per spoke): a TCP sender below the path's capacity sends what it is asked,
-so its offered load is fixed too and comparable across counts. All-out (--all-out): every
-spoke sends as fast as it can (UDP unlimited, TCP as its window allows), as a stress figure.
+over its spokes (total/N per spoke), so what is measured is whether the hub carries that load,
+and at what cost per packet, as its tunnels grow; not how two cores are shared out among 2N+2
+busy processes. The total is a fraction (--load, default 0.5) of what one spoke delivers
+sending all-out, measured by a calibration window per test on a 1-spoke star of its own at the
+start of the run, so that one spoke carries it with room to spare. UDP senders are paced by
+iperf3 -b. TCP is paced too, by the socket (iperf3 --fq-rate): -b's 128 KiB writes with idle
+gaps between them restart TCP from a small window after each gap, so 50 spokes at 1/50 of the
+rate fell far short of it; a socket-paced sender below the path's capacity sends what it is
+asked, so TCP's offered load is fixed too. All-out (--all-out): every spoke sends as fast as it
+can (UDP unlimited, TCP as its window allows), as a stress figure.
 
 CPUs: on a machine of few cores, N spoke daemons and 2N iperf3 processes, each woken per packet
 at 1/N of the rate, cost far more CPU together than one spoke at the whole rate, and on shared

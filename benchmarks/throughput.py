@@ -47,7 +47,9 @@ def iperf_argv(test: str, server: str, seconds: int, port: int = 5201,
         bits = 0 if rate is None else max(1, round(rate * payload * 8))
         argv += ["-u", "-b", str(bits), "-l", str(payload)]
     elif rate is not None:
-        argv += ["-b", str(max(1, round(rate * 1e6)))]
+        # socket pacing (SO_MAX_PACING_RATE), not -b: -b writes 128 KiB at a time and idles
+        # between, and after each idle TCP restarts from a small window (RFC 5681 section 4.1)
+        argv += ["--fq-rate", str(max(1, round(rate * 1e6)))]
     return argv
 
 

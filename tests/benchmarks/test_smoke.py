@@ -226,7 +226,7 @@ def test_iperf_argv_rate():
     assert option(udp, "-l") == "36" and option(udp, "-b") == str(1000 * 36 * 8)
     assert option(iperf_argv("udp64", "10.0.0.2", 3), "-b") == "0"  # unlimited
     tcp = iperf_argv("tcp", "10.0.0.2", 3, rate=2.5)  # Mbit/s
-    assert option(tcp, "-b") == "2500000" and "-u" not in tcp
+    assert option(tcp, "--fq-rate") == "2500000" and "-u" not in tcp
     assert "-b" not in iperf_argv("tcp", "10.0.0.2", 3)
 
 
