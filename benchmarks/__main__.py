@@ -1,5 +1,5 @@
-"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR | --docs] [--spokes N,...] [--json]
-[--smoke]
+"""python -m benchmarks [NAME ...] [--rounds N] [--out DIR | --docs] [--spokes N,...]
+[--load FRACTION | --all-out] [--json] [--smoke]
 
 Runs the named benchmarks (all when none is named), prints a table per benchmark, writes PNG
 plots to DIR (with --docs to docs/perf/ of this checkout) and, with --json, prints every figure
@@ -94,6 +94,27 @@ def spoke_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def load_fraction(text: str) -> float:
+    """The hub's fixed load as a fraction of one spoke's all-out aggregate: above 0, at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction above 0 and at most 1: {text!r}")
+    return value
+
+
+def hub_options(args: argparse.Namespace) -> dict:
+    """The hub benchmark's own keyword arguments from the command line."""
+    options: dict = {"all_out": args.all_out}
+    if args.spokes:
+        options["spokes"] = args.spokes
+    if args.load:
+        options["load"] = args.load
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -110,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                        "hub.png, ...)")
     parser.add_argument("--spokes", type=spoke_counts, metavar="N,...",
                         help="hub: the spoke counts (default 1,10,50; --smoke 2)")
+    load = parser.add_mutually_exclusive_group()
+    load.add_argument("--load", type=load_fraction, metavar="FRACTION",
+                      help="hub: every spoke count offers this fraction of one spoke's all-out "
+                      "aggregate, split evenly over its spokes (default 0.5)")
+    load.add_argument("--all-out", action="store_true",
+                      help="hub: every spoke sends as fast as it can instead")
     parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
     parser.add_argument("--smoke", action="store_true", help="tiny bounded run (for the tests)")
     parser.add_argument("--markdown", type=Path, metavar="FILE",
@@ -125,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.names or list(BENCHMARKS):
             print(f"\n== {name} ==", flush=True)
-            options = {"spokes": args.spokes} if name == "hub" and args.spokes else {}
+            options = hub_options(args) if name == "hub" else {}
             result = run_one(name, args.rounds, args.smoke, args.out, **options)
             if "error" in result:
                 print(f"{name}: skipped: {result['error']}")
@@ -142,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join(["python -m benchmarks", *args.names, f"--rounds {args.rounds}",
                             *([f"--spokes {','.join(map(str, args.spokes))}"]
                               if args.spokes else []),
+                            *([f"--load {args.load:g}"] if args.load else []),
+                            *(["--all-out"] if args.all_out else []),
                             *(["--smoke"] if args.smoke else [])])
         args.markdown.write_text(markdown(results, command))
     if args.json:

@@ -86,6 +86,28 @@ def link_stats(netns: str, dev: str) -> dict[str, dict[str, int]]:
     return json.loads(ip("-j", "-s", "link", "show", "dev", dev, netns=netns))[0]["stats64"]
 
 
+# /proc/net/dev: after "dev:" 8 receive then 8 transmit counters, each half starting with
+# these five (Linux net/core/net-procfs.c, dev_seq_printf_stats)
+_DEV_COLUMNS = ("bytes", "packets", "errs", "drop", "fifo")
+_DEV_HALF = 8
+
+
+def dev_counters(pid: int) -> dict[str, dict[str, dict[str, int]]]:
+    """The kernel's counters of every device in the network namespace of process pid, from
+    /proc/PID/net/dev: {dev: {"rx": {"bytes", "packets", "drop", ...}, "tx": ...}}. No `ip`
+    process per namespace, so the counters of many namespaces are read within a few ms."""
+    out = {}
+    with open(f"/proc/{pid}/net/dev") as f:
+        for line in f:
+            name, sep, rest = line.partition(":")
+            if sep:  # the two header lines have no colon
+                values = [int(v) for v in rest.split()]
+                out[name.strip()] = {"rx": dict(zip(_DEV_COLUMNS, values, strict=False)),
+                                     "tx": dict(zip(_DEV_COLUMNS, values[_DEV_HALF:],
+                                                    strict=False))}
+    return out
+
+
 def link_packets(netns: str, dev: str) -> tuple[int, int]:
     """(received, sent) packets of dev in netns so far."""
     stats = link_stats(netns, dev)

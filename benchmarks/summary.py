@@ -73,6 +73,9 @@ def hub(result: dict) -> list[str]:
         _row(["test", *[f"{n} spokes" for n in result["spokes"]], f"{name}"]),
         _row(["---"] * (len(result["spokes"]) + 2)),
     ]
+    if result.get("mode") == "fixed":
+        out[0] += (f" Every spoke count offers the same total load, split evenly over its spokes "
+                   f"({result['calibration']['load']:g} × one spoke's all-out aggregate).")
     points = result["points"]
     for test in result["tests"]:
         what = "TCP" if test == "tcp" else f"UDP {test[3:]}-byte packets"

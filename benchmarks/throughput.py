@@ -39,14 +39,22 @@ def tests_for(smoke: bool) -> list[str]:
 
 
 def iperf_argv(test: str, server: str, seconds: int, port: int = 5201,
-               bind: str | None = None) -> list[str]:
-    """iperf3's client command line for one test (JSON output, unlimited UDP rate)."""
+               bind: str | None = None, rate: float | None = None) -> list[str]:
+    """iperf3's client command line for one test (JSON output); rate, in the test's unit (see
+    unit()), paces the sender, else UDP is unlimited and TCP as fast as its window allows."""
     argv = ["iperf3", "-c", server, "-p", str(port), "-t", str(seconds), "-J",
             "--connect-timeout", "3000"]
     if bind:
         argv += ["-B", bind]
     if test.startswith("udp"):
-        argv += ["-u", "-b", "0", "-l", str(int(test[3:]) - IP_UDP_HEADERS)]
+        payload = int(test[3:]) - IP_UDP_HEADERS
+        # iperf3's -b counts payload bits; 0 is unlimited
+        bits = 0 if rate is None else max(1, round(rate * payload * 8))
+        argv += ["-u", "-b", str(bits), "-l", str(payload)]
+    elif rate is not None:
+        # socket pacing (SO_MAX_PACING_RATE), not -b: -b writes 128 KiB at a time and idles
+        # between, and after each idle TCP restarts from a small window (RFC 5681 section 4.1)
+        argv += ["--fq-rate", str(max(1, round(rate * 1e6)))]
     return argv
 
 

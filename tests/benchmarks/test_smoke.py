@@ -160,16 +160,28 @@ def test_hub_smoke(tmp_path, netns_clean):
     from benchmarks import hub
 
     result = hub.run(rounds=1, smoke=True, out_dir=tmp_path)
+    assert result["mode"] == "fixed"
     assert result["spokes"] == [2] and result["tests"] == ["tcp", "udp1400"]
+    calibration = result["calibration"]
+    assert calibration["error"] is None, calibration["error"]
     point = result["points"]["2"]
     assert point["available"], point["error"]
     # Both spokes delivered over TCP (a loaded machine may lose a UDP client's one set-up
-    # datagram, which the benchmark counts as a failed sender), and the hub's forwarding
-    # process was charged for what it forwarded.
+    # datagram, which the benchmark counts as a failed sender), each offering half the
+    # calibrated total, and the hub's forwarding process was charged for what it forwarded.
     assert point["failed_senders"]["tcp"] == 0
     for test in result["tests"]:
+        total = calibration["total"][test]
+        assert 0 < total < calibration["all_out"][test], test
         assert point["failed_senders"][test] < 2, test
-        assert point["results"][test]["median"] > 0, test
+        offered, delivered = point["offered"][test]["median"], point["results"][test]["median"]
+        assert offered > 0 and delivered > 0, test
+        # paced senders: nowhere near the all-out rate (the counters, not iperf3's wish)
+        assert offered < 1.5 * total, (test, offered, total)
+        # a little below 0 when packets in flight at the window's ends favour delivered
+        for loss in ("loss", "spoke_loss", "hub_loss"):
+            assert -0.05 < point[loss][test]["median"] < 1, (test, loss)
+        assert point["delivered_over_offered"][test] > 0, test
         assert point["cpu_us_per_packet"][test]["median"] > 0, test
     assert point["pss_bytes"] > 0
     _check_plots(result)
@@ -180,19 +192,59 @@ def test_hub_ratios_and_table(tmp_path, capsys):
 
     def point(n: int, value: float, cost: float) -> dict:
         return {"spokes": n, "available": True, "error": None, "bringup_s": 1.0,
-                "pss_bytes": 2**20 * (n + 1), "samples": {"udp64": [value]},
-                "cost_samples": {"udp64": [cost, cost * 3]}, "failed_senders": {"udp64": 0}}
+                "pss_bytes": 2**20 * (n + 1), "samples": {"udp64": {
+                    "offered": [400.0], "delivered": [value], "loss": [1 - value / 400],
+                    "spoke_loss": [0.0], "hub_loss": [1 - value / 400], "cost": [cost, cost * 3]}},
+                "failed_senders": {"udp64": 0}}
 
-    missing = {"spokes": 10, "available": False, "error": "no room", "samples": {"udp64": []},
-               "cost_samples": {"udp64": []}, "failed_senders": {"udp64": 0}}
+    missing = {"spokes": 10, "available": False, "error": "no room",
+               "samples": {"udp64": {f: [] for f in hub.FIGURES}},
+               "failed_senders": {"udp64": 0}}
+    calibration = {"load": 0.5, "seconds": 1, "error": None, "all_out": {"udp64": 800.0},
+                   "total": {"udp64": 400.0}}
     result = hub.summarize({1: point(1, 100.0, 10.0), 10: missing, 50: point(50, 300.0, 15.0)},
-                           ["udp64"], 1, 1, tmp_path)
-    assert result["ratio_name"] == "50/1"
+                           ["udp64"], 1, 1, tmp_path, calibration)
+    assert result["mode"] == "fixed" and result["ratio_name"] == "50/1"
     assert result["ratios"]["udp64"]["throughput"] == 3.0
+    assert result["ratios"]["udp64"]["offered"] == 1.0
     assert result["ratios"]["udp64"]["cpu_us_per_packet"] == 1.5  # medians 20 and 30
+    assert result["points"]["50"]["delivered_over_offered"]["udp64"] == 0.75
+    assert result["points"]["1"]["loss"]["udp64"]["median"] == 0.75
+    assert result["points"]["1"]["hub_loss"]["udp64"]["median"] == 0.75
+    assert result["points"]["1"]["spoke_loss"]["udp64"]["median"] == 0.0
     out = capsys.readouterr().out
     assert "10 spokes: not measured (no room)" in out
     assert "51 pyike daemons, 51 MiB PSS" in out
+    assert "udp64 800 -> offered 400 packets/s" in out
+    assert hub.summarize({1: point(1, 100.0, 10.0)}, ["udp64"], 1, 1, tmp_path)["mode"] == \
+        "all-out"
+
+
+def test_iperf_argv_rate():
+    from benchmarks.throughput import iperf_argv
+
+    def option(argv: list[str], name: str) -> str:
+        return argv[argv.index(name) + 1]
+
+    udp = iperf_argv("udp64", "10.0.0.2", 3, rate=1000.0)  # packets/s of 36-byte payloads
+    assert option(udp, "-l") == "36" and option(udp, "-b") == str(1000 * 36 * 8)
+    assert option(iperf_argv("udp64", "10.0.0.2", 3), "-b") == "0"  # unlimited
+    tcp = iperf_argv("tcp", "10.0.0.2", 3, rate=2.5)  # Mbit/s
+    assert option(tcp, "--fq-rate") == "2500000" and "-u" not in tcp
+    assert "-b" not in iperf_argv("tcp", "10.0.0.2", 3)
+
+
+def test_cli_hub_load():
+    from benchmarks.__main__ import hub_options, main
+
+    with pytest.raises(SystemExit):
+        main(["hub", "--load", "1.5"])
+    with pytest.raises(SystemExit):
+        main(["hub", "--load", "0.5", "--all-out"])
+    import argparse
+
+    args = argparse.Namespace(spokes=(1, 10), load=0.3, all_out=False)
+    assert hub_options(args) == {"spokes": (1, 10), "load": 0.3, "all_out": False}
 
 
 def test_cli_docs_plots_go_to_docs_perf():
