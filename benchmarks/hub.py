@@ -39,7 +39,10 @@ Figures over the window, per spoke count, median over rounds:
 - delivered: what the hub sent to its LAN host (the hub's lan0 tx);
   both as packets/s for UDP and Mbit/s of IP packets for TCP, so TCP's are a few percent above
   iperf3's goodput;
-- loss: 1 - delivered / offered packets, and its parts at the spokes and at the hub;
+- loss: 1 - delivered / offered packets, and its parts at the spokes and at the hub, counted
+  over the senders' whole run, from before they start until the hub has delivered the last
+  packet, so every packet counted as offered has had its chance to arrive (a window's ends cut
+  through packets in flight and queued in the hub's socket buffers);
 - the hub forwarding process's CPU-µs per packet: its utime + stime from /proc over the packets
   through the hub's LAN interface (lan0 rx + tx packets: every packet the hub took out of a
   tunnel or put into one crosses it once);
@@ -72,6 +75,7 @@ TESTS = ("tcp", "udp64", "udp1400")
 SMOKE_TESTS = ("tcp", "udp1400")
 FIRST_PORT = 5200  # spoke k's iperf3 server listens on FIRST_PORT + k
 WARMUP_S = 1  # the senders run this long before the window and after it
+QUIET_S = 0.1  # the hub's lan0 counter standing still this long: it has nothing left to send
 # Beyond the senders' own time: the end report. A UDP client whose one stream-set-up datagram
 # the loaded tunnels lost would wait 30 s (iperf3's own timeout): it is stopped sooner and
 # counted as a failed sender.
@@ -207,6 +211,22 @@ class Hub:
         out["spokes_time"] = (started + time.monotonic()) / 2
         return out
 
+    def _drained(self, timeout: float = 5.0) -> dict[str, float]:
+        """The counters once the hub's lan0 has stopped sending: the senders are gone, and
+        what the hub still held in its queues has come out (or never will, within
+        `timeout`)."""
+        seen = [self.counters()]
+
+        def still() -> bool:  # unchanged over at least QUIET_S
+            now = self.counters()
+            if now["lan_time"] - seen[-1]["lan_time"] < QUIET_S:
+                return False
+            seen.append(now)
+            return now["lan_tx_packets"] == seen[-2]["lan_tx_packets"]
+
+        procs.wait_until(still, timeout, QUIET_S)
+        return seen[-1]
+
     def pin(self, others: list[int]) -> None:
         """The hub's forwarding process gets a CPU to itself among this benchmark's processes,
         `others` (and every other process of the star) share the rest: sharing the same CPUs,
@@ -247,6 +267,7 @@ class Hub:
             procs.wait_until(lambda: all(_command(c.pid) in ("sh", None) for c in clients),
                              5.0 + 0.1 * self.count, 0.05)
             self.pin([c.pid for c in clients])  # before they become iperf3, which inherits it
+            first = self.counters()
             for client in clients:
                 try:
                     client.stdin.write(b"go\n")
@@ -267,6 +288,7 @@ class Hub:
                     pass
         finally:
             procs.stop_many(clients)
+        last = self._drained()
         failed = 0
         for log in logs:
             try:
@@ -287,12 +309,13 @@ class Hub:
             ip_bytes = lan["lan_tx_bytes"] - ETHERNET_HEADER * lan["lan_tx_packets"]
             offered, delivered = sent["offered_bytes"] * 8 / 1e6, ip_bytes * 8 / 1e6
         through = d["lan_tx_packets"] + d["lan_rx_packets"]
+        run = {key: last[key] - first[key] for key in first}
         return {
             "offered": offered if d["offered_packets"] else None,
             "delivered": delivered if d["lan_tx_packets"] else None,
-            "loss": _lost(sent["offered_packets"], lan["lan_tx_packets"]),
-            "spoke_loss": _lost(sent["offered_packets"], sent["wire_packets"]),
-            "hub_loss": _lost(sent["wire_packets"], lan["lan_tx_packets"]),
+            "loss": _lost(run["offered_packets"], run["lan_tx_packets"]),
+            "spoke_loss": _lost(run["offered_packets"], run["wire_packets"]),
+            "hub_loss": _lost(run["wire_packets"], run["lan_tx_packets"]),
             "cost": spent / through * 1e6 if forwarding and through > 0 else None,
             "failed": failed,
         }
@@ -313,9 +336,7 @@ class Hub:
 
 
 def _lost(sent: float, arrived: float) -> float | None:
-    """The fraction of the packets sent (per second) that did not arrive (a little below 0
-    when packets in flight at the window's ends favour the later counter); None when nothing
-    was sent."""
+    """The fraction of the packets sent that did not arrive; None when nothing was sent."""
     return 1 - arrived / sent if sent else None
 
 

@@ -178,9 +178,10 @@ def test_hub_smoke(tmp_path, netns_clean):
         assert offered > 0 and delivered > 0, test
         # paced senders: nowhere near the all-out rate (the counters, not iperf3's wish)
         assert offered < 1.5 * total, (test, offered, total)
-        # a little below 0 when packets in flight at the window's ends favour delivered
+        # over the senders' whole run nothing arrives that was not sent (a handful of ARP
+        # requests on the hub's lan0 aside)
         for loss in ("loss", "spoke_loss", "hub_loss"):
-            assert -0.05 < point[loss][test]["median"] < 1, (test, loss)
+            assert -0.01 < point[loss][test]["median"] < 1, (test, loss)
         assert point["delivered_over_offered"][test] > 0, test
         assert point["cpu_us_per_packet"][test]["median"] > 0, test
     assert point["pss_bytes"] > 0
