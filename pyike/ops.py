@@ -117,7 +117,9 @@ class Operations:
             "pid": os.getpid(), "forwarding_pid": self._forwarding.pid,
             "config": d.live.config_path, "uptime": round(time.time() - d.started_wall, 1),
             "phase1": self._engine.phase1_count(), "phase2": len(self._events.pairs),
-            "daemon": d.live.counters, "engine": engine_counters,
+            # the ingress queue's shed counts beside the IKE process's own: datagrams read
+            # and dropped before the engine saw them
+            "daemon": {**d.live.counters, **d.sockets.shed()}, "engine": engine_counters,
             "dataplane": dp["counters"], "tunnels": dp["tunnels"],
             "device": dp.get("device"),  # the tunnel-mode device, None without one
         }

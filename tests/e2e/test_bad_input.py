@@ -32,23 +32,38 @@ for i in range(300):
 """
 
 
+def udp_receive_buffer_drops(ns: str) -> int:
+    """The namespace kernel's count of UDP datagrams dropped on a full socket buffer
+    (RcvbufErrors of /proc/net/snmp's Udp lines)."""
+    names, values = [line.split()[1:] for line in
+                     in_ns(ns, "cat", "/proc/net/snmp").stdout.splitlines()
+                     if line.startswith("Udp:")]
+    return int(dict(zip(names, values, strict=True))["RcvbufErrors"])
+
+
 def test_garbage_is_counted_and_the_tunnel_survives(topo):
     bring_up(topo)
     a = topo.routers["a"]
     our_spis = [str(e["spi"]) for e in sad(a) if e["direction"] == "in"]
+    kernel_drops = udp_receive_buffer_drops(topo.ns["a"])
     in_ns(topo.ns["b"], PYTHON, "-c", SENDER, OUTER["a"], *our_spis, timeout=60)
     # the burst may still be in the IKE process's queue when the sender is done: its datagrams
-    # are counted once the engine had its turns (bounded wait)
+    # are counted once the engine had its turns (bounded wait). On a loaded machine some are
+    # dropped before the engine sees them, by the kernel at the IKE socket's full buffer or by
+    # pyike's ingress queue when full (shed): every one of the 300 is counted in one of these.
     deadline = time.monotonic() + 10.0
     while True:
         status = a.ctl_json("status")
-        if status["engine"]["received"] >= 300 or time.monotonic() > deadline:
+        shed = sum(n for k, n in status["daemon"].items() if k.startswith("shed_"))
+        dropped = udp_receive_buffer_drops(topo.ns["a"]) - kernel_drops + shed
+        if status["engine"]["received"] + dropped >= 300 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     dp = status["dataplane"]
     assert dp["unknown_spi"] + dp["open_dropped"] + dp["malformed"] >= 250
     assert dp["gre_clear_dropped"] + dp["malformed"] >= 250
-    assert status["engine"]["received"] >= 300 and status["engine"]["internal_errors"] == 0
+    assert status["engine"]["received"] + dropped >= 300, (status["engine"], status["daemon"])
+    assert status["engine"]["received"] >= 100 and status["engine"]["internal_errors"] == 0
     assert a.proc.poll() is None
     assert topo.ping(count=3, interval=0.2).returncode == 0
 
