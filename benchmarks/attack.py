@@ -445,7 +445,8 @@ def mm1_round(engine, local: tuple[str, int], source: SpoofSource, count: int, n
 
 class _StandInDaemon:
     """The parts of the daemon pyike.ops.Operations reads for `show-sa isakmp` and `status`:
-    the real engine and pair table, a forwarding process that answers the counters query."""
+    the real engine and pair table, a forwarding process that answers the counters query, IKE
+    sockets that shed nothing."""
 
     def __init__(self, engine, pairs: dict) -> None:
         from pyike.live import Live
@@ -456,6 +457,7 @@ class _StandInDaemon:
         self.events = types.SimpleNamespace(pairs=pairs)
         self.acquires = self.feed = None
         self.forwarding = types.SimpleNamespace(pid=0, query=self._query)
+        self.sockets = types.SimpleNamespace(shed=dict)  # the ingress queue's shed counts: none
         self.started_wall = time.time()
 
     @staticmethod
