@@ -227,7 +227,7 @@ path pidfile "{dir}/racoon-{side}.pid";
 setkey "{dir}/setkey-{side}.conf";
 listen {{
     isakmp {local} [500];
-    adminsock "{dir}/admin-{side}.sock";
+{natt}    adminsock "{dir}/admin-{side}.sock";
 }}
 """
 
@@ -250,13 +250,13 @@ remote {remote} {{
 """
 
 _RACOON_SAINFO = """\
-sainfo anonymous {
+sainfo {ids} {{
     pfs_group 2;
     encryption_algorithm aes;
     authentication_algorithm hmac_sha1;
     lifetime time 86400 seconds;
     compression_algorithm deflate;
-}
+}}
 """
 
 
@@ -298,12 +298,12 @@ def write_pyike_files(workdir: Path, side: str, local: str, peers: Sequence[GreP
     write_psk(workdir / f"psk-{side}.txt", [p.remote for p in peers])
     (workdir / f"setkey-{side}.conf").write_text(setkey_text(local, [p.remote for p in peers]))
     conf = workdir / f"racoon-{side}.conf"
-    conf.write_text(_RACOON_HEAD.format(dir=workdir, side=side, local=local) + "".join(
+    conf.write_text(_RACOON_HEAD.format(dir=workdir, side=side, local=local, natt="") + "".join(
         _RACOON_GRE.format(dev=p.dev, local=local, remote=p.remote, address=p.address,
                            peer=p.peer)
         + _RACOON_REMOTE.format(local=local, remote=p.remote, options="",
                                 proposals=racoon_proposal(2))
-        for p in peers) + _RACOON_SAINFO)
+        for p in peers) + _RACOON_SAINFO.format(ids="anonymous"))
     return conf
 
 
@@ -338,18 +338,15 @@ def write_pyike_tunnel_files(workdir: Path, side: str, local: str, pair: SubnetP
     (RFC 3948), `mtu` sets the tunnel device's MTU (None: pyike's default)."""
     write_psk(workdir / f"psk-{side}.txt", [pair.remote])
     (workdir / f"setkey-{side}.conf").write_text(tunnel_setkey_text(local, pair))
-    head = _RACOON_HEAD.format(dir=workdir, side=side, local=local)
-    options = ""
-    if force_udp:
-        listen = f"    isakmp {local} [500];\n"
-        head = head.replace(listen, f"{listen}    isakmp_natt {local} [4500];\n")
-        options = "    nat_traversal force;\n"
+    natt = f"    isakmp_natt {local} [4500];\n" if force_udp else ""
+    options = "    nat_traversal force;\n" if force_udp else ""
     device = f'tunnel_device "{TUNNEL_DEVICE}"' + (f" {{ mtu {mtu}; }}\n" if mtu else ";\n")
-    sainfo = _RACOON_SAINFO.replace(
-        "sainfo anonymous", f"sainfo address {pair.local_net} any address {pair.remote_net} any")
     conf = workdir / f"racoon-{side}.conf"
-    conf.write_text(head + device + _RACOON_REMOTE.format(
-        local=local, remote=pair.remote, options=options, proposals=racoon_proposal(2)) + sainfo)
+    conf.write_text(
+        _RACOON_HEAD.format(dir=workdir, side=side, local=local, natt=natt) + device
+        + _RACOON_REMOTE.format(local=local, remote=pair.remote, options=options,
+                                proposals=racoon_proposal(2))
+        + _RACOON_SAINFO.format(ids=f"address {pair.local_net} any address {pair.remote_net} any"))
     return conf
 
 

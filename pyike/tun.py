@@ -157,10 +157,9 @@ class TunDevice:
     def _ipv6_on(self) -> None:
         """IPv6 on for this device, which an IPv6 network is to be routed into: the kernel
         refuses such a route into a device whose IPv6 is off ("IPv6 is disabled on nexthop
-        device"), as every device pyike makes is on a host that sets
-        net.ipv6.conf.default.disable_ipv6, and pyike makes the device before anyone could
-        turn it on. A kernel without IPv6 has no such setting: the route then fails and is
-        logged."""
+        device"), as every new device is on a host that sets net.ipv6.conf.default.disable_ipv6,
+        and pyike makes the device before anyone could turn it on. A kernel without IPv6 has
+        no such setting: the route then fails and is logged."""
         knob = IPV6_CONF / self.name / "disable_ipv6"
         try:
             if knob.read_text().strip() != "0":
