@@ -231,6 +231,11 @@ class SadState:
         self.manual.clear()
         self.generation += 1
 
+    def configured_policies(self, direction: str) -> list[Policy]:
+        """The SPD's policies of `direction`, in lookup order, but those generate_policy made:
+        what setkey files and commands put there."""
+        return [p for p in self.spd.policies(direction) if p.selector() not in self.generated]
+
     def lookup_policy(self, direction: str, src: str, dst: str, proto: int, key: int | None):
         return self.spd.lookup(direction, src, dst, proto, 0, 0, key)
 

@@ -69,7 +69,7 @@ class Acquires:
         """The engine needs our address to start phase 1; one may have appeared since."""
         if self.engine.config.local_addresses:
             return True
-        cfg = engine_config(self.live.config, self.live.tunnels)
+        cfg = engine_config(self.live.config, self.live.tunnels, self.live.setkey_routes)
         if not cfg.local_addresses:
             return False
         self.engine.reconfigure(cfg, now)

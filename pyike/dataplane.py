@@ -291,6 +291,8 @@ class DataPlane:
             else:
                 self.core.state_changed()
                 self._sync_routes()
+                # the IKE process's responder takes its tunnel policies from these
+                changes["policies"] = self.core.state.configured_policies("out")
                 self._tell("reply", req_id, changes)
         elif verb == "query":
             req_id, what = msg[1], msg[2]

@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from forward.specs import DeviceSpec, TunnelSpec
@@ -22,7 +23,7 @@ from pyike.tun import (
     outer_mtu_towards,
     tunnel_mode_mtu,
 )
-from spd.policy import PROTO_ANY
+from spd.policy import PROTO_ANY, Policy
 
 log = logging.getLogger("pyike")
 
@@ -46,6 +47,10 @@ class Live:
     tunnels: list[TunnelSpec]
     counters: dict[str, int] = dataclasses.field(default_factory=counters)
     device: DeviceSpec | None = None  # the tunnel-mode device in force
+    # The engine's tunnel routes once a pyike-setkey command changed the SPD (the SPD in force
+    # then, as racoon reads the kernel's); None: the configuration's setkey files', as after a
+    # reload, which applies those files again.
+    setkey_routes: tuple[Phase2Route, ...] | None = None
 
     def local_for(self, peer: str) -> str:
         """Our end of the `gre` tunnel towards `peer`; "" when no tunnel goes there."""
@@ -88,12 +93,16 @@ def setkey_files(config) -> list:
     return [sf for _path, sf in getattr(config, "setkey", ())]
 
 
-def engine_config(config, tunnels: list[TunnelSpec]):
-    """The engine's configuration, with the tunnel policies of the setkey files; without
+def engine_config(config, tunnels: list[TunnelSpec],
+                  routes: tuple[Phase2Route, ...] | None = None):
+    """The engine's configuration, with the tunnel policies of the setkey files (`routes`
+    in their place: those of the SPD a setkey command changed, Live.setkey_routes); without
     `listen` addresses the engine is told ours (the GRE tunnels' local ends first), as racoon
     takes them from the interfaces. The list stays empty only when the host has no global
     address yet: the daemon then refuses to initiate."""
-    engine = dataclasses.replace(config.engine, policies=tunnel_routes(config_spd(config)))
+    if routes is None:
+        routes = tunnel_routes(config_spd(config).policies("out"))
+    engine = dataclasses.replace(config.engine, policies=routes)
     if engine.local_addresses:
         return engine
     known = [t.local for t in tunnels] + host_addresses()
@@ -109,14 +118,14 @@ def config_spd(config):
     return setkey_state(setkey_files(config), local, time.monotonic())[0]
 
 
-def tunnel_routes(spd) -> tuple[Phase2Route, ...]:
+def tunnel_routes(out_policies: Iterable[Policy]) -> tuple[Phase2Route, ...]:
     """What a peer's tunnel-mode quick mode may ask of us: each `out` policy whose ESP request
     is in tunnel mode, its selectors ours then the peer's, its tunnel's ends ours then the
     peer's (racoon looks the `in` twin up, getsp_r(); the two name the same pair), in the SPD's
     lookup order. Ports stay as the SPD holds them (an ICMP type in a port, as racoon's IDs
     carry it); IPsec's protocol `any` is the IDs' 0."""
     routes = []
-    for policy in spd.policies("out"):
+    for policy in out_policies:
         rule = next((r for r in policy.rules if r.protocol == "esp" and r.mode == "tunnel"),
                     None)
         if policy.action != "ipsec" or rule is None:

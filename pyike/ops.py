@@ -8,12 +8,14 @@ sends what the engine has to say (deletes, first messages) and re-arms its timer
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pyike.feed import Record, sa_change
+from pyike.live import tunnel_routes
 
 if TYPE_CHECKING:
     from pyike.daemon import Daemon
@@ -90,6 +92,12 @@ class Operations:
         if "error" in changes:
             return changes
         now = time.monotonic()
+        # the responder's tunnel policies follow the SPD at once, as racoon's follow the
+        # kernel's (its getsp_r() looks each quick mode up there)
+        live = self._d.live
+        live.setkey_routes = tunnel_routes(changes.pop("policies"))
+        self._engine.reconfigure(
+            dataclasses.replace(self._engine.config, policies=live.setkey_routes), now)
         pairs, out_to_in = self._events.pairs, self._events.out_to_in
         for spi, src, dst, direction in changes["removed"]:
             spi_in = spi if direction == "in" else out_to_in.get(spi)

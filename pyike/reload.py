@@ -73,6 +73,7 @@ class Reloader:
         self._apply_log_level(new)
         log_warnings(new)
         # live SAs keep the terms they agreed
+        self.live.setkey_routes = None  # the setkey files apply again, in both processes
         self.engine.reconfigure(engine_config(new, self.live.tunnels), time.monotonic())
         self.forwarding.send("setkey", setkey_files(new))
         self._prune_unmatched(spd)

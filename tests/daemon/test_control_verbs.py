@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from ikev1.events import EspKeys, Phase1Up, Phase2Up
+from ikev1.policy import EngineConfig
 from pyike import control, feed
 from pyike.events import EventHandler
 from pyike.live import Live
@@ -25,6 +26,7 @@ def _pair(spi_in: int, spi_out: int, peer: str) -> Phase2Up:
 class Engine:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.config = EngineConfig(("198.18.0.1",), (), (), {})
         self.p1 = [{"dst": "198.18.0.2", "state": "established"},
                    {"dst": "198.18.0.3", "state": "I_MM3"}]
 
@@ -36,6 +38,9 @@ class Engine:
 
     def delete_phase2(self, spi_in, now):
         self.calls.append(("delete_phase2", spi_in))
+
+    def reconfigure(self, config, now):
+        self.config = config
 
     def initiate_phase1(self, peer, now):
         self.calls.append(("initiate_phase1", peer))
@@ -57,7 +62,8 @@ class Forwarding:
         self.asked.append((verb, *args))
         return {"removed": [(0x100, "198.18.0.2", "198.18.0.1", "in"),
                             (0x200, "198.18.0.1", "198.18.0.2", "out"),
-                            (0x7777, "198.18.0.1", "198.18.0.5", "out")], "added": []}
+                            (0x7777, "198.18.0.1", "198.18.0.5", "out")], "added": [],
+                "policies": []}
 
 
 class Daemon:

@@ -248,3 +248,45 @@ def test_a_responder_with_generate_policy_needs_no_policy_of_its_own(topo):
              what=f"the generated policies gone: {b.ctl('spd').stdout} {b.ctl('sad').stdout}")
     wait_for(lambda: DEVICE not in in_ns(topo.ns["b"], "ip", "route", "show",
                                          LAN["a"][2]).stdout, 10, what="the route gone")
+
+
+def test_a_responder_takes_the_tunnel_policies_a_setkey_command_adds(topo):
+    """Router b starts with an empty SPD and no generate_policy, so it refuses a's tunnel-mode
+    quick mode (no policy covers it). `pyike-setkey -c` then adds b's policy pair while pyike
+    runs: the responder takes it at once, without a reload, as racoon looks each quick mode up
+    in the kernel's SPD, and the LANs talk. After a reload the setkey file's empty SPD is in
+    force again, for the responder too."""
+    from tests.e2e.test_control_commands import setkey
+    from tests.e2e.test_reload_gre import _reload
+
+    topo.write_configs(source=TUNNEL)
+    b = topo.routers["b"]
+    setkey_conf = b.workdir / "setkey.conf"
+    policies = "".join(line + "\n" for line in setkey_conf.read_text().splitlines()
+                       if line.startswith("spdadd"))
+    assert policies.count("spdadd") == 2
+    setkey_conf.write_text("flush;\nspdflush;\n")
+    for r in topo.routers.values():
+        r.start()
+
+    def refusals() -> int:
+        return b.ctl_json("status")["daemon"]["negotiation_failed"]
+
+    topo.ping(count=2, interval=0.3, deadline=5)
+    wait_for(lambda: refusals() >= 1, 20, what="b refusing a's quick mode")
+    assert not sad(b)
+
+    added = setkey(b, "-c", stdin=policies)
+    assert added.returncode == 0 and not added.stderr, added.stderr
+    first_pings(topo)
+    out = topo.ping(count=3, interval=0.3, deadline=30)
+    assert " 0% packet loss" in out.stdout, out.stdout + log_of(b)[-3000:]
+    assert len(b.ctl_json("spd")) == 2 and len(sad(b)) == 2
+
+    _reload(b, b.conf.read_text())  # setkey.conf applies again: no policy of b's
+    assert "reload refused" not in log_of(b), log_of(b)[-2000:]
+    wait_for(lambda: not b.ctl_json("spd"), 10, what="b's SPD as its setkey.conf says")
+    before = refusals()
+    assert b.ctl("flush-sa", "ipsec").returncode == 0
+    topo.ping(count=2, interval=0.3, deadline=5)
+    wait_for(lambda: refusals() > before, 20, what="b refusing a's quick mode again")

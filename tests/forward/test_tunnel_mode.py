@@ -245,6 +245,9 @@ def test_a_responder_with_generate_policy_makes_the_pair_and_drops_it_with_the_s
     assert [(str(p.src), str(p.dst), p.direction) for p in b.state.spd.policies()] == [
         (LAN_A, LAN_B, "in"), (LAN_B, LAN_A, "out")]
     assert [str(net) for net, _, _ in b.state.tunnel_routes()] == [LAN_A]
+    # not a policy of the setkey files': the IKE side must not take it for one (a rekey would
+    # then lose the generated pair with the old SAs)
+    assert b.state.configured_policies("out") == []
     b.from_device(PONG, 0.0)
     assert len(b.esp_out) == 1
     b.remove(ab.spi, "in")
@@ -255,6 +258,7 @@ def test_a_responder_with_generate_policy_makes_the_pair_and_drops_it_with_the_s
 def test_a_configured_policy_is_not_replaced_by_a_generated_one():
     a, _ = sites()
     before = a.state.spd.policies()
+    assert a.state.configured_policies("out") == a.state.spd.policies("out") != []
     ab, ba = sa_pair()
     install(a, ab, ba, LAN_A, LAN_B, generate=True)
     a.remove(ba.spi, "in")
