@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks import netns, procs, report, setups
+from forward.gro import TUN_READ_SIZE, VNET_HEADER_LEN, coalesce
 
 SIZES = (64, 512, 1400)
 LOCAL, REMOTE = netns.ROUTER_A_WAN, netns.ROUTER_B_WAN
@@ -102,7 +103,7 @@ class Harness:
             for _ in range(burst):
                 t0 = clock()
                 try:
-                    pkt = os.read(fd, 65535)
+                    pkt = os.read(fd, TUN_READ_SIZE)[VNET_HEADER_LEN:]  # as pyike.dataplane
                 except BlockingIOError:
                     break
                 t1 = clock()
@@ -129,8 +130,8 @@ class Harness:
                 t2 = clock()
                 if not tun_out:
                     continue
-                for _t, inner in tun_out:
-                    os.write(fd, inner)
+                for _t, header, inner in coalesce(tun_out):
+                    os.writev(fd, (header, inner))
                 tun_out.clear()
                 t3 = clock()
                 received += 1

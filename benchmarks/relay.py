@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mtu", type=int, default=RELAY_MTU)
     parser.add_argument("--route", action="append", default=[])
     args = parser.parse_args(argv)
-    tun = TunDevice(args.tun, args.address, args.peer, args.mtu)
+    # a plain relay: one packet per read and per write, no offload
+    tun = TunDevice(args.tun, args.address, args.peer, args.mtu, vnet_header=False)
     for cidr in args.route:
         add_route(cidr, args.tun)
     relay = Relay(tun, args.local, args.remote)

@@ -8,9 +8,11 @@ pyike/relay and pyike/strongSwan of the medians.
 
 Packet cost: the CPU time (utime + stime from /proc/PID/stat) the forwarding processes of both
 routers spent during a run, divided by the packets the run carried through the tunnel, counted
-by the kernel's interface counters as the packets both routers sent to their LAN host (lan0
-tx_packets: what came out of the tunnel, both directions, so TCP's ACKs count). One such packet
-costs one encapsulation on one router and one decapsulation on the other. The forwarding
+by the kernel's interface counters as the packets both routers received from the tunnel (wan0
+rx_packets: both directions, so TCP's ACKs count; on the WAN side every set-up sends one packet
+per segment, where on lan0 pyike's receive offload hands several TCP segments to the host in
+one). One such packet costs one encapsulation on one router and one decapsulation on the
+other. The forwarding
 processes are pyike's forked forwarding process (not its IKE process), the relay's Python
 process, charon (whose libipsec threads seal and open) and wireguard-go. Packets a router
 dropped are not counted, so a set-up that drops work it has paid for shows a higher cost.
@@ -199,7 +201,7 @@ def summarize(results: dict, cpu: dict, cost: dict, info: dict, tests: list[str]
             print(f"  {key}: {meta['note']}")
     if any(t.startswith("udp") for t in tests):
         print("  UDP: unlimited sender; it shares the two cores with the forwarding processes.")
-    print("  CPU-us/packet: utime+stime from /proc over lan0 tx_packets of both routers.")
+    print("  CPU-us/packet: utime+stime from /proc over wan0 rx_packets of both routers.")
     plots = []
     keys = [k for k in info if info[k]["available"]]
     udp_tests = [t for t in tests if t.startswith("udp")]
@@ -233,7 +235,7 @@ def summarize(results: dict, cpu: dict, cost: dict, info: dict, tests: list[str]
         "results": figures,
         "busiest_cpu_percent": cpu_figures,
         "cpu_us_per_packet": cost_figures,
-        "packet_counter": "lan0 tx_packets of both routers",
+        "packet_counter": "wan0 rx_packets of both routers",
         "ratios": ratios,
         "cost_ratios": cost_ratios,
         "plots": [str(p) for p in plots if p],

@@ -84,6 +84,7 @@ class Counters:
         "esp_out_other_icv",  # copies with the other ICV length, until the peer's first packet
         "selector_dropped", "no_policy_dropped",
         "link_scope_dropped",  # the device's own link-scope packets (_link_scoped): not logged
+        "tun_coalesced",  # TCP segments that went into a TUN device in another's write (gro)
     )
 
     def __init__(self) -> None:

@@ -37,6 +37,7 @@ from forward.core import (
     Tunnel,
 )
 from forward.events import Acquire
+from forward.gro import TUN_READ_SIZE, VNET_HEADER_LEN, coalesce
 from forward.specs import DeviceSpec, SaSpec, TunnelSpec
 from gre import IPPROTO_GRE
 from pyike import pipe, sockfilter
@@ -320,7 +321,7 @@ class DataPlane:
         from_tunnel = self.core.from_tunnel
         for _ in range(BATCH):
             try:
-                pkt = os.read(fd, 65535)
+                pkt = os.read(fd, TUN_READ_SIZE)[VNET_HEADER_LEN:]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # the device went away: stop watching it, or we would spin
@@ -337,7 +338,7 @@ class DataPlane:
         fd = device.handle
         for _ in range(BATCH):
             try:
-                pkt = os.read(fd, 65535)
+                pkt = os.read(fd, TUN_READ_SIZE)[VNET_HEADER_LEN:]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -401,11 +402,13 @@ class DataPlane:
                         core.counters.send_errors += 1
                 queue.clear()
         if core.tun_out:
-            write = os.write
-            for t, data in core.tun_out:
+            writev = os.writev
+            writes = coalesce(core.tun_out)
+            core.counters.tun_coalesced += len(core.tun_out) - len(writes)
+            for t, header, data in writes:
                 if t.handle >= 0:
                     try:
-                        write(t.handle, data)
+                        writev(t.handle, (header, data))
                     except OSError:
                         core.counters.send_errors += 1
             core.tun_out.clear()

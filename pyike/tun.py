@@ -83,7 +83,8 @@ def link_exists(name: str) -> bool:
 
 
 class TunDevice:
-    """One point-to-point TUN device carrying raw IP packets (no packet-information header).
+    """One point-to-point TUN device carrying raw IP packets (no packet-information header;
+    pyike's own with a virtio-net header in front of each, see forward.gro).
 
     A device of that name that exists already (`ip tuntap add dev NAME mode tun`: persistent)
     is adopted, not made: pyike attaches to it and leaves it, its addresses and the routes
@@ -91,16 +92,19 @@ class TunDevice:
     so while pyike is down nothing for the far LAN leaves at all, in clear or otherwise.
     """
 
-    def __init__(self, name: str, address: str | None, peer: str | None, mtu: int) -> None:
+    def __init__(self, name: str, address: str | None, peer: str | None, mtu: int, *,
+                 vnet_header: bool = True) -> None:
         """address/peer None: a device without addresses (tunnel mode's, which is only routed
-        into)."""
+        into). With `vnet_header` every read and write starts with a virtio-net header
+        (IFF_VNET_HDR), which lets a write carry many TCP segments (forward.gro)."""
         self.name = name
         self.address = address
         self.peer = peer
         self.mtu = mtu
         self.adopted = link_exists(name)
         # on an existing device of another kind (or one another process holds) this fails
-        self._dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if vnet_header else 0)
+        self._dev = pytun.TunTapDevice(name=name, flags=flags)
         self._configure()
 
     def _configure(self) -> None:

@@ -181,7 +181,10 @@ def test_hub_smoke(tmp_path, netns_clean):
         # over the senders' whole run nothing arrives that was not sent (a handful of ARP
         # requests on the hub's lan0 aside)
         for loss in ("loss", "spoke_loss", "hub_loss"):
-            assert -0.01 < point[loss][test]["median"] < 1, (test, loss)
+            if test.startswith("udp"):
+                assert -0.01 < point[loss][test]["median"] < 1, (test, loss)
+            else:  # not counted for TCP (the hub's lan0 carries merged segments)
+                assert point[loss][test]["median"] is None, (test, loss)
         assert point["delivered_over_offered"][test] > 0, test
         assert point["cpu_us_per_packet"][test]["median"] > 0, test
     assert point["pss_bytes"] > 0
