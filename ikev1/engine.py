@@ -177,16 +177,21 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if len(data) < HEADER_LEN:
             return Priority.OTHER
         icookie, rcookie = data[:8], data[8:16]
-        if rcookie != ZERO_COOKIE:
-            if (icookie, rcookie) in self._by_cookies or icookie in self._initiating:
-                return Priority.EXCHANGE  # ours, or the reply to our first message
-            return Priority.OTHER  # no such SA: dropped at once
-        if icookie in self._initiating or (icookie, peer[0]) in self._first_seen:
-            return Priority.EXCHANGE  # a resent first message (or our own reflected)
-        remote = self._remote_for(peer[0])
-        if remote is not None and remote.remote != "anonymous":
-            return Priority.CONFIGURED
-        return Priority.OTHER
+        if rcookie == ZERO_COOKIE:
+            ours = self._initiating.get(icookie)
+            if ours is not None and ours.peer[0] == peer[0]:
+                return Priority.EXCHANGE  # the responder's notify before it chose a cookie
+            # a first message, new or sent again: the same rank, as its cookie is the sender's
+            remote = self._remote_for(peer[0])
+            if remote is not None and remote.remote != "anonymous":
+                return Priority.CONFIGURED
+            return Priority.OTHER
+        p1 = self._by_cookies.get((icookie, rcookie)) or self._initiating.get(icookie)
+        if p1 is None or p1.peer[0] != peer[0]:
+            return Priority.OTHER  # no such SA for this address: dropped at once
+        if p1.initiator or p1.established or p1.remote.remote != "anonymous":
+            return Priority.EXCHANGE  # ours, authenticated, or a configured peer's
+        return Priority.ANONYMOUS  # its address is proven, nothing more (ikev1.ingress)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         out, self._out = self._out, []
