@@ -28,7 +28,7 @@ from .codec import (
 )
 from .constants import NON_ESP_MARKER, Exchange, Flag, Payload
 from .events import Event, NegotiationFailed, Phase1Down, Refused, SaDeleted, SaExpired
-from .fragment import Reassembler, Reassembly
+from .fragment import Pool, Reassembler, Reassembly
 from .ids import address_selector
 from .informational import InformationalMixin
 from .ingress import Priority
@@ -189,9 +189,7 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         p1 = self._by_cookies.get((icookie, rcookie)) or self._initiating.get(icookie)
         if p1 is None or p1.peer[0] != peer[0]:
             return Priority.OTHER  # no such SA for this address: dropped at once
-        if p1.initiator or p1.established or p1.remote.remote != "anonymous":
-            return Priority.EXCHANGE  # ours, authenticated, or a configured peer's
-        return Priority.ANONYMOUS  # its address is proven, nothing more (ikev1.ingress)
+        return Priority.EXCHANGE if self._vouched(p1) else Priority.ANONYMOUS  # ikev1.ingress
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         out, self._out = self._out, []
@@ -378,19 +376,21 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         piece = payloads[0]
         room: object
         if hdr.rcookie == ZERO_COOKIE:  # a first message, sent in fragments by `ike_frag force`
+            remote = self._remote_for(peer[0])
             if (hdr.exchange not in (Exchange.MAIN, Exchange.AGGRESSIVE)
-                    or hdr.icookie in self._initiating or self._remote_for(peer[0]) is None):
+                    or hdr.icookie in self._initiating or remote is None):
                 raise Drop("unknown_sa")
-            room, first = peer[0], True
+            room = peer[0]
+            pool = Pool.FIRST if remote.remote == "anonymous" else Pool.FIRST_NAMED
         else:
             p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie)) or self._initiating.get(
                 hdr.icookie)
             if p1 is None or p1.peer[0] != peer[0]:
                 raise Drop("unknown_sa")
-            room, first = p1, False
+            room, pool = p1, Pool.SA if self._vouched(p1) else Pool.SA_ANONYMOUS
         self.counters["frag_in"] += 1
         key = (peer[0], hdr.icookie, hdr.rcookie, hdr.exchange, hdr.message_id, piece.frag_id)
-        message = self._reassembly.add(key, room, first, piece, now)
+        message = self._reassembly.add(key, room, pool, piece, now)
         if message is None:
             return
         inner = decode_header(message)
@@ -400,6 +400,14 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             raise Drop("malformed")  # racoon: the pieces carry the message's own exchange
         self.counters["frag_reassembled"] += 1
         self._receive(message, local, peer, now)
+
+    @staticmethod
+    def _vouched(p1: Phase1SA) -> bool:
+        """Whether only the peer (or an eavesdropper) knows both cookies of `p1`: our own
+        exchange, an authenticated ISAKMP SA, or one with an address a `remote ADDRESS` names,
+        whose message 2 went to that address. Those of an unauthenticated exchange with a
+        `remote anonymous` peer anyone can get, by opening it from an address of its own."""
+        return p1.initiator or p1.established or p1.remote.remote != "anonymous"
 
     # --- the indexes: every piece of state enters and leaves through these ---------------
 

@@ -19,7 +19,12 @@ it costs may grow without bound or crowd out a configured peer:
 - A message sent in fragments (ikev1.fragment) is held until its last piece arrives, in a
   buffer bounded in fragments and bytes, for a bounded time; the buffers are bounded per
   ISAKMP SA and in all, and a first message's (no SA yet) in a pool of their own, per source
-  address and in all, so a flood of forged fragments evicts only its own kind.
+  address and in all, so a flood of forged fragments evicts only its own kind. What anyone can
+  fill stays apart from what real peers need, as for half-open exchanges: a first message
+  from a configured address has a room of its own outside the shared pool, and buffers under
+  cookies that anyone can get (an unauthenticated exchange with a `remote anonymous` peer,
+  whose message 2 went to an address the attacker may own) have a pool of their own beside
+  that of ISAKMP SAs whose cookies only the peer knows.
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ FRAGMENTED_MESSAGE_BYTES = 16384  # phase 1 and quick mode with an 8192-bit grou
 REASSEMBLY_TIMEOUT_S = 15.0  # a set arrives within milliseconds; a lost piece comes back with
 # the peer's resend of the whole set (racoon: every 10 s), which starts a buffer afresh
 REASSEMBLIES_PER_SA = 2  # messages of one ISAKMP SA being reassembled at once
-REASSEMBLIES = 256  # of all ISAKMP SAs together
-REASSEMBLIES_FIRST_PER_SOURCE = 2  # first messages (no SA yet) from one address
-REASSEMBLIES_FIRST = 64  # first messages from all addresses
+REASSEMBLIES = 256  # of all ISAKMP SAs together; as many again for unproven anonymous ones
+REASSEMBLIES_FIRST_PER_SOURCE = 2  # first messages (no SA yet) from one anonymous address
+REASSEMBLIES_FIRST = 64  # first messages from all anonymous addresses
+REASSEMBLIES_FIRST_NAMED = 8  # first messages from one address a `remote ADDRESS` names
 
 EVENT_INTERVAL_S = 60.0  # one Refused event per reason per minute, with what it folded
 
