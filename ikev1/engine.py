@@ -28,7 +28,7 @@ from .codec import (
 )
 from .constants import NON_ESP_MARKER, Exchange, Flag, Payload
 from .events import Event, NegotiationFailed, Phase1Down, Refused, SaDeleted, SaExpired
-from .fragment import Reassembler, Reassembly
+from .fragment import Pool, Reassembler, Reassembly
 from .ids import address_selector
 from .informational import InformationalMixin
 from .ingress import Priority
@@ -177,16 +177,19 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         if len(data) < HEADER_LEN:
             return Priority.OTHER
         icookie, rcookie = data[:8], data[8:16]
-        if rcookie != ZERO_COOKIE:
-            if (icookie, rcookie) in self._by_cookies or icookie in self._initiating:
-                return Priority.EXCHANGE  # ours, or the reply to our first message
-            return Priority.OTHER  # no such SA: dropped at once
-        if icookie in self._initiating or (icookie, peer[0]) in self._first_seen:
-            return Priority.EXCHANGE  # a resent first message (or our own reflected)
-        remote = self._remote_for(peer[0])
-        if remote is not None and remote.remote != "anonymous":
-            return Priority.CONFIGURED
-        return Priority.OTHER
+        if rcookie == ZERO_COOKIE:
+            ours = self._initiating.get(icookie)
+            if ours is not None and ours.peer[0] == peer[0]:
+                return Priority.EXCHANGE  # the responder's notify before it chose a cookie
+            # a first message, new or sent again: the same rank, as its cookie is the sender's
+            remote = self._remote_for(peer[0])
+            if remote is not None and remote.remote != "anonymous":
+                return Priority.CONFIGURED
+            return Priority.OTHER
+        p1 = self._by_cookies.get((icookie, rcookie)) or self._initiating.get(icookie)
+        if p1 is None or p1.peer[0] != peer[0]:
+            return Priority.OTHER  # no such SA for this address: dropped at once
+        return Priority.EXCHANGE if self._vouched(p1) else Priority.ANONYMOUS  # ikev1.ingress
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address, Address]]:
         out, self._out = self._out, []
@@ -373,19 +376,21 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         piece = payloads[0]
         room: object
         if hdr.rcookie == ZERO_COOKIE:  # a first message, sent in fragments by `ike_frag force`
+            remote = self._remote_for(peer[0])
             if (hdr.exchange not in (Exchange.MAIN, Exchange.AGGRESSIVE)
-                    or hdr.icookie in self._initiating or self._remote_for(peer[0]) is None):
+                    or hdr.icookie in self._initiating or remote is None):
                 raise Drop("unknown_sa")
-            room, first = peer[0], True
+            room = peer[0]
+            pool = Pool.FIRST if remote.remote == "anonymous" else Pool.FIRST_NAMED
         else:
             p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie)) or self._initiating.get(
                 hdr.icookie)
             if p1 is None or p1.peer[0] != peer[0]:
                 raise Drop("unknown_sa")
-            room, first = p1, False
+            room, pool = p1, Pool.SA if self._vouched(p1) else Pool.SA_ANONYMOUS
         self.counters["frag_in"] += 1
         key = (peer[0], hdr.icookie, hdr.rcookie, hdr.exchange, hdr.message_id, piece.frag_id)
-        message = self._reassembly.add(key, room, first, piece, now)
+        message = self._reassembly.add(key, room, pool, piece, now)
         if message is None:
             return
         inner = decode_header(message)
@@ -395,6 +400,14 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             raise Drop("malformed")  # racoon: the pieces carry the message's own exchange
         self.counters["frag_reassembled"] += 1
         self._receive(message, local, peer, now)
+
+    @staticmethod
+    def _vouched(p1: Phase1SA) -> bool:
+        """Whether only the peer (or an eavesdropper) knows both cookies of `p1`: our own
+        exchange, an authenticated ISAKMP SA, or one with an address a `remote ADDRESS` names,
+        whose message 2 went to that address. Those of an unauthenticated exchange with a
+        `remote anonymous` peer anyone can get, by opening it from an address of its own."""
+        return p1.initiator or p1.established or p1.remote.remote != "anonymous"
 
     # --- the indexes: every piece of state enters and leaves through these ---------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from . import vendor
 from .codec import FragmentPayload, Header, decode_header, encode_message
@@ -32,6 +33,7 @@ from .limits import (
     FRAGMENTS_PER_MESSAGE,
     REASSEMBLIES,
     REASSEMBLIES_FIRST,
+    REASSEMBLIES_FIRST_NAMED,
     REASSEMBLIES_FIRST_PER_SOURCE,
     REASSEMBLIES_PER_SA,
     REASSEMBLY_TIMEOUT_S,
@@ -83,23 +85,34 @@ def split(message: bytes, frag_id: int, max_len: int = MAX_LEN) -> list[bytes]:
             for i in range(count)]
 
 
+class Pool(Enum):
+    """Which bounds a buffer counts against (limits.py): what anyone can fill never evicts
+    what a configured or authenticated peer's message needs."""
+
+    FIRST = "first"  # a first message from an address only `remote anonymous` takes
+    FIRST_NAMED = "first-named"  # a first message from an address a `remote ADDRESS` names
+    SA_ANONYMOUS = "sa-anonymous"  # an exchange whose cookies anyone can get (Engine._vouched)
+    SA = "sa"  # an ISAKMP SA or exchange whose cookies only its peer knows
+
+
 @dataclass(eq=False)
 class Reassembly:
     """The pieces of one message received so far."""
 
     key: Hashable  # the message: peer, cookies, exchange, message ID, fragment ID
     room: Hashable  # what it counts against: an ISAKMP SA, or a first message's source
-    first: bool  # a first message's (no ISAKMP SA yet): its own pool
+    pool: Pool
     expires_at: float
     pieces: dict[int, bytes] = field(default_factory=dict)
     last: int | None = None  # the LAST fragment's number, once seen
     size: int = 0
 
 
-class _Pool:
-    """Reassemblies oldest first, at most `per_room` in one room and `total` in all."""
+class _Buffers:
+    """Reassemblies oldest first, at most `per_room` in one room and `total` in all (None: as
+    many as there are rooms, which the configuration bounds)."""
 
-    def __init__(self, per_room: int, total: int) -> None:
+    def __init__(self, per_room: int, total: int | None) -> None:
         self.per_room, self.total = per_room, total
         self.order: OrderedDict[Reassembly, None] = OrderedDict()
         self.rooms: dict[Hashable, OrderedDict[Reassembly, None]] = {}
@@ -109,7 +122,7 @@ class _Pool:
         mine = self.rooms.get(room)
         if mine is not None and len(mine) >= self.per_room:
             return [next(iter(mine))]
-        if len(self.order) >= self.total:
+        if self.total is not None and len(self.order) >= self.total:
             return [next(iter(self.order))]
         return []
 
@@ -137,8 +150,10 @@ class Reassembler:
         self._timers = timers
         self._counters = counters
         self._live: dict[Hashable, Reassembly] = {}
-        self._pools = {False: _Pool(REASSEMBLIES_PER_SA, REASSEMBLIES),
-                       True: _Pool(REASSEMBLIES_FIRST_PER_SOURCE, REASSEMBLIES_FIRST)}
+        self._pools = {Pool.SA: _Buffers(REASSEMBLIES_PER_SA, REASSEMBLIES),
+                       Pool.SA_ANONYMOUS: _Buffers(REASSEMBLIES_PER_SA, REASSEMBLIES),
+                       Pool.FIRST: _Buffers(REASSEMBLIES_FIRST_PER_SOURCE, REASSEMBLIES_FIRST),
+                       Pool.FIRST_NAMED: _Buffers(REASSEMBLIES_FIRST_NAMED, None)}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -146,7 +161,7 @@ class Reassembler:
     def holds(self, r: Reassembly) -> bool:
         return self._live.get(r.key) is r
 
-    def add(self, key: Hashable, room: Hashable, first: bool, frag: FragmentPayload,
+    def add(self, key: Hashable, room: Hashable, pool: Pool, frag: FragmentPayload,
             now: float) -> bytes | None:
         if frag.number > FRAGMENTS_PER_MESSAGE:
             raise Drop("frag_oversize")
@@ -158,7 +173,7 @@ class Reassembler:
             self.discard(r)
             r = None
         if r is None:
-            r = self._open(key, room, first, now)
+            r = self._open(key, room, pool, now)
         elif frag.number in r.pieces:
             raise Drop("frag_duplicates")  # a resent set fills only what was missing
         r.size += len(frag.data)
@@ -182,7 +197,7 @@ class Reassembler:
     def discard(self, r: Reassembly) -> None:
         if self._live.get(r.key) is r:
             del self._live[r.key]
-            self._pools[r.first].remove(r)
+            self._pools[r.pool].remove(r)
             self._timers.forget(r)
 
     def discard_room(self, room: Hashable) -> None:
@@ -200,12 +215,12 @@ class Reassembler:
             return True  # a second end, or a piece beyond the end
         return frag.last and bool(r.pieces) and max(r.pieces) > frag.number
 
-    def _open(self, key: Hashable, room: Hashable, first: bool, now: float) -> Reassembly:
-        pool = self._pools[first]
+    def _open(self, key: Hashable, room: Hashable, kind: Pool, now: float) -> Reassembly:
+        pool = self._pools[kind]
         for victim in pool.victims(room):
             self._counters["frag_evicted"] += 1
             self.discard(victim)
-        r = Reassembly(key, room, first, now + REASSEMBLY_TIMEOUT_S)
+        r = Reassembly(key, room, kind, now + REASSEMBLY_TIMEOUT_S)
         self._live[key] = r
         pool.add(r)
         self._timers.schedule(r, r.expires_at)

@@ -5,10 +5,19 @@ proposal, answer). Taken in arrival order, every message of a real negotiation w
 the flood in the socket's queue, and is lost when that queue overflows. The shell instead reads
 whatever the sockets hold into an IngressQueue and lets the engine take from it by priority:
 
-1. EXCHANGE: a message of an exchange or SA the engine holds (both cookies known), a reply to
-   a first message of ours, or a resent first message of a half-open exchange;
+1. EXCHANGE: a message under both cookies of an ISAKMP SA or exchange the engine holds for
+   its sender's address, an authenticated one or one with an address a `remote ADDRESS`
+   section names, and a reply to a first message of ours;
 2. CONFIGURED: a first message from an address that a `remote ADDRESS` section names;
-3. OTHER: any other first message, and whatever the engine will drop anyway.
+3. ANONYMOUS: a later message of a responder exchange with an address only `remote anonymous`
+   takes. Its sender got our reply, which proves its address and nothing more: anyone can
+   open such exchanges from an address of its own and flood under their cookies, and a flood
+   ranked with EXCHANGE would shed the messages of configured and authenticated peers;
+4. OTHER: any other first message, and whatever the engine will drop anyway.
+
+A first message sent again ranks as it did the first time: its cookie is the sender's own
+choice, so a repeat proves nothing (a spoofer repeating one forged message would otherwise
+reach EXCHANGE without ever seeing a reply).
 
 Each priority has a queue of its own, bounded; a full queue drops its oldest entry (those are
 the stalest, and a real peer resends). Sorting costs a header read and two dictionary lookups
@@ -28,13 +37,15 @@ from .sa import Address
 class Priority(IntEnum):
     EXCHANGE = 0
     CONFIGURED = 1
-    OTHER = 2
+    ANONYMOUS = 2
+    OTHER = 3
 
 
 # Datagrams held per priority. Messages of known exchanges are few and cheap; the room for
 # first messages is what the engine works through in a few milliseconds, so a queued one is
 # still fresh when its turn comes.
-QUEUE_LIMITS = {Priority.EXCHANGE: 1024, Priority.CONFIGURED: 128, Priority.OTHER: 64}
+QUEUE_LIMITS = {Priority.EXCHANGE: 1024, Priority.CONFIGURED: 128, Priority.ANONYMOUS: 256,
+                Priority.OTHER: 64}
 READ_LIMIT = 512  # datagrams the shell reads from its sockets before the engine's next turn
 # Datagrams the engine handles before the shell reads its sockets again. A real peer's message
 # that arrives during a turn waits for the rest of it: at ~80 µs per forged first message, 4 keep

@@ -9,7 +9,8 @@ it costs may grow without bound or crowd out a configured peer:
   out. Each address that a `remote ADDRESS` block names has a room of its own, outside the
   shared pool that other addresses (`remote anonymous`) draw from. An exchange is unproven
   until the peer's second message arrives: one that got it came from an address that receives
-  our replies, and is evicted only from a room that holds nothing unproven.
+  our replies, and is evicted before an unproven one only from a room that proven ones fill
+  more than half of (anyone proves exchanges from addresses of its own where psk.txt has `*`).
 - Aggressive mode computes a Diffie-Hellman value for its first message; that work is paced by
   token buckets: one shared by all sources, and one of its own for each configured address,
   which draws on the shared one when it is empty.
@@ -19,7 +20,12 @@ it costs may grow without bound or crowd out a configured peer:
 - A message sent in fragments (ikev1.fragment) is held until its last piece arrives, in a
   buffer bounded in fragments and bytes, for a bounded time; the buffers are bounded per
   ISAKMP SA and in all, and a first message's (no SA yet) in a pool of their own, per source
-  address and in all, so a flood of forged fragments evicts only its own kind.
+  address and in all, so a flood of forged fragments evicts only its own kind. What anyone can
+  fill stays apart from what real peers need, as for half-open exchanges: a first message
+  from a configured address has a room of its own outside the shared pool, and buffers under
+  cookies that anyone can get (an unauthenticated exchange with a `remote anonymous` peer,
+  whose message 2 went to an address the attacker may own) have a pool of their own beside
+  that of ISAKMP SAs whose cookies only the peer knows.
 """
 
 from __future__ import annotations
@@ -51,9 +57,10 @@ FRAGMENTED_MESSAGE_BYTES = 16384  # phase 1 and quick mode with an 8192-bit grou
 REASSEMBLY_TIMEOUT_S = 15.0  # a set arrives within milliseconds; a lost piece comes back with
 # the peer's resend of the whole set (racoon: every 10 s), which starts a buffer afresh
 REASSEMBLIES_PER_SA = 2  # messages of one ISAKMP SA being reassembled at once
-REASSEMBLIES = 256  # of all ISAKMP SAs together
-REASSEMBLIES_FIRST_PER_SOURCE = 2  # first messages (no SA yet) from one address
-REASSEMBLIES_FIRST = 64  # first messages from all addresses
+REASSEMBLIES = 256  # of all ISAKMP SAs together; as many again for unproven anonymous ones
+REASSEMBLIES_FIRST_PER_SOURCE = 2  # first messages (no SA yet) from one anonymous address
+REASSEMBLIES_FIRST = 64  # first messages from all anonymous addresses
+REASSEMBLIES_FIRST_NAMED = 8  # first messages from one address a `remote ADDRESS` names
 
 EVENT_INTERVAL_S = 60.0  # one Refused event per reason per minute, with what it folded
 
@@ -107,8 +114,14 @@ class _Room:
     def __len__(self) -> int:
         return len(self.unproven) + len(self.proven)
 
-    def oldest(self) -> Hashable:
-        return next(iter(self.unproven or self.proven))
+    def oldest(self, cap: int) -> Hashable:
+        """The entry a full room of `cap` evicts. Proven entries go last only while they
+        hold at most half of it: with psk.txt's `*` anyone proves exchanges from addresses of
+        its own, and a room full of those would leave a real peer's fresh exchange the one
+        that each forged first message evicts."""
+        if self.unproven and len(self.proven) <= cap // 2:
+            return next(iter(self.unproven))
+        return next(iter(self.proven or self.unproven))
 
 
 class HalfOpenPool:
@@ -118,9 +131,10 @@ class HalfOpenPool:
 
     An entry is unproven until the peer's second message shows its address receives our
     replies (promote()). A full room evicts its oldest unproven entry, and a proven one only
-    when it holds nothing else: a spoofed flood ages out its own entries, never a peer that
-    answered. admit() names the entry to evict for a new one; the caller tears it down, which
-    calls remove(), and then add()s the new one.
+    when proven ones hold more than half of it: a spoofed flood ages out its own entries, and a
+    peer that answered is shielded from it, yet answering from addresses of one's own cannot
+    shield a whole room. admit() names the entry to evict for a new one; the caller tears it
+    down, which calls remove(), and then add()s the new one.
     """
 
     def __init__(self) -> None:
@@ -138,9 +152,9 @@ class HalfOpenPool:
         room = self._rooms.get(source)
         cap = HALF_OPEN_RESERVED if configured else HALF_OPEN_PER_SOURCE
         if room is not None and len(room) >= cap:
-            return [room.oldest()]
+            return [room.oldest(cap)]
         if not configured and len(self._shared) >= HALF_OPEN_SHARED:
-            return [self._shared.oldest()]
+            return [self._shared.oldest(HALF_OPEN_SHARED)]
         return []
 
     def add(self, entry: Hashable, source: str, configured: bool) -> None:

@@ -61,6 +61,8 @@ IKE_DROP_REASONS = {
     "engine_exceptions": "an IKE datagram that made the engine fail",
     "shed_exchange": "an IKE message of a known exchange, dropped: too many queued",
     "shed_configured": "a first IKE message from a configured peer, dropped: too many queued",
+    "shed_anonymous": "an IKE message of an unauthenticated exchange with an anonymous peer, "
+                      "dropped: too many queued",
     "shed_other": "a first IKE message, dropped: too many queued (a flood?)",
     "ike_send_errors": "an IKE datagram the kernel refused to send",
 }

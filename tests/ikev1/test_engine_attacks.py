@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from ikev1 import crypto
+from ikev1 import crypto, limits
 from ikev1.codec import (
     DeletePayload,
     Header,
@@ -33,6 +33,7 @@ from ikev1.limits import (
 )
 from ikev1.policy import Phase1Proposal, RemotePolicy
 
+from . import harness
 from .harness import PSK, A, B, advance, events, gre_selector, make_config, of_type, pair, pump
 
 ATTACKER_PORT = 31337
@@ -206,6 +207,39 @@ def test_a_proven_exchange_is_never_evicted():
         a.receive_datagram(dgram, pe, lo, 0.2)
     pump(a, b, 0.2)
     assert of_type(events(a), Phase2Up) and of_type(events(b), Phase2Up)
+
+
+def test_exchanges_an_attacker_proves_from_its_own_addresses_shield_no_more_than_half(
+        monkeypatch):
+    """With psk.txt's `*`, anyone completes main mode 3 from an address of its own and so
+    proves its exchange. Proven exchanges filling the shared pool must not leave a real
+    anonymous peer's fresh exchange the only one that each forged first message can evict."""
+    monkeypatch.setattr(limits, "HALF_OPEN_SHARED", 4 * HALF_OPEN_PER_SOURCE)  # fewer DHs
+    b = Engine(make_config(B, A), rng=random.Random(2).randbytes)
+    b.config = replace(_with_anonymous(b.config, modes=("main",)), psk={"*": PSK})
+    for i in range(limits.HALF_OPEN_SHARED):  # the attacker's own addresses, no key needed
+        src = f"198.19.1.{i // HALF_OPEN_PER_SOURCE + 1}"
+        attacker = Engine(make_config(src, B, psk=b"any key"), rng=random.Random(i).randbytes)
+        attacker.initiate(B, 0.0, gre_selector(src), gre_selector(B))
+        for _ in range(2):  # MM1 -> MM2, MM3 -> MM4
+            ((dgram, lo, pe),) = attacker.datagrams_to_send()
+            b.receive_datagram(dgram, pe, lo, 0.0)
+            ((reply, _, _),) = b.datagrams_to_send()
+            attacker.receive_datagram(reply, lo, pe, 0.0)
+    assert {p["state"] for p in b.phase1_sas()} == {"R_MM4"}
+    roaming = "198.19.9.9"  # a real anonymous peer, with the `*` key
+    c = Engine(make_config(roaming, B), rng=random.Random(3).randbytes)
+    c.initiate(B, 0.1, gre_selector(roaming), gre_selector(B))
+    ((mm1, lo, pe),) = c.datagrams_to_send()
+    b.receive_datagram(mm1, pe, lo, 0.1)
+    rng = random.Random(4)
+    for addr in _flood_addresses(HALF_OPEN_PER_SOURCE, rng):  # a few forged first messages
+        b.receive_datagram(_forged(_first_message(), rng), (B, 500), (addr, 500), 0.1)
+    for dgram, local, peer in b.datagrams_to_send():  # main mode 2s to the forged addresses
+        if peer[0] == roaming:
+            c.receive_datagram(dgram, peer, local, 0.1)
+    harness.relay(c, b, 0.1)
+    assert of_type(events(c), Phase2Up)
 
 
 # --- forged and reflected main-mode messages -------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -21,7 +22,7 @@ from ikev1.codec import (
 from ikev1.constants import HEADER_LEN, Exchange, Flag, Payload
 from ikev1.engine import COUNTER_NAMES, Engine
 from ikev1.events import Phase1Up, Phase2Up
-from ikev1.fragment import Reassembler
+from ikev1.fragment import Pool, Reassembler
 from ikev1.sa import Drop
 from ikev1.timers import DeadlineHeap
 
@@ -111,7 +112,7 @@ def test_reassembly_in_any_order(order):
         pieces.reverse()
     elif order == "shuffled":
         random.Random(4).shuffle(pieces)
-    got = [r.add("k", "sa", False, p, 0.0) for p in pieces]
+    got = [r.add("k", "sa", Pool.SA, p, 0.0) for p in pieces]
     assert got[:-1] == [None] * (len(pieces) - 1) and got[-1] == msg
     assert len(r) == 0 and heap.next_time() is None
 
@@ -120,48 +121,48 @@ def test_duplicates_are_dropped_and_a_resent_set_fills_the_gap():
     r, _, counters = _reassembler()
     msg = _message(900)
     first, second, *rest = _set(msg)
-    assert r.add("k", "sa", False, first, 0.0) is None
+    assert r.add("k", "sa", Pool.SA, first, 0.0) is None
     with pytest.raises(Drop) as drop:
-        r.add("k", "sa", False, first, 0.0)
+        r.add("k", "sa", Pool.SA, first, 0.0)
     assert drop.value.counter == "frag_duplicates"
     for p in rest:
-        assert r.add("k", "sa", False, p, 0.0) is None
-    assert r.add("k", "sa", False, second, 0.0) == msg
+        assert r.add("k", "sa", Pool.SA, p, 0.0) is None
+    assert r.add("k", "sa", Pool.SA, second, 0.0) == msg
     assert counters["frag_conflicts"] == 0
 
 
 def test_a_set_that_contradicts_itself_starts_over():
     r, _, counters = _reassembler()
     old, new = _set(_message(900)), _set(_message(700))
-    r.add("k", "sa", False, old[0], 0.0)
-    r.add("k", "sa", False, old[1], 0.0)
+    r.add("k", "sa", Pool.SA, old[0], 0.0)
+    r.add("k", "sa", Pool.SA, old[1], 0.0)
     for p in new:  # the same ID, other bytes under number 1: the old pieces go
-        out = r.add("k", "sa", False, p, 0.0)
+        out = r.add("k", "sa", Pool.SA, p, 0.0)
     assert out == _message(700) and counters["frag_conflicts"] == 1
-    r.add("k", "sa", False, new[0], 0.0)
+    r.add("k", "sa", Pool.SA, new[0], 0.0)
     beyond = FragmentPayload(1, len(new) + 1, False, b"more")
-    r.add("k", "sa", False, new[-1], 0.0)  # the end is known now
-    r.add("k", "sa", False, beyond, 0.0)  # a piece beyond it
+    r.add("k", "sa", Pool.SA, new[-1], 0.0)  # the end is known now
+    r.add("k", "sa", Pool.SA, beyond, 0.0)  # a piece beyond it
     assert counters["frag_conflicts"] == 2 and len(r) == 1
 
 
 def test_too_many_fragments_or_bytes_are_refused():
     r, _, _ = _reassembler()
     with pytest.raises(Drop) as drop:
-        r.add("k", "sa", False, FragmentPayload(1, limits.FRAGMENTS_PER_MESSAGE + 1, True,
+        r.add("k", "sa", Pool.SA, FragmentPayload(1, limits.FRAGMENTS_PER_MESSAGE + 1, True,
                                                 b"x"), 0.0)
     assert drop.value.counter == "frag_oversize" and len(r) == 0
     chunk = b"y" * 1000
     for n in range(1, limits.FRAGMENTED_MESSAGE_BYTES // 1000 + 1):
-        assert r.add("k", "sa", False, FragmentPayload(1, n, False, chunk), 0.0) is None
+        assert r.add("k", "sa", Pool.SA, FragmentPayload(1, n, False, chunk), 0.0) is None
     with pytest.raises(Drop) as drop:
-        r.add("k", "sa", False, FragmentPayload(1, 30, False, chunk), 0.0)
+        r.add("k", "sa", Pool.SA, FragmentPayload(1, 30, False, chunk), 0.0)
     assert drop.value.counter == "frag_oversize" and len(r) == 0
 
 
 def test_an_incomplete_message_is_given_up_at_its_timeout():
     r, heap, counters = _reassembler()
-    r.add("k", "sa", False, _set(_message(900))[0], 10.0)
+    r.add("k", "sa", Pool.SA, _set(_message(900))[0], 10.0)
     assert heap.next_time() == 10.0 + limits.REASSEMBLY_TIMEOUT_S
     assert heap.pop_due(10.0 + limits.REASSEMBLY_TIMEOUT_S - 0.1) == []
     (due,) = heap.pop_due(10.0 + limits.REASSEMBLY_TIMEOUT_S)
@@ -173,16 +174,16 @@ def test_buffers_are_bounded_per_room_and_in_all_and_first_messages_apart():
     r, _, counters = _reassembler()
     piece = FragmentPayload(1, 1, False, b"z")
     for i in range(limits.REASSEMBLIES_PER_SA + 3):
-        r.add(("sa", i), "one SA", False, piece, float(i))
+        r.add(("sa", i), "one SA", Pool.SA, piece, float(i))
     assert len(r) == limits.REASSEMBLIES_PER_SA
     assert counters["frag_evicted"] == 3
     for i in range(limits.REASSEMBLIES_FIRST + 10):  # a flood of first messages, one per source
-        r.add(("first", i), f"source {i}", True, piece, 0.0)
+        r.add(("first", i), f"source {i}", Pool.FIRST, piece, 0.0)
     assert len(r) == limits.REASSEMBLIES_PER_SA + limits.REASSEMBLIES_FIRST
     held = [("sa", i) for i in range(limits.REASSEMBLIES_PER_SA + 3)]
     assert sum(r._live.get(k) is not None for k in held) == limits.REASSEMBLIES_PER_SA
     for i in range(limits.REASSEMBLIES + 5):
-        r.add(("many", i), f"SA {i}", False, piece, 0.0)
+        r.add(("many", i), f"SA {i}", Pool.SA, piece, 0.0)
     assert len(r) == limits.REASSEMBLIES + limits.REASSEMBLIES_FIRST
     r.discard_room("SA 300")  # not there: nothing happens
     r.discard_room(f"SA {limits.REASSEMBLIES + 4}")
@@ -362,7 +363,7 @@ def test_a_flood_of_forged_first_fragments_leaves_an_exchange_in_fragments_alone
                                  rng.randbytes(rng.randrange(1, 100)))
         b.receive_datagram(_frag_dgram(rng.randbytes(8), bytes(8), forged), (B, 500), (A, 500),
                            0.0)
-        assert len(b._reassembly) <= limits.REASSEMBLIES_FIRST_PER_SOURCE
+        assert len(b._reassembly) <= limits.REASSEMBLIES_FIRST_NAMED  # a configured address
     pump(a, b, 0.0)
     assert of_type(events(a), Phase2Up) and of_type(events(b), Phase2Up)
     assert b.counters["internal_errors"] == 0
@@ -384,3 +385,91 @@ def test_mangled_fragments_never_break_the_engine():
     for eng in (a, b):
         assert eng.counters["internal_errors"] == 0, eng.last_internal_error
         assert len(eng._reassembly) <= limits.REASSEMBLIES + limits.REASSEMBLIES_FIRST
+
+
+def _with_anonymous(eng: Engine) -> Engine:
+    """`remote anonymous` beside the peer's own section: first messages from anywhere taken."""
+    (named,) = eng.config.remotes
+    eng.config = replace(eng.config, remotes=(named, replace(named, remote="anonymous",
+                                                             passive=True)))
+    return eng
+
+
+def _interleaved(a: Engine, b: Engine, flood, *, phase: int) -> list:
+    """Carry a's and b's traffic, and after the first fragment of each message a sends in
+    `phase` (1: message 1 of main mode; 2: quick mode), `flood()`'s datagrams to b before the
+    rest of its pieces; the events of both."""
+    for _ in range(40):
+        out = [(eng, x) for eng in (a, b) for x in eng.datagrams_to_send()]
+        if not out:
+            break
+        started = set()
+        for eng, (dgram, local, peer) in out:
+            target = b if eng is a else a
+            hdr = decode_header(dgram)
+            if (eng is a and hdr.next_payload == 132 and (hdr.exchange == Exchange.QUICK)
+                    == (phase == 2) and started):
+                for forged, src in flood():
+                    b.receive_datagram(forged, (B, 500), (src, 500), 0.0)
+                b.datagrams_to_send()
+            target.receive_datagram(dgram, peer, local, 0.0)
+            if eng is a and hdr.next_payload == 132:
+                started.add(hdr.exchange)
+    return events(a) + events(b)
+
+
+def test_a_flood_of_first_fragments_from_anywhere_evicts_no_configured_peers_message():
+    """A fragmented first message from a `remote ADDRESS` peer is reassembled in a room that
+    first fragments from anonymous sources cannot empty, and that a few spoofed from its own
+    address do not empty either."""
+    a, b = _engines("main", "force", "force")
+    _with_anonymous(b)
+    rng = random.Random(21)
+
+    def flood():
+        for i in range(3 * limits.REASSEMBLIES_FIRST):
+            src = f"198.19.{i // 250}.{i % 250 + 1}" if i % 40 else A  # a few "from" a
+            piece = FragmentPayload(rng.randrange(65536), 1, False, rng.randbytes(60))
+            yield _frag_dgram(rng.randbytes(8), bytes(8), piece), src
+
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    evs = _interleaved(a, b, flood, phase=1)
+    assert len(of_type(evs, Phase2Up)) == 2, b.counters
+    assert b.counters["frag_evicted"] > 0  # the flood did fill what it may
+
+
+def test_fragments_under_cookies_anyone_can_get_evict_no_established_sas_message():
+    """An attacker under `remote anonymous` gets the cookies of exchanges it opens from
+    addresses of its own (message 2 tells them) and may fill buffers under them: not those of
+    an ISAKMP SA with an authenticated peer."""
+    a, b = _engines("main", "force", "force")
+    _with_anonymous(b)
+    a.initiate(B, 0.0, gre_selector(A), gre_selector(B))
+    assert len(of_type(_interleaved(a, b, list, phase=1), Phase1Up)) == 2
+    rng = random.Random(22)
+    template = _first_message_whole()
+    opened = []
+    for i in range(limits.REASSEMBLIES):  # half-open exchanges of the attacker's addresses
+        src = f"198.19.{i // 8}.{i % 8 + 1}"
+        b.receive_datagram(rng.randbytes(8) + template[8:], (B, 500), (src, 500), 0.0)
+        ((mm2, _, _),) = b.datagrams_to_send()
+        opened.append((mm2[:16], src))
+
+    def flood():
+        for cookies, src in opened:
+            for _ in range(limits.REASSEMBLIES_PER_SA):
+                piece = FragmentPayload(rng.randrange(65536), 1, False, rng.randbytes(60))
+                yield _frag_dgram(cookies[:8], cookies[8:], piece), src
+
+    a.initiate(B, 1.0, gre_selector(B), gre_selector(A))  # other selectors: a new quick mode
+    evs = _interleaved(a, b, flood, phase=2)
+    assert len(of_type(evs, Phase2Up)) == 2, b.counters
+    assert b.counters["frag_evicted"] > 0
+
+
+def _first_message_whole() -> bytes:
+    """A main mode 1 of an engine that does not fragment, for forgers to copy."""
+    eng = Engine(make_config("198.19.0.1", B), rng=seeded(9))
+    eng.initiate(B, 0.0, gre_selector("198.19.0.1"), gre_selector(B))
+    ((first, _, _),) = eng.datagrams_to_send()
+    return first

@@ -34,12 +34,13 @@ def test_the_header_says_how_urgent_a_datagram_is():
     assert a.ingress_priority(b"\x00" * 12, (A, 500), (B, 500)) == Priority.OTHER  # short
     assert a.ingress_priority(rng.randbytes(8) + mm1[8:], (A, 4500), (B, 4500)) == Priority.OTHER
 
-    # B's real first message, then everything of that exchange, is EXCHANGE from then on
+    # B's real first message ranks as a first message, resent too; the rest of that exchange is
+    # EXCHANGE (B is a configured peer)
     b.initiate(A, 0.0, gre_selector(B), gre_selector(A))
     ((b_mm1, _, _),) = b.datagrams_to_send()
     assert a.ingress_priority(b_mm1, (A, 500), (B, 500)) == Priority.CONFIGURED
     a.receive_datagram(b_mm1, (A, 500), (B, 500), 0.0)
-    assert a.ingress_priority(b_mm1, (A, 500), (B, 500)) == Priority.EXCHANGE  # a resend
+    assert a.ingress_priority(b_mm1, (A, 500), (B, 500)) == Priority.CONFIGURED  # a resend too
     ((mm2, _, _),) = a.datagrams_to_send()
     b.receive_datagram(mm2, (B, 500), (A, 500), 0.0)
     ((mm3, _, _),) = b.datagrams_to_send()
@@ -63,7 +64,8 @@ def test_the_queue_gives_the_most_urgent_first_and_sheds_the_oldest_when_full():
     for i in range(72):
         q.push(i.to_bytes(2, "big"), (A, 500), (B, 500))
     assert len(q) == QUEUE_LIMITS[Priority.OTHER] + 2
-    assert q.shed == {"exchange": 0, "configured": 0, "other": 70 - QUEUE_LIMITS[Priority.OTHER]}
+    assert q.shed == {"exchange": 0, "configured": 0, "anonymous": 0,
+                      "other": 70 - QUEUE_LIMITS[Priority.OTHER]}
     popped = [int.from_bytes(q.pop()[0], "big") for _ in range(len(q))]
     assert popped[:2] == [71, 70]  # EXCHANGE, then CONFIGURED
     assert popped[2:] == list(range(70 - QUEUE_LIMITS[Priority.OTHER], 70))  # the newest kept
@@ -117,3 +119,36 @@ def test_a_tunnel_comes_up_while_forged_first_messages_arrive_ten_times_faster_t
         assert flooded <= quiet + 2, (initiator, quiet, flooded)
         # in arrival order, the same flood holds every real message behind it
         assert _bring_up_under_flood(initiator, forged, from_peer, sort=False) is None, initiator
+
+
+def test_a_flood_cannot_take_the_rank_of_the_exchanges_the_engine_holds():
+    """EXCHANGE is the queue of messages that a configured or authenticated peer's exchange
+    needs (message 3 and on, quick modes, DPD acks); a flood that reached it would shed them.
+    Neither a blind spoofer repeating a first message a has answered (to the address it forged)
+    nor an attacker under the cookies of an exchange it opened from its own address (it got
+    message 2) may reach it, nor anyone under another address's cookies."""
+    a = _anonymous_too(A, B)
+    rng = random.Random(9)
+    for source, rank in ((B, Priority.CONFIGURED), (STRANGER, Priority.OTHER)):
+        forged = _forged(_first_message(source=source, dest=A), rng)
+        a.receive_datagram(forged, (A, 500), (source, ATTACKER_PORT), 0.0)
+        assert a.datagrams_to_send(), source  # answered: the exchange is held
+        for _ in range(3):  # the same message again and again: no more urgent than the first
+            assert a.ingress_priority(forged, (A, 500), (source, ATTACKER_PORT)) == rank, source
+
+    # from the attacker's own address, with no key for a: it got message 2, so it knows both
+    # cookies of an exchange a holds for an address only `remote anonymous` takes
+    keyless = Engine(make_config(STRANGER, A, psk=b"not a key"), rng=seeded(4))
+    keyless.initiate(A, 0.0, gre_selector(STRANGER), gre_selector(A))
+    ((mm1, _, _),) = keyless.datagrams_to_send()
+    a.receive_datagram(mm1, (A, 500), (STRANGER, 500), 0.0)
+    ((mm2, _, _),) = a.datagrams_to_send()
+    keyless.receive_datagram(mm2, (STRANGER, 500), (A, 500), 0.0)
+    ((mm3, _, _),) = keyless.datagrams_to_send()
+    rank = a.ingress_priority(mm3, (A, 500), (STRANGER, 500))
+    assert Priority.CONFIGURED < rank < Priority.OTHER  # above first messages, below the rest
+    assert a.ingress_priority(mm3, (A, 500), (B, 500)) == Priority.OTHER  # not B's exchange
+    q = IngressQueue(a.ingress_priority)
+    for _ in range(2 * QUEUE_LIMITS[Priority.EXCHANGE]):
+        q.push(mm3, (A, 500), (STRANGER, 500))
+    assert q.shed["exchange"] == 0
