@@ -8,7 +8,8 @@ send where and what happened:
   IPv4 packet (header included) a raw socket received: ESP (protocol 50), ESP in UDP to the
   NAT-T port (RFC 3948), or plain GRE (47); `from_wire6(src, dst, proto, payload, now)`, the
   same over IPv6, whose raw sockets give the payload and the addresses apart;
-- control: `install`, `remove`, `flush`, `apply_setkey`, `set_tunnels`, `set_device` (the IKE
+- control: `install`, `install_inbound` (a responder's inbound SA before its pair) and
+  `withdraw_inbound`, `remove`, `flush`, `apply_setkey`, `set_tunnels`, `set_device` (the IKE
   process's messages), `handle_timer(now)` once `get_timer()` is due (lifetimes);
 - out: `esp_out`, `udp_out`, `gre_out` and `esp6_out`, `gre6_out`: lists of
   `(datagram, (address, 0))` for the raw IPv4 and IPv6 sockets (the kernel adds the IP header;
@@ -291,12 +292,10 @@ class ForwardingCore:
         self._refresh_policies()
 
     def install(self, specs: tuple[SaSpec, ...], now: float) -> None:
-        """The SAs of one negotiation, then what waited for them."""
+        """The SAs of one negotiation, then what waited for them. An inbound SA installed
+        early (install_inbound) is kept as it is."""
         self.state.install(specs, now)
-        self._ports_matter = self._ports_matter or any(
-            port for spec in specs for _net, _proto, port in spec.selectors)
-        if any(spec.generate_policy for spec in specs):
-            self._refresh_policies()
+        self._took(specs)
         for t in self.tunnels:
             if t.queue and t.out_action == "ipsec":
                 sa = self._out_sa(t)
@@ -309,6 +308,27 @@ class ForwardingCore:
                 queued, pending.queue = pending.queue, []
                 for packet in queued:
                     self._route(packet, now)
+
+    def install_inbound(self, spec: SaSpec, now: float) -> None:
+        """A responder's inbound SA before its pair (quick mode's message 2 sent): the
+        initiator's first packets under the pair open here instead of dropping as an unknown
+        SPI. With generate_policy its `in` policy comes along, which a tunnel-mode packet
+        is checked against; the `out` one waits for the pair, as the outbound SA does."""
+        self.state.install_early(spec, now)
+        self._took((spec,))
+
+    def withdraw_inbound(self, spi: int) -> None:
+        """The early inbound SA whose pair did not come (nothing if the pair took it)."""
+        generated = len(self.state.generated)
+        if self.state.withdraw(spi) and len(self.state.generated) != generated:
+            self._refresh_policies()
+
+    def _took(self, specs: tuple[SaSpec, ...]) -> None:
+        """After SAs came: port selectors to honour from now on, generated policies."""
+        self._ports_matter = self._ports_matter or any(
+            port for spec in specs for _net, _proto, port in spec.selectors)
+        if any(spec.generate_policy for spec in specs):
+            self._refresh_policies()
 
     def remove(self, spi: int, direction: str | None = None) -> None:
         generated = len(self.state.generated)

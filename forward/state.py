@@ -129,6 +129,9 @@ class SadState:
         # hold each; a policy goes with the last of them
         self.generated: dict[tuple, Policy] = {}
         self.generated_for: dict[EspSA, tuple] = {}
+        # a responder's inbound SAs live before their pair (ikev1 InboundReady), by SPI, with
+        # the spec each came with: the pair's install takes the SA as it is
+        self.early: dict[int, tuple[EspSA, SaSpec]] = {}
         self.generation = 0
 
     def replace_setkey(self, spd: SPD, manual: list[EspSA]) -> None:
@@ -155,32 +158,64 @@ class SadState:
 
     def install(self, specs: Iterable[SaSpec], now: float) -> list[EspSA]:
         """The SAs of one negotiation (an inbound and an outbound one), paired so that a
-        two-length ICV (esp.sa) is settled by the peer's first packet."""
+        two-length ICV (esp.sa) is settled by the peer's first packet. An inbound SA live
+        since install_early() with the same spec stays the same object: what it opened, its
+        replay window and its lifetime go on."""
         sas = []
         for spec in specs:
-            k = spec.keys
-            sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
-                       direction=spec.direction,
-                       lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now,
-                       mode=spec.mode)
-            group = None
-            if spec.direction == "out":
-                if spec.encap is not None:
-                    self.udp_ports[sa] = udp.ports(*spec.encap)
-                group = outbound_selector(spec)
-            else:
-                selector = inbound_selector(spec)
-                if selector is not None:
-                    self.selectors[sa] = selector
-            if spec.generate_policy and spec.selectors:
-                self._generate(sa, generated_policy(spec))
-            self.add(sa, manual=False, group=group)
-            sas.append(sa)
+            held = self.early.pop(spec.keys.spi, None) if spec.direction == "in" else None
+            if held is not None and held[1] == spec:
+                sas.append(held[0])
+                continue
+            if held is not None:  # not the SA the pair names: it goes
+                self.discard(held[0])
+            sas.append(self._negotiated(spec, now))
         inbound = [sa for sa in sas if sa.direction == "in"]
         outbound = [sa for sa in sas if sa.direction == "out"]
         if len(inbound) == 1 and len(outbound) == 1:
             inbound[0].pair_with(outbound[0])
         return sas
+
+    def install_early(self, spec: SaSpec, now: float) -> EspSA:
+        """A responder's inbound SA before its pair (quick mode's message 2 sent): it opens
+        what the initiator sends under the pair at once, until install() takes it or
+        withdraw() removes it. One of the same SPI already held is replaced."""
+        if spec.direction != "in":
+            raise ValueError("only an inbound SA is installed before its pair")
+        self.withdraw(spec.keys.spi)
+        sa = self._negotiated(spec, now)
+        self.early[spec.keys.spi] = (sa, spec)
+        return sa
+
+    def withdraw(self, spi: int) -> bool:
+        """The inbound SA of install_early() whose pair did not come; False when there is none
+        (the pair took it, or it expired or was flushed). A paired SA is never touched."""
+        held = self.early.pop(spi, None)
+        if held is None:
+            return False
+        self.discard(held[0])
+        return True
+
+    def _negotiated(self, spec: SaSpec, now: float) -> EspSA:
+        """One direction of a negotiated SA, made and in the SAD, with what it needs beside."""
+        k = spec.keys
+        sa = EspSA(k.spi, k.src, k.dst, k.enc_alg, k.enc_key, k.auth_alg, k.auth_key,
+                   direction=spec.direction,
+                   lifetime=_lifetime(spec.lifetime_s, spec.lifetime_bytes), now=now,
+                   mode=spec.mode)
+        group = None
+        if spec.direction == "out":
+            if spec.encap is not None:
+                self.udp_ports[sa] = udp.ports(*spec.encap)
+            group = outbound_selector(spec)
+        else:
+            selector = inbound_selector(spec)
+            if selector is not None:
+                self.selectors[sa] = selector
+        if spec.generate_policy and spec.selectors:
+            self._generate(sa, generated_policy(spec))
+        self.add(sa, manual=False, group=group)
+        return sa
 
     def udp_ports_of(self, sa: EspSA | None) -> bytes | None:
         """The UDP ports of a UDP-encapsulated outbound SA (RFC 3948), None for plain ESP."""
@@ -196,6 +231,8 @@ class SadState:
         self.generated[key] = self.spd.add(policy)
 
     def _forget(self, sa: EspSA) -> None:
+        if self.early.get(sa.spi, (None,))[0] is sa:
+            del self.early[sa.spi]
         self.udp_ports.pop(sa, None)
         self.selectors.pop(sa, None)
         key = self.generated_for.pop(sa, None)
@@ -228,6 +265,7 @@ class SadState:
                 self.spd.remove(policy.spid)
         self.generated.clear()
         self.generated_for.clear()
+        self.early.clear()
         self.manual.clear()
         self.generation += 1
 

@@ -27,7 +27,15 @@ from .codec import (
     encode_payloads,
 )
 from .constants import NON_ESP_MARKER, Exchange, Flag, Payload
-from .events import Event, NegotiationFailed, Phase1Down, Refused, SaDeleted, SaExpired
+from .events import (
+    Event,
+    InboundWithdrawn,
+    NegotiationFailed,
+    Phase1Down,
+    Refused,
+    SaDeleted,
+    SaExpired,
+)
 from .fragment import Pool, Reassembler, Reassembly
 from .ids import address_selector
 from .informational import InformationalMixin
@@ -240,6 +248,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             if not sa.replaced and (sa.local_sel, sa.remote_sel, sa.suite.mode) == (
                     local, remote, mode):
                 return
+        if self._responding(peer_address, local, remote, mode):
+            return
         self._acquire(peer_address, now, local_selector, remote_selector, mode, None)
 
     def initiate_phase1(self, peer_address: str, now: float) -> None:
@@ -492,6 +502,9 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         qx.p1.quicks.pop(qx.msgid, None)
         self._spis_pending.discard(qx.spi_in)
         self._timers.forget(qx)
+        if qx.early_inbound is not None:  # it ends without its pair: so does its inbound SA
+            qx.early_inbound = None
+            self._emit(InboundWithdrawn(qx.p1.peer, qx.spi_in))
         return True
 
     def _add_p2(self, sa: Phase2SA) -> None:
@@ -526,6 +539,19 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
     def _drop_acquires(self, peer_address: str) -> list[Acquire]:
         self._timers.forget(("acquires", peer_address))
         return self._acquires.pop(peer_address, [])
+
+    def _responding(self, peer_address: str, local: TrafficSelector, remote: TrafficSelector,
+                    mode: str) -> bool:
+        """Whether the peer's quick mode for these selectors waits for its message 3, its
+        inbound SA live: the pair is coming, and what our side sends before it (a reply to
+        the peer's first packets) waits in the data plane rather than start a second pair
+        (racoon ignores an acquire whose policy has a phase 2 under way, getph2byspid())."""
+        for p1 in self._peer_p1(peer_address):
+            for qx in p1.quicks.values():
+                if (qx.early_inbound is not None and qx.mode == mode
+                        and self._selectors(qx) == (local, remote)):
+                    return True
+        return False
 
     def _initiating_with(self, peer_address: str) -> Phase1SA | None:
         record = self._peers.get(peer_address)

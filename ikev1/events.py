@@ -65,6 +65,36 @@ class Phase2Up:
 
 
 @dataclass(frozen=True)
+class InboundReady:
+    """Responder: quick mode's message 2 is sent, after a HASH(1) that proved message 1, and
+    the inbound SA of the pair to come is live from now on. The initiator installs its pair
+    and sends when it sends message 3, so its first packets may arrive before message 3 is
+    handled here. Then Phase2Up with the same inbound keys (the shell keeps the SA installed
+    now, counters and replay window included), or InboundWithdrawn. Never an outbound SA:
+    nothing is sent under the pair before HASH(3) is checked."""
+
+    peer: tuple[str, int]
+    inbound: EspKeys  # peer -> us; SPI chosen by us
+    mode: str  # "transport" | "tunnel"
+    lifetime_s: int
+    lifetime_kb: int | None
+    # (local, remote), each (network, protocol, port): Phase2Up's selectors
+    selectors: tuple[tuple[str, int, int], tuple[str, int, int]]
+    encap_ports: tuple[int, int] | None = None  # (local, peer) UDP ports of ESP in UDP
+    generated_policy: bool = False  # as Phase2Up's: the `in` policy comes with this SA
+
+
+@dataclass(frozen=True)
+class InboundWithdrawn:
+    """The quick mode of an InboundReady ended without its pair (the phase-2 timeout, its
+    ISAKMP SA gone, a flush, a refusal): that inbound SA leaves the data plane. The reason is
+    the NegotiationFailed that follows, when there is one."""
+
+    peer: tuple[str, int]
+    spi_in: int
+
+
+@dataclass(frozen=True)
 class SaExpired:
     """A phase-2 SA pair reached its hard lifetime; the data plane removes it."""
 
@@ -108,5 +138,5 @@ class Refused:
     folded: int
 
 
-Event = (Phase1Up | Phase1Down | Phase2Up | SaExpired | SaDeleted | PeerDead | NegotiationFailed
-         | Refused)
+Event = (Phase1Up | Phase1Down | Phase2Up | InboundReady | InboundWithdrawn | SaExpired
+         | SaDeleted | PeerDead | NegotiationFailed | Refused)

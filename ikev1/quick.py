@@ -25,7 +25,7 @@ from .codec import (
     encode_payloads,
 )
 from .constants import Exchange, Flag, Notify, Proto
-from .events import EspKeys, Phase2Up
+from .events import EspKeys, InboundReady, Phase2Up
 from .ids import (
     address_selector,
     find_route,
@@ -203,6 +203,7 @@ class QuickMixin:
         h2 = crypto.qm_hash2(p1.suite.hash, p1.keys.skeyid_a, qx.msgid, qx.ni_b, rest)
         self._send_quick(qx, [HashPayload(h2), *out], now, expect_reply=True)
         self._schedule(qx)
+        self._inbound_ready(qx)
 
     def _r_qm1_reply(self: Engine, qx: QuickExchange, payloads: list) -> list:
         """Choose a proposal for a peer's quick mode; the reply's payloads after HASH(2)."""
@@ -379,21 +380,50 @@ class QuickMixin:
 
     # --- install ---------------------------------------------------------------------
 
-    def _install(self: Engine, qx: QuickExchange, now: float) -> None:
-        """KEYMAT per direction (RFC 2409 §5.5) and the Phase2Up event."""
+    def _esp_keys(self: Engine, qx: QuickExchange, spi: int, src: str, dst: str) -> EspKeys:
+        """KEYMAT of one direction (RFC 2409 §5.5): both nonces, the SPI and, with PFS, g^xy."""
         p1, suite = qx.p1, qx.suite
         assert p1.suite is not None and p1.keys is not None and suite is not None
-        local_sel = qx.local_sel or address_selector(p1.local[0])
-        remote_sel = qx.remote_sel or address_selector(p1.peer[0])
+        enc, auth = crypto.esp_keys(p1.suite.hash, p1.keys.skeyid_d, spi, qx.ni_b, qx.nr_b,
+                                    suite.enc_alg, suite.enc_key_len, suite.auth_alg, qx.gxy)
+        return EspKeys(spi, src, dst, suite.enc_alg, enc, suite.auth_alg, auth)
 
-        def keys(spi: int, src: str, dst: str) -> EspKeys:
-            enc, auth = crypto.esp_keys(p1.suite.hash, p1.keys.skeyid_d, spi, qx.ni_b, qx.nr_b,
-                                        suite.enc_alg, suite.enc_key_len, suite.auth_alg, qx.gxy)
-            return EspKeys(spi, src, dst, suite.enc_alg, enc, suite.auth_alg, auth)
+    def _selectors(self: Engine, qx: QuickExchange) -> tuple[TrafficSelector, TrafficSelector]:
+        """(local, remote) the pair carries: the IDs, or without IDs the two IKE addresses."""
+        p1 = qx.p1
+        return (qx.local_sel or address_selector(p1.local[0]),
+                qx.remote_sel or address_selector(p1.peer[0]))
 
-        inbound = keys(qx.spi_in, p1.peer[0], p1.local[0])
-        outbound = keys(qx.spi_out, p1.local[0], p1.peer[0])
-        qx.gxy = None
+    def _encapsulation(self: Engine, p1: Phase1SA) -> tuple[str, tuple[int, int] | None]:
+        """ESP in UDP (RFC 3948) once a NAT is detected, with (our port, the peer's)."""
+        if self._nat_detected(p1):
+            return "udp", (p1.local[1], p1.peer[1])
+        return "none", None
+
+    def _inbound_ready(self: Engine, qx: QuickExchange) -> None:
+        """Responder, message 2 sent: the inbound SA goes live now. HASH(1) proved message 1
+        under the ISAKMP SA, and its KEYMAT needs nothing message 3 brings; the initiator
+        sends under the pair as soon as it has sent message 3, which can be handled here
+        after its first packets arrive. The outbound SA waits for HASH(3)."""
+        p1, suite = qx.p1, qx.suite
+        assert suite is not None
+        local_sel, remote_sel = self._selectors(qx)
+        qx.early_inbound = self._esp_keys(qx, qx.spi_in, p1.peer[0], p1.local[0])
+        _, ports = self._encapsulation(p1)
+        self._emit(InboundReady(p1.peer, qx.early_inbound, suite.mode, suite.lifetime_s,
+                                suite.lifetime_kb,
+                                (selector_tuple(local_sel), selector_tuple(remote_sel)), ports,
+                                qx.generated_policy))
+
+    def _install(self: Engine, qx: QuickExchange, now: float) -> None:
+        """KEYMAT per direction (RFC 2409 §5.5) and the Phase2Up event; a responder's inbound
+        SA is the one live since message 2."""
+        p1, suite = qx.p1, qx.suite
+        assert p1.suite is not None and p1.keys is not None and suite is not None
+        local_sel, remote_sel = self._selectors(qx)
+        inbound = qx.early_inbound or self._esp_keys(qx, qx.spi_in, p1.peer[0], p1.local[0])
+        outbound = self._esp_keys(qx, qx.spi_out, p1.local[0], p1.peer[0])
+        qx.gxy = qx.early_inbound = None  # the pair has taken the early SA: no withdrawal
         rekey_of = qx.rekey_of
         if rekey_of is None and not qx.initiator:
             # the peer renews a pair it began; a pair we began is a collision, not a rekey
@@ -412,9 +442,8 @@ class QuickMixin:
                               now + SOFT_FRACTION * life, now + life,
                               ids=(qx.local_sel, qx.remote_sel), owner=p1))
         p1.phase2_count += 1
-        udp = self._nat_detected(p1)
-        self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode,
-                            "udp" if udp else "none", (p1.local[1], p1.peer[1]) if udp else None,
+        encap, ports = self._encapsulation(p1)
+        self._emit(Phase2Up(p1.peer, p1.local, inbound, outbound, suite.mode, encap, ports,
                             life, suite.lifetime_kb, selector_tuple(local_sel),
                             selector_tuple(remote_sel), suite.pfs_group, qx.initiator,
                             rekey_of, qx.generated_policy))

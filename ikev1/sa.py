@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .codec import IdPayload, SaPayload
 from .crypto import DHPrivate, Phase1Keys
+from .events import EspKeys
 from .policy import Phase2Policy, RemotePolicy, TrafficSelector
 from .proposals import Phase1Suite, Phase2Suite
 from .states import Phase1State, QuickState
@@ -153,6 +154,9 @@ class QuickExchange:
     proposals_sa: SaPayload | None = None
     forget_at: float | None = None  # a finished exchange is kept to answer duplicates
     connected_wait: bool = False  # commit bit: Phase2Up waits for CONNECTED (RFC 2408 §3.1)
+    # responder: the inbound SA made live with message 2 (InboundReady) until the pair takes
+    # it at message 3; still set when the exchange ends, it is withdrawn
+    early_inbound: EspKeys | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)

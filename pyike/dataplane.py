@@ -5,9 +5,11 @@ packet. It owns the TUN devices (the `gre` blocks' and the tunnel-mode device wi
 the raw ESP, UDP and GRE sockets of both address families, the control pipe and the selector,
 and decides nothing: what it reads goes into the core, what the core queues goes out.
 
-The IKE process sends `install`, `remove`, `setkey`, `tunnels`, `device`, `flush`, `log_level`,
-`query` and `stop` messages; this process answers queries and reports the core's events:
-`acquire` (an outbound policy needs an SA) and `expire` (an SA reached a soft or hard lifetime).
+The IKE process sends `install`, `install-inbound` and `withdraw` (a responder's inbound SA
+before its pair, and its removal when the pair does not come), `remove`, `setkey`, `tunnels`,
+`device`, `flush`, `log_level`, `query` and `stop` messages; this process answers queries and
+reports the core's events: `acquire` (an outbound policy needs an SA) and `expire` (an SA
+reached a soft or hard lifetime).
 
 The tunnel-mode device is routed for the remote network of every outbound esp/tunnel policy
 (with a preferred source address of ours inside the policy's local network, where we have
@@ -264,6 +266,10 @@ class DataPlane:
             self.core.install(specs, now)
             if any(spec.generate_policy for spec in specs):
                 self._sync_routes()
+        elif verb == "install-inbound":  # a responder's inbound SA, before its pair
+            self.core.install_inbound(msg[1], now)
+        elif verb == "withdraw":  # that SA, when its pair did not come
+            self.core.withdraw_inbound(msg[1])
         elif verb == "remove":
             self.core.remove(msg[1], msg[2])
             self._sync_routes()  # a generated policy may have gone with the SA

@@ -62,6 +62,15 @@ class EventHandler:
             self._hook("phase1_down", None, e.peer, "")
         elif isinstance(e, ev.Phase2Up):
             self._install(e)
+        elif isinstance(e, ev.InboundReady):  # the pair's Phase2Up keeps this SA
+            self.send("install-inbound", sa_spec(e, e.inbound, "in"))
+            log.debug("IPsec-SA inbound ready before its pair: ESP/%s %s->%s spi=%d(0x%08x)",
+                      e.mode.capitalize(), e.inbound.src, e.inbound.dst, e.inbound.spi,
+                      e.inbound.spi)
+        elif isinstance(e, ev.InboundWithdrawn):
+            self.send("withdraw", e.spi_in)
+            log.debug("IPsec-SA inbound withdrawn, no pair came: ESP spi=%d(0x%08x)", e.spi_in,
+                      e.spi_in)
         elif isinstance(e, ev.SaExpired | ev.SaDeleted):
             pair = self.pairs.get(e.spi_in)
             self._uninstall(e.spi_in, e.spi_out)
@@ -94,11 +103,7 @@ class EventHandler:
     def _install(self, e: ev.Phase2Up) -> None:
         self.live.counters["phase2_up"] += 1
         encap = e.encap_ports if e.encapsulation == "udp" else None
-        kb = e.lifetime_kb or 0
-        generate = getattr(e, "generated_policy", False)
-        specs = tuple(SaSpec(keys, direction, e.lifetime_s, kb * 1024, e.peer,
-                             (e.local_selector, e.remote_selector), encap, e.mode, generate)
-                      for keys, direction in ((e.inbound, "in"), (e.outbound, "out")))
+        specs = (sa_spec(e, e.inbound, "in"), sa_spec(e, e.outbound, "out"))
         self.send("install", specs)  # one message: forwarding never sees half a pair
         ports = {e.inbound.spi: encap[::-1], e.outbound.spi: encap} if encap else {}
         for keys in (e.inbound, e.outbound):
@@ -145,3 +150,16 @@ class EventHandler:
         """Our IKE end towards `peer`, for events that name only the peer's."""
         local = self.live.local_for(peer)
         return (local, self.live.config.engine.isakmp_port) if local else None
+
+
+def sa_spec(e: ev.Phase2Up | ev.InboundReady, keys: ev.EspKeys, direction: str) -> SaSpec:
+    """One direction of an event's SA as the forwarding process installs it. The inbound one
+    of an InboundReady and of the Phase2Up after it come out equal, which is how the
+    forwarding core knows to keep the SA it has."""
+    if isinstance(e, ev.Phase2Up):
+        selectors = (e.local_selector, e.remote_selector)
+        encap = e.encap_ports if e.encapsulation == "udp" else None
+    else:
+        selectors, encap = e.selectors, e.encap_ports
+    return SaSpec(keys, direction, e.lifetime_s, (e.lifetime_kb or 0) * 1024, e.peer, selectors,
+                  encap, e.mode, getattr(e, "generated_policy", False))

@@ -1,8 +1,8 @@
 """The IKE process's side of the pipe to the forwarding process (pyike.dataplane).
 
-Sent: SA installs and removals, setkey files, tunnels, the log level, queries; each query or
-run carries an id the forwarding process answers with `("reply", id, data)`. Received: acquires,
-lifetime expiries, replies and errors.
+Sent: SA installs and removals (a responder's inbound SA also before its pair), setkey files,
+tunnels, the log level, queries; each query or run carries an id the forwarding process answers
+with `("reply", id, data)`. Received: acquires, lifetime expiries, replies and errors.
 """
 
 from __future__ import annotations

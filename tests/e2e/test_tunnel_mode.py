@@ -234,9 +234,10 @@ def test_a_responder_with_generate_policy_needs_no_policy_of_its_own(topo):
                                              "exchange_mode main;\n        generate_policy on;"))
     for r in topo.routers.values():
         r.start()
-    # The first pings start quick mode. Those a sends once its SAs are in can reach b before b
-    # has installed its own (from a's last message, RFC 2409 §5.5) and made its route back, and
-    # are lost, as with kernel IPsec: so the tunnel first, then every ping answered.
+    # The first pings start quick mode. Those a sends once its SAs are in reach b through its
+    # inbound SA, live since message 2, but b's answers before its pair and its route back
+    # (from a's last message, RFC 2409 §5.5) are lost: so the tunnel first, then every ping
+    # answered.
     first_pings(topo)
     out = topo.ping(count=3, interval=0.3, deadline=30)
     assert " 0% packet loss" in out.stdout, out.stdout + log_of(b)[-3000:]
