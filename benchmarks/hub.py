@@ -480,8 +480,8 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
     print(report.table(
         f"hub: every spoke sends to the hub's LAN host at once, {how}, {rounds} round(s) of "
         f"{seconds} s (offered: the spokes' tun0 tx; delivered: the hub's lan0 into its LAN "
-        "host; CPU-us/packet: the hub's forwarding process, per packet through its LAN "
-        "interface)",
+        "host; CPU-us/packet: the hub's forwarding process, per packet in or out of its "
+        "tunnels)",
         ["spokes", "test", "unit", "offered", "delivered", "min-max", "deliv/offered",
          "loss %", "at spokes %", "at hub %", "hub CPU-us/packet", "min-max", "failed senders"],
         rows,
@@ -508,8 +508,9 @@ def summarize(points: dict[int, dict], tests: list[str], rounds: int, seconds: i
             print(f"  {n} spoke{plural}: all reached the hub's LAN host {p['bringup_s']} s "
                   f"after the start; {daemons} pyike daemons, {p['pss_bytes'] / 2**20:.0f} MiB "
                   f"PSS ({p['pss_bytes'] / daemons / 2**20:.1f} MiB each)")
-    print("  CPU-us/packet: utime+stime from /proc over the hub's lan0 rx+tx packets. Loss at "
-          "the spokes: tun0 tx not on wan0; at the hub: the spokes' wan0 tx not on its lan0.")
+    print("  CPU-us/packet: utime+stime from /proc over the hub's br0 rx+tx packets (its "
+          "tunnels'). Loss, UDP only: at the spokes, tun0 tx not on wan0; at the hub, the "
+          "spokes' wan0 tx not on its lan0.")
     print(f"  CPUs: {pinning}.")
     plots = []
     if measured:
