@@ -8,7 +8,8 @@ Sans-I/O: `coalesce()` takes what the forwarding core queued for the devices, in
 returns what to write, each packet with its virtio-net header. Only segments that Linux's own
 GRO would merge are merged (tcp_gro_receive(): same addresses, ports, ACK number, window,
 options and IP fields; contiguous sequence numbers; only ACK, with PSH ending a run; equal
-sizes but for a shorter last one); everything else goes as it came, in the same order.
+sizes but for a shorter last one; each segment's checksum verified first, since the kernel
+trusts the merged packet's); everything else goes as it came, in the same order.
 """
 
 from __future__ import annotations
