@@ -194,8 +194,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             if remote is not None and remote.remote != "anonymous":
                 return Priority.CONFIGURED
             return Priority.OTHER
-        p1 = self._by_cookies.get((icookie, rcookie)) or self._initiating.get(icookie)
-        if p1 is None or p1.peer[0] != peer[0]:
+        p1 = self._p1_of(icookie, rcookie, peer[0])
+        if p1 is None:
             return Priority.OTHER  # no such SA for this address: dropped at once
         return Priority.EXCHANGE if self._vouched(p1) else Priority.ANONYMOUS  # ikev1.ingress
 
@@ -393,9 +393,8 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
             room = peer[0]
             pool = Pool.FIRST if remote.remote == "anonymous" else Pool.FIRST_NAMED
         else:
-            p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie)) or self._initiating.get(
-                hdr.icookie)
-            if p1 is None or p1.peer[0] != peer[0]:
+            p1 = self._p1_of(hdr.icookie, hdr.rcookie, peer[0])
+            if p1 is None:
                 raise Drop("unknown_sa")
             room, pool = p1, Pool.SA if self._vouched(p1) else Pool.SA_ANONYMOUS
         self.counters["frag_in"] += 1
@@ -420,6 +419,13 @@ class Engine(Phase1Mixin, AggressiveMixin, QuickMixin, InformationalMixin, NattM
         return p1.initiator or p1.established or p1.remote.remote != "anonymous"
 
     # --- the indexes: every piece of state enters and leaves through these ---------------
+
+    def _p1_of(self, icookie: bytes, rcookie: bytes, address: str) -> Phase1SA | None:
+        """The ISAKMP SA or exchange of these cookies (our own first message's, before the
+        responder's cookie was known, by ours alone), if `address` is its peer's: a message
+        under its cookies from anywhere else is not its."""
+        p1 = self._by_cookies.get((icookie, rcookie)) or self._initiating.get(icookie)
+        return p1 if p1 is not None and p1.peer[0] == address else None
 
     def _peer(self, address: str) -> PeerRecord:
         record = self._peers.get(address)

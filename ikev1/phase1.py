@@ -169,8 +169,8 @@ class Phase1Mixin:
             elif not self._is_duplicate(p1.flight, data):  # a repeat gets the same reply
                 raise Drop("unexpected")
             return
-        p1 = self._by_cookies.get((hdr.icookie, hdr.rcookie)) or self._initiating.get(hdr.icookie)
-        if p1 is None or p1.peer[0] != peer[0] or hdr.exchange != _EXCHANGE[p1.exchange]:
+        p1 = self._p1_of(hdr.icookie, hdr.rcookie, peer[0])
+        if p1 is None or hdr.exchange != _EXCHANGE[p1.exchange]:
             raise Drop("unknown_sa")
         if self._is_duplicate(p1.flight, data):
             return
