@@ -115,8 +115,8 @@ class _Run:
 
     def takes(self, seg: _Segment) -> bool:
         first = self.first
-        if not (not self.closed and seg.key == first.key and seg.seq == self.next_seq
-                and seg.size <= first.size and self.total + seg.size <= _MAX_IP_PACKET):
+        if (self.closed or seg.key != first.key or seg.seq != self.next_seq
+                or seg.size > first.size or self.total + seg.size > _MAX_IP_PACKET):
             return False
         # The kernel completes the merged packet's checksum and trusts it, so each segment's
         # own checksum is verified first, as Linux's GRO does: one that fails goes alone, for
